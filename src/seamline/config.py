@@ -1,0 +1,380 @@
+"""Seamline's configuration: one YAML file validated by pydantic, with SEAMLINE_* overrides.
+
+Every error names the file, the field path and what is allowed (see `ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from yarl import URL
+
+DEFAULT_REDACT_HEADERS = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+]
+# Any header whose lower-cased name contains one of these is redacted too.
+DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key"]
+DEFAULT_REDACT_KEYS = ["password", "secret", "token", "card_number", "cvv", "ssn", "iban"]
+DEFAULT_CLICKHOUSE_URL = "chdb:///./.seamline/data"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_MATCH_RE = re.compile(r"^(?:(?P<method>[A-Z]+|\*)\s+)?(?P<path>/\S*)$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Timeouts(_Model):
+    """Per-upstream timeouts in seconds."""
+
+    connect: float = Field(2.0, gt=0, description="TCP/TLS connect timeout.")
+    read: float = Field(10.0, gt=0, description="Max wait for the next chunk of the response.")
+    total: float = Field(30.0, gt=0, description="Whole-exchange deadline, excluding the body stream relay.")
+
+
+class HeaderRedaction(_Model):
+    """Per-upstream header redaction overrides (on top of the default deny-list)."""
+
+    allow: list[str] = Field(default_factory=list, description="Header names never redacted.")
+    deny: list[str] = Field(default_factory=list, description="Extra header names always redacted.")
+
+
+class Upstream(_Model):
+    """An external API Seamline may forward to."""
+
+    base_url: str = Field(description="http(s) URL of the API, e.g. https://api.billing.example")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers added to every upstream request.")
+    allow_private: bool = Field(False, description="Allow loopback/private/link-local targets (tests, internal APIs).")
+    verify_tls: bool = Field(True, description="Verify the upstream's TLS certificate.")
+    ca_bundle: str | None = Field(None, description="Path to a PEM CA bundle for this upstream.")
+    max_connections: int = Field(100, ge=1, description="Connection pool size.")
+    redact_headers: HeaderRedaction = Field(default_factory=HeaderRedaction)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, v: str) -> str:
+        try:
+            url = URL(v)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"not a URL ({e}); use e.g. https://api.example.com") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an absolute http:// or https:// URL with a host, e.g. https://api.example.com")
+        if url.query_string or url.fragment:
+            raise ValueError("must not carry a query or fragment")
+        return v.rstrip("/")
+
+    @property
+    def url(self) -> URL:
+        return URL(self.base_url)
+
+
+class Contract(_Model):
+    """The business contract of a handoff (validated by `seamline.contracts`)."""
+
+    status: list[int] | None = Field(None, description="Expected HTTP status codes.")
+    request_schema: dict[str, Any] | None = Field(None, description="JSON Schema (2020-12) of the request body.")
+    response_schema: dict[str, Any] | None = Field(None, description="JSON Schema (2020-12) of the response body.")
+    assert_: dict[str, str] = Field(
+        default_factory=dict,
+        alias="assert",
+        validation_alias=AliasChoices("assert", "assert_"),
+        description="Named JMESPath assertions over {request, response}; each must be truthy.",
+    )
+    echo: list[str] = Field(default_factory=list, description="Request body fields that must come back in the response body.")
+    extract: dict[str, str] = Field(default_factory=dict, description="External IDs: name -> JMESPath expression.")
+    enforce: Literal["record", "request"] = Field(
+        "record", description="record: only record violations; request: reject a request that breaks its contract with 422."
+    )
+
+
+class HandoffCapture(_Model):
+    max_body_bytes: int | None = Field(None, ge=0, description="Body capture cap for this handoff (default: capture.max_body_bytes).")
+
+
+class Handoff(_Model):
+    """A named step of a workflow: one upstream, one method and path template."""
+
+    upstream: str
+    match: str = Field(description="'METHOD /path/{param}' ('*' or no method matches any method).")
+    safety: Literal["safe_to_repeat", "safe_once", "never_repeat"] = "safe_to_repeat"
+    step: str | None = Field(None, description="Workflow step label (defaults to the handoff name).")
+    contract: Contract | str | None = Field(None, description="Inline contract or a path to a YAML/JSON contract file.")
+    capture: HandoffCapture = Field(default_factory=HandoffCapture)
+
+    @field_validator("match")
+    @classmethod
+    def _check_match(cls, v: str) -> str:
+        m = _MATCH_RE.match(v.strip())
+        if not m:
+            raise ValueError("must look like 'POST /v1/charges' or 'GET /contacts/{id}'")
+        return v.strip()
+
+    @property
+    def method(self) -> str:
+        m = _MATCH_RE.match(self.match)
+        assert m
+        return m.group("method") or "*"
+
+    @property
+    def path_template(self) -> str:
+        m = _MATCH_RE.match(self.match)
+        assert m
+        return m.group("path")
+
+
+class Capture(_Model):
+    max_body_bytes: int = Field(64 * 1024, ge=0, description="Bytes of each body kept for the record.")
+    redact_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_HEADERS))
+    redact_header_parts: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_HEADER_PARTS))
+    redact_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_KEYS), description="JSON keys redacted at any depth.")
+    redact_query: list[str] = Field(
+        default_factory=lambda: ["token", "access_token", "api_key", "apikey", "key", "secret", "password", "signature", "sig"],
+        description="Query parameter names redacted from recorded URLs (plus any containing token/secret/password/key).",
+    )
+
+
+class Server(_Model):
+    host: str = Field("127.0.0.1", description="Proxy listen address (0.0.0.0 in containers).")
+    port: int = Field(8080, ge=0, le=65535)
+    admin_host: str = Field("127.0.0.1", description="Admin listener address (loopback by default).")
+    admin_port: int = Field(9090, ge=0, le=65535)
+    run_id_header: str = Field("X-Run-ID", description="Header carrying the run ID.")
+    max_header_bytes: int = Field(8190, ge=1024, description="Max size of one request header line.")
+    max_request_body_bytes: int | None = Field(None, ge=0, description="Reject larger request bodies with 413 (None: unlimited, streamed).")
+    instance: str | None = Field(None, description="proxy_instance recorded on each event (default: hostname).")
+    client_tokens: dict[str, str] = Field(
+        default_factory=dict, description="Optional: bearer tokens apps must send in X-Seamline-Token, token -> app name."
+    )
+
+
+class Storage(_Model):
+    clickhouse_url: str = Field(
+        DEFAULT_CLICKHOUSE_URL,
+        description="chdb:///path (embedded) or http(s)://user:pass@host:8123/db (ClickHouse server). Env: SEAMLINE_CLICKHOUSE_URL.",
+    )
+    database: str = Field("seamline", description="Database for Seamline's tables (a URL path overrides it).")
+    enabled: bool = Field(True, description="Record handoffs (false: proxy only).")
+    queue_size: int = Field(50_000, ge=1, description="Events held in memory before spilling to the spool.")
+    batch_size: int = Field(2_000, ge=1, description="Rows per insert.")
+    flush_interval_ms: int = Field(500, ge=1, description="Max time an event waits in memory.")
+    spool_dir: str = Field("./.seamline/spool", description="Durable on-disk spool for batches the sink could not take.")
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 16, description="Spool size cap; beyond it events are dropped and counted (loudly).")
+    ttl_days: int = Field(30, ge=1, description="Retention of handoff metadata.")
+    body_ttl_days: int = Field(7, ge=1, description="Retention of captured bodies and headers (<= ttl_days).")
+    cluster: str | None = Field(None, description="ClickHouse cluster name for ReplicatedMergeTree + Distributed DDL.")
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        if scheme not in ("chdb", "http", "https"):
+            raise ValueError("must start with chdb:// (embedded) or http(s):// (ClickHouse server)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_ttls(self) -> "Storage":
+        if self.body_ttl_days > self.ttl_days:
+            raise ValueError("body_ttl_days must be <= ttl_days")
+        return self
+
+
+class Telemetry(_Model):
+    service_name: str = "seamline"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint; defaults to OTEL_EXPORTER_OTLP_ENDPOINT.")
+
+
+class Config(BaseSettings):
+    """The whole of `seamline.yaml`."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="SEAMLINE_",
+        env_nested_delimiter="__",
+    )
+
+    upstreams: dict[str, Upstream] = Field(default_factory=dict)
+    handoffs: dict[str, Handoff] = Field(default_factory=dict)
+    server: Server = Field(default_factory=Server)
+    capture: Capture = Field(default_factory=Capture)
+    storage: Storage = Field(default_factory=Storage)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file.
+        return (env_settings, init_settings)
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstream_names(cls, v: dict[str, Upstream]) -> dict[str, Upstream]:
+        for name in v:
+            if not _NAME_RE.match(name) or "." in name:
+                raise ValueError(f"upstream name {name!r} must be letters, digits, '_' or '-' (it is the first path segment)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> "Config":
+        for name, h in self.handoffs.items():
+            if not _NAME_RE.match(name):
+                raise ValueError(f"handoffs.{name}: name must be letters, digits, '_', '.', '-'")
+            if h.upstream not in self.upstreams:
+                known = ", ".join(sorted(self.upstreams)) or "none configured"
+                raise ValueError(f"handoffs.{name}.upstream: unknown upstream {h.upstream!r} (known: {known})")
+        return self
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for a person: file, field, fix."""
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """Walk `loc` through the model tree and return the field names allowed at the parent."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                field = next((f for f in current.model_fields.values() if f.alias == part), None)
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            # dict[str, Model] or Model | str | None: find the model inside
+            args = getattr(current, "__args__", ())
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not models:
+                return None
+            current = models[0]
+            if str(part) in current.model_fields or any(f.alias == part for f in current.model_fields.values()):
+                current = _field_annotation(current, part)
+    args = getattr(current, "__args__", ())
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return None
+        current = models[0]
+    return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def _field_annotation(model: type[BaseModel], part: Any) -> Any:
+    field = model.model_fields.get(str(part)) or next(f for f in model.model_fields.values() if f.alias == part)
+    return field.annotation
+
+
+_UNION_TAGS = {"Contract", "str", "none", "int", "list[int]", "dict[str,any]"}
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration ({err.error_count()} problem{'s' if err.error_count() != 1 else ''})"]
+    for e in err.errors():
+        if e["type"] == "string_type" and isinstance(e.get("input"), dict):
+            continue  # the `str` branch of `Model | str`: the model branch reports the real problem
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in _UNION_TAGS)))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(Config, loc)
+            hint = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+            lines.append(f"  {path}: {hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  {path}: required field is missing")
+        elif e["type"] == "literal_error":
+            lines.append(f"  {path}: {msg} (got {e.get('input')!r})")
+        else:
+            lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, merge environment overrides, validate. Raises ConfigError with a readable message."""
+    source = str(path) if path is not None else "(defaults)"
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found; pass --config with the path to your seamline.yaml") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{source}: cannot read ({e})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping with keys upstreams, handoffs, server, capture, storage, telemetry")
+        data = loaded
+    data = _merge(data, overrides or {})
+    env_url = os.environ.get("SEAMLINE_CLICKHOUSE_URL")
+    if env_url:
+        data = _merge(data, {"storage": {"clickhouse_url": env_url}})
+    try:
+        cfg = Config(**data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(source, e)) from None
+    base = Path(path).parent if path is not None else Path.cwd()
+    return _resolve_contract_files(cfg, base, source)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _resolve_contract_files(cfg: Config, base: Path, source: str) -> Config:
+    """Replace `contract: path/to/file.yaml` by the parsed Contract."""
+    changed: dict[str, Handoff] = {}
+    for name, h in cfg.handoffs.items():
+        if isinstance(h.contract, str):
+            cpath = (base / h.contract).resolve()
+            where = f"{source}: handoffs.{name}.contract"
+            try:
+                raw = yaml.safe_load(cpath.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"{where}: contract file {cpath} not found; give a path relative to the config file") from None
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{where}: contract file {cpath} is not valid YAML/JSON: {e}") from None
+            try:
+                contract = Contract.model_validate(raw or {})
+            except ValidationError as e:
+                msg = format_validation_error(str(cpath), e)
+                raise ConfigError(f"{where}: {msg}") from None
+            changed[name] = h.model_copy(update={"contract": contract})
+    if not changed:
+        return cfg
+    return cfg.model_copy(update={"handoffs": {**cfg.handoffs, **changed}})
