@@ -1,0 +1,44 @@
+"""The admin listener (loopback by default): health, readiness, Prometheus metrics, run API."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+READINESS: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("readiness", Callable)  # type: ignore[arg-type]
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[READINESS]()
+    return web.Response(
+        status=200 if state.get("ready") else 503,
+        body=orjson.dumps(state),
+        content_type="application/json",
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_admin_app(registry: CollectorRegistry, readiness: Callable[[], dict[str, Any]], store: Any = None) -> web.Application:
+    app = web.Application()
+    app[REGISTRY] = registry
+    app[READINESS] = readiness
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    if store is not None:
+        from seamline.runs_api import setup_routes
+
+        setup_routes(app, store)
+    return app

@@ -1,0 +1,123 @@
+"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+from seamline import __version__
+from seamline.config import ConfigError, load_config
+
+# Subcommands contributed by other modules: module path → exposes add_parsers(subparsers).
+_PLUGINS = ("seamline.record.cli", "seamline.terminal", "seamline.demo.cli")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    server: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        server["port"] = args.port
+    if getattr(args, "admin_port", None) is not None:
+        server["admin_port"] = args.admin_port
+    if getattr(args, "host", None) is not None:
+        server["host"] = args.host
+    return {"server": server} if server else {}
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    from seamline.stages.validate import Validator
+
+    try:
+        Validator(cfg, source=str(args.file))
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(f"{args.file}: OK — {len(cfg.upstreams)} upstream(s), {len(cfg.handoffs)} handoff(s)")
+    print(f"reverse mode: http://{cfg.server.host}:{cfg.server.port}/<upstream>/<path>")
+    for name, up in cfg.upstreams.items():
+        print(f"  /{name}/…  →  {up.base_url}" + ("  (private addresses allowed)" if up.allow_private else ""))
+        for hname, h in cfg.handoffs.items():
+            if h.upstream == name:
+                contract = "contract" if h.contract else "no contract"
+                print(f"      {h.match:<40} {hname}  [{h.safety}, {contract}]")
+        print(f"      {'* (anything else)':<40} {name}.other")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from seamline.logs import setup_logging
+
+    setup_logging(args.log_level)
+    try:
+        cfg = load_config(args.config, overrides=_overrides(args))
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        pass
+    return asyncio.run(_serve(cfg))
+
+
+async def _serve(cfg: Any) -> int:
+    from seamline.sidecar import Sidecar
+
+    sidecar = Sidecar(cfg)
+    try:
+        await sidecar.start()
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"seamline {__version__}: proxy {sidecar.proxy_url}  admin {sidecar.admin_url}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await sidecar.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seamline", description="Observability sidecar for integration handoffs.")
+    p.add_argument("--version", action="version", version=f"seamline {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the proxy and the admin listener")
+    s.add_argument("--config", "-c", default=os.environ.get("SEAMLINE_CONFIG", "seamline.yaml"))
+    s.add_argument("--host", default=None, help="proxy listen address (default from config: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="proxy port (default 8080)")
+    s.add_argument("--admin-port", type=int, default=None, help="admin port (default 9090)")
+    s.add_argument("--log-level", default=os.environ.get("SEAMLINE_LOG_LEVEL", "INFO"))
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check-config", help="validate a config file and print the resolved routes")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+
+    for mod in _PLUGINS:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):
+                continue
+            raise
+        module.add_parsers(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

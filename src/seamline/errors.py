@@ -1,0 +1,84 @@
+"""Typed errors → RFC 9457 problem+json responses with a stable `type`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+PROBLEM_BASE = "https://seamline.dev/problems/"
+
+
+class ProxyError(Exception):
+    status = 500
+    slug = "internal"
+    title = "Internal error"
+    error_class = "internal"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class BadRequest(ProxyError):
+    status, slug, title, error_class = 400, "bad-request", "Malformed request", "bad_request"
+
+
+class Unauthorized(ProxyError):
+    status, slug, title, error_class = 401, "unauthorized", "Unknown or missing Seamline client token", "unauthorized"
+
+
+class Forbidden(ProxyError):
+    status, slug, title, error_class = 403, "forbidden-target", "Target not allowed", "refused"
+
+
+class UnknownUpstream(ProxyError):
+    status, slug, title, error_class = 404, "unknown-upstream", "Unknown upstream", "unknown_upstream"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no upstream named {name!r} is configured; the first path segment must be an upstream name")
+
+
+class PayloadTooLarge(ProxyError):
+    status, slug, title, error_class = 413, "payload-too-large", "Request body too large", "too_large"
+
+
+class ContractRejected(ProxyError):
+    status, slug, title, error_class = 422, "contract-violation", "Request breaks the handoff's contract", "contract"
+
+
+class NotImplementedYet(ProxyError):
+    status, slug, title, error_class = 501, "not-implemented", "Not implemented", "not_implemented"
+
+
+class UpstreamError(ProxyError):
+    status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", "connect"
+
+    def __init__(self, detail: str, error_class: str) -> None:
+        super().__init__(detail)
+        self.error_class = error_class
+
+
+class UpstreamTimeout(ProxyError):
+    status, slug, title, error_class = 504, "upstream-timeout", "Upstream timed out", "timeout"
+
+
+def problem_response(err: ProxyError, *, run_id: str, trace_id: str, headers: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + err.slug,
+        "title": err.title,
+        "status": err.status,
+        "detail": err.detail,
+        "run_id": run_id,
+        "trace_id": trace_id,
+        "error_class": err.error_class,
+    }
+    body.update(err.extra)
+    return web.Response(
+        status=err.status,
+        body=orjson.dumps(body),
+        content_type="application/problem+json",
+        headers=headers,
+    )

@@ -1,0 +1,73 @@
+"""The Exchange: all state of one proxied call, carried through the stages (one object, one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from seamline.routing import Target
+from seamline.tracecontext import TraceContext
+
+
+@dataclass(slots=True)
+class BodyTap:
+    """Keeps the first `cap` bytes of a streamed body and counts the true size (never buffers whole)."""
+
+    cap: int
+    chunks: list[bytes] = field(default_factory=list)
+    kept: int = 0
+    total: int = 0
+
+    def feed(self, chunk: bytes) -> None:
+        n = len(chunk)
+        self.total += n
+        room = self.cap - self.kept
+        if room > 0:
+            part = chunk if n <= room else chunk[:room]
+            self.chunks.append(part)
+            self.kept += len(part)
+
+    @property
+    def data(self) -> bytes:
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0] if self.chunks else b""
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.kept
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One inbound request and (at most) one upstream attempt."""
+
+    ts_us: int  # wall-clock start, µs since epoch
+    t0: float  # perf_counter at start
+    mode: str  # reverse | forward | connect
+    method: str
+    run_id: str = ""
+    run_id_source: str = ""
+    trace: TraceContext | None = None
+    span_id: str = ""  # our CLIENT span (sent upstream as parent-id)
+    target: Target | None = None
+    handoff: str = ""
+    upstream: str = ""
+    url: str = ""
+    tenant: str = ""
+    source_app: str = ""
+    attempt: int = 1
+    idempotency_key: str = ""
+    request_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent upstream
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    request_tap: BodyTap | None = None
+    response_tap: BodyTap | None = None
+    status: int = 0
+    ttfb_s: float = 0.0
+    duration_s: float = 0.0
+    error_class: str = "none"
+    error_detail: str = ""
+    error_status: int = 0  # our own problem+json status when we answered instead of the upstream
+    request_violations: list[str] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,109 @@
+"""Forward: one pooled aiohttp ClientSession per upstream, with guarded DNS and per-upstream timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+from seamline import errors
+from seamline.config import Config, Upstream
+from seamline.netguard import GuardedResolver, RefusedAddress, check_ip_literal, find_refusal
+from seamline.routing import Target
+
+# Never let the client add headers the caller did not send: relay faithfully.
+_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+def _ssl_context(up: Upstream) -> ssl.SSLContext | bool:
+    if up.url.scheme != "https":
+        return True
+    if not up.verify_tls:
+        return False
+    ctx = ssl.create_default_context(cafile=up.ca_bundle) if up.ca_bundle else ssl.create_default_context()
+    return ctx
+
+
+class Forwarder:
+    """Owns the upstream sessions; `send()` returns the response with its body still streaming."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def _session(self, name: str, up: Upstream) -> aiohttp.ClientSession:
+        s = self._sessions.get(name)
+        if s is None or s.closed:
+            connector = aiohttp.TCPConnector(
+                limit=up.max_connections,
+                limit_per_host=up.max_connections,
+                resolver=GuardedResolver(up.allow_private),
+                ssl=_ssl_context(up),
+                enable_cleanup_closed=False,
+                ttl_dns_cache=10,
+            )
+            s = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=_SKIP_AUTO,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=up.timeouts.connect, sock_read=up.timeouts.read),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                requote_redirect_url=False,
+                max_line_size=16384,
+                max_field_size=16384,
+            )
+            self._sessions[name] = s
+        return s
+
+    async def send(self, target: Target, method: str, headers: CIMultiDict[str], data: Any) -> aiohttp.ClientResponse:
+        up = target.upstream
+        check_ip_literal(target.url.host or "", up.allow_private)
+        session = self._session(target.upstream_name, up)
+        async with asyncio.timeout(up.timeouts.total):
+            return await session.request(
+                method,
+                target.url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                compress=None,
+                chunked=None,
+                expect100=False,
+                read_until_eof=True,
+                auto_decompress=False,
+            )
+
+    async def close(self) -> None:
+        for s in self._sessions.values():
+            await s.close()
+        self._sessions.clear()
+
+
+def classify_client_error(exc: BaseException) -> errors.ProxyError:
+    """Map an aiohttp/asyncio failure to a typed proxy error with a stable error class."""
+    refusal = exc if isinstance(exc, RefusedAddress) else find_refusal(exc)
+    if refusal is not None:
+        return errors.Forbidden(str(refusal))
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        kind = "connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else "read"
+        return errors.UpstreamTimeout(f"upstream did not answer in time ({kind} timeout)", timeout=kind)
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return errors.UpstreamError(f"TLS handshake with the upstream failed: {exc}", "tls")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return errors.UpstreamError(f"upstream host name did not resolve: {exc}", "dns")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return errors.UpstreamError(f"cannot connect to the upstream: {exc.os_error.strerror or exc}", "connect")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return errors.UpstreamError("the upstream closed the connection without a response", "connect")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return errors.UpstreamError(f"the upstream sent a malformed response: {exc.message}", "server_error")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return errors.UpstreamError(f"upstream body error: {exc}", "connect")
+    if isinstance(exc, errors.ProxyError):
+        return exc
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}: {exc}", "connect")
+    return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}", "connect")

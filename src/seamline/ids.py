@@ -1,0 +1,41 @@
+"""Run IDs and W3C ids: validate what callers send, mint what they don't."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import uuid_utils
+
+MAX_RUN_ID_LEN = 128
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,128}$")
+_rng = random.SystemRandom()
+
+
+def is_valid_run_id(value: str) -> bool:
+    """≤ 128 visible ASCII characters: no spaces, controls, CR/LF or non-ASCII."""
+    return bool(_VISIBLE_ASCII.match(value))
+
+
+def mint_run_id() -> str:
+    """A fresh, time-sortable run ID (UUIDv7)."""
+    return str(uuid_utils.uuid7())
+
+
+def new_event_id() -> str:
+    return str(uuid_utils.uuid7())
+
+
+def new_trace_id() -> str:
+    """32 lowercase hex chars, random (so the W3C `random` flag may be set), never all zero."""
+    while True:
+        v = _rng.getrandbits(128)
+        if v:
+            return f"{v:032x}"
+
+
+def new_span_id() -> str:
+    while True:
+        v = _rng.getrandbits(64)
+        if v:
+            return f"{v:016x}"

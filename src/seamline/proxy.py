@@ -1,0 +1,397 @@
+"""The proxy's request path, in order (response stages run in reverse):
+
+1. accept      — limits, client token, mode (reverse | forward | CONNECT), route → Target
+2. correlate   — run ID and W3C trace context: accept, mint, inject upstream, echo back
+3. capture     — headers as sent, first N KiB of each body (streamed, never buffered whole)
+4. forward     — one pooled aiohttp client per upstream; errors → problem+json with an error class
+5. validate    — the handoff's contract (see `seamline.stages.validate`)
+6. record      — one immutable event to the recorder; never blocks, never raises into the request
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import unquote
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from seamline import errors
+from seamline.config import Config
+from seamline.exchange import BodyTap, Exchange
+from seamline.forwarder import Forwarder, classify_client_error
+from seamline.ids import is_valid_run_id, mint_run_id, new_span_id
+from seamline.metrics import ProxyMetrics
+from seamline.routing import Router, Target
+from seamline.telemetry import Telemetry
+from seamline.tracecontext import TraceContext, incoming_context
+from seamline.tunnel import run_tunnel
+
+log = logging.getLogger("seamline.proxy")
+
+# RFC 9110 §7.6.1 (+ the proxy-only auth headers, which are for this hop).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
+# Request headers we rewrite or consume ourselves.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "traceparent", "tracestate", "expect", "content-length"}
+_SEAMLINE_PREFIX = "x-seamline-"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def connection_tokens(headers: Any) -> set[str]:
+    """Header names listed in Connection (they are hop-by-hop too)."""
+    out: set[str] = set()
+    for v in headers.getall("Connection", ()):
+        for tok in v.split(","):
+            tok = tok.strip().lower()
+            if tok:
+                out.add(tok)
+    return out
+
+
+def baggage_member(values: list[str], key: str) -> str | None:
+    """The (percent-decoded) value of one W3C baggage member, or None."""
+    for line in values:
+        for member in line.split(","):
+            k, sep, v = member.partition("=")
+            if sep and k.strip() == key:
+                return unquote(v.split(";", 1)[0].strip())
+    return None
+
+
+class ProxyHandler:
+    """The low-level aiohttp handler (`web.Server(handler)`): every request lands here."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        forwarder: Forwarder,
+        metrics: ProxyMetrics,
+        telemetry: Telemetry,
+        on_complete: Callable[[Exchange], None],
+        validator: Any = None,
+    ) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.forwarder = forwarder
+        self.metrics = metrics
+        self.telemetry = telemetry
+        self.on_complete = on_complete
+        self.validator = validator
+        srv = config.server
+        self.run_header = srv.run_id_header
+        self.max_body = srv.max_request_body_bytes
+        self.tokens = dict(srv.client_tokens)
+        self.capture_cap = config.capture.max_body_bytes
+        self._caps = {
+            n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else self.capture_cap)
+            for n, h in config.handoffs.items()
+        }
+        self._steps = {n: (h.step or n) for n, h in config.handoffs.items()}
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        ex = Exchange(ts_us=time.time_ns() // 1000, t0=time.perf_counter(), mode="reverse", method=request.method)
+        self.metrics.in_flight.inc()
+        try:
+            return await self._handle(request, ex)
+        finally:
+            self.metrics.in_flight.dec()
+            ex.duration_s = time.perf_counter() - ex.t0
+            try:
+                self.metrics.observe(ex.handoff or "unrouted", ex.status, ex.error_class, ex.duration_s)
+                self.on_complete(ex)
+            except Exception:  # a broken concern must never break traffic
+                self.metrics.stage_errors.labels("record").inc()
+                log.exception("record stage failed", extra={"run_id": ex.run_id})
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _correlate(self, request: web.BaseRequest, ex: Exchange) -> None:
+        headers = request.headers
+        values = headers.getall(self.run_header, [])
+        if values:
+            if len(values) == 1 and is_valid_run_id(values[0]):
+                ex.run_id, ex.run_id_source = values[0], "header"
+            else:
+                ex.run_id, ex.run_id_source = mint_run_id(), "replaced"
+                ex.attributes["run_id_invalid"] = "1"
+        else:
+            corr = headers.getall(CORRELATION_HEADER, [])
+            bag = baggage_member(headers.getall("baggage", []), "run_id")
+            if len(corr) == 1 and is_valid_run_id(corr[0]):
+                ex.run_id, ex.run_id_source = corr[0], "correlation"
+            elif bag is not None and is_valid_run_id(bag):
+                ex.run_id, ex.run_id_source = bag, "baggage"
+            elif corr or bag is not None:
+                ex.run_id, ex.run_id_source = mint_run_id(), "replaced"
+                ex.attributes["run_id_invalid"] = "1"
+            else:
+                ex.run_id, ex.run_id_source = mint_run_id(), "generated"
+        ex.trace = incoming_context(headers.getall("traceparent", []), headers.getall("tracestate", []))
+        app = headers.get("X-Seamline-App", "")
+        ex.source_app = app if is_valid_run_id(app) else ""
+        tenant = headers.get("X-Seamline-Tenant", "")
+        ex.tenant = tenant if is_valid_run_id(tenant) else ""
+        attempt = headers.get("X-Seamline-Attempt", "")
+        if attempt.isdigit() and 0 < int(attempt) < 65536:
+            ex.attempt = int(attempt)
+        ex.idempotency_key = headers.get("Idempotency-Key", "")[:256]
+
+    def _authenticate(self, request: web.BaseRequest, ex: Exchange) -> None:
+        if not self.tokens:
+            return
+        token = request.headers.get("X-Seamline-Token", "")
+        app = self.tokens.get(token)
+        if app is None:
+            raise errors.Unauthorized("send a configured token in X-Seamline-Token")
+        ex.source_app = app
+
+    def _resolve(self, request: web.BaseRequest, ex: Exchange) -> Target:
+        raw = request.raw_path
+        if request.method == "CONNECT":
+            ex.mode = "connect"
+            return self._resolve_connect(raw)
+        if raw.startswith(("http://", "https://", "HTTP://", "HTTPS://")):
+            ex.mode = "forward"
+            try:
+                url = URL(raw, encoded=True)
+            except ValueError:
+                raise errors.BadRequest("malformed absolute-form request target") from None
+            return self.router.resolve_forward(request.method, url)
+        return self.router.resolve_reverse(request.method, raw)
+
+    def _resolve_connect(self, authority: str) -> Target:
+        host, _, port_s = authority.rpartition(":")
+        host = host.strip("[]").lower()
+        if not host or not port_s.isdigit():
+            raise errors.BadRequest("CONNECT target must be host:port")
+        name = self.router.upstream_for_host(host, int(port_s))
+        if name is None:
+            raise errors.Forbidden(f"{host}:{port_s} is not a configured upstream")
+        up = self.router.upstreams[name]
+        route = self.router.handoff_for(name, "CONNECT", "")
+        return Target(name, up, route, URL.build(scheme="tcp", host=host, port=int(port_s)), "", "")
+
+    def _upstream_headers(self, request: web.BaseRequest, ex: Exchange, target: Target) -> CIMultiDict[str]:
+        drop = _REQUEST_DROP | connection_tokens(request.headers)
+        run_header_l = self.run_header.lower()
+        out: CIMultiDict[str] = CIMultiDict()
+        for k, v in request.headers.items():
+            kl = k.lower()
+            if kl in drop or kl.startswith(_SEAMLINE_PREFIX) or kl == run_header_l:
+                continue
+            out.add(k, v)
+        cl = request.headers.get("Content-Length")
+        if cl is not None and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+            out["Content-Length"] = cl
+        url = target.url
+        default_port = 443 if url.scheme == "https" else 80
+        out["Host"] = url.raw_host if url.port in (None, default_port) else f"{url.raw_host}:{url.port}"
+        out[self.run_header] = ex.run_id
+        assert ex.trace is not None
+        out["traceparent"] = ex.trace.child(ex.span_id).header()
+        if ex.trace.tracestate:
+            out["tracestate"] = ex.trace.tracestate
+        peer = request.remote or ""
+        prior = ", ".join(request.headers.getall("X-Forwarded-For", []))
+        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        prior_proto = ", ".join(request.headers.getall("X-Forwarded-Proto", []))
+        out["X-Forwarded-Proto"] = f"{prior_proto}, {request.scheme}" if prior_proto else request.scheme
+        host_in = request.headers.get("Host", "")
+        if host_in:
+            prior_host = ", ".join(request.headers.getall("X-Forwarded-Host", []))
+            out["X-Forwarded-Host"] = f"{prior_host}, {host_in}" if prior_host else host_in
+        for k, v in target.upstream.headers.items():
+            out[k] = v
+        return out
+
+    def _echo_headers(self, ex: Exchange) -> dict[str, str]:
+        h = {self.run_header: ex.run_id}
+        if ex.trace is not None:
+            h["traceparent"] = ex.trace.child(ex.span_id or new_span_id()).header()
+        return h
+
+    # -- the request ------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
+        server_span = client_span = None
+        try:
+            self._correlate(request, ex)
+            tel = self.telemetry
+            self._authenticate(request, ex)
+            target = self._resolve(request, ex)
+            ex.target = target
+            ex.upstream = target.upstream_name
+            ex.handoff = target.handoff.name
+            if tel.enabled:
+                attrs = {"http.request.method": request.method, "seamline.run_id": ex.run_id, "seamline.handoff": ex.handoff}
+                server_span = tel.start_server_span(ex.trace, f"{request.method} {ex.handoff}", attrs)  # type: ignore[arg-type]
+                trace_id, _ = tel.ids(server_span)
+                if ex.trace is not None and ex.trace.started_here:
+                    ex.trace = TraceContext(trace_id, "", ex.trace.flags, None, True)
+                client_span = tel.start_client_span(server_span, f"{request.method} {ex.handoff}", {
+                    **attrs,
+                    "server.address": target.url.host or "",
+                    "server.port": target.url.port or 0,
+                    "url.path": target.path,
+                })
+                ex.span_id = tel.ids(client_span)[1]
+            else:
+                ex.span_id = new_span_id()
+            if ex.mode == "connect":
+                return await self._tunnel(request, ex, target)
+            if request.headers.get("Upgrade"):
+                raise errors.NotImplementedYet("Upgrade/WebSocket requests are not proxied yet")
+            return await self._forward(request, ex, target)
+        except errors.ProxyError as err:
+            return self._problem(ex, err)
+        finally:
+            if client_span is not None:
+                self._end_span(client_span, ex)
+            if server_span is not None:
+                self._end_span(server_span, ex, server=True)
+
+    def _problem(self, ex: Exchange, err: errors.ProxyError) -> web.Response:
+        if not ex.run_id:
+            ex.run_id, ex.run_id_source = mint_run_id(), "generated"
+        if ex.trace is None:
+            ex.trace = incoming_context([], [])
+        if not ex.span_id:
+            ex.span_id = new_span_id()
+        ex.error_class = err.error_class
+        ex.error_detail = err.detail
+        ex.error_status = err.status
+        return errors.problem_response(err, run_id=ex.run_id, trace_id=ex.trace.trace_id, headers=self._echo_headers(ex))
+
+    def _end_span(self, span: Any, ex: Exchange, server: bool = False) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        status = ex.status or ex.error_status
+        if status:
+            span.set_attribute("http.response.status_code", status)
+        if ex.error_class != "none":
+            span.set_attribute("error.type", ex.error_class)
+            span.set_status(Status(StatusCode.ERROR, ex.error_detail[:200]))
+        span.end()
+
+    async def _forward(self, request: web.BaseRequest, ex: Exchange, target: Target) -> web.StreamResponse:
+        cap = self._caps.get(ex.handoff, self.capture_cap)
+        ex.request_tap = BodyTap(cap)
+        ex.response_tap = BodyTap(cap)
+        ex.url = str(target.url)
+        if self.max_body is not None and request.content_length is not None and request.content_length > self.max_body:
+            raise errors.PayloadTooLarge(f"request body of {request.content_length} bytes exceeds {self.max_body}")
+        headers = self._upstream_headers(request, ex, target)
+        ex.request_headers = list(headers.items())
+        data: Any = None
+        if request.body_exists:
+            if self.validator is not None and self.validator.enforces_request(ex.handoff):
+                data = await self._precheck(request, ex)
+            else:
+                data = self._stream_request_body(request, ex.request_tap)
+        elif request.method in ("POST", "PUT", "PATCH"):
+            headers["Content-Length"] = "0"
+        try:
+            upstream_resp = await self.forwarder.send(target, request.method, headers, data)
+        except errors.ProxyError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every client failure is classified
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise classify_client_error(exc) from None
+        ex.ttfb_s = time.perf_counter() - ex.t0
+        return await self._relay_response(request, ex, upstream_resp)
+
+    async def _stream_request_body(self, request: web.BaseRequest, tap: BodyTap) -> AsyncIterator[bytes]:
+        limit = self.max_body
+        async for chunk in request.content.iter_any():
+            tap.feed(chunk)
+            if limit is not None and tap.total > limit:
+                raise errors.PayloadTooLarge(f"request body exceeds {limit} bytes")
+            yield chunk
+
+    async def _precheck(self, request: web.BaseRequest, ex: Exchange) -> Any:
+        """`enforce: request`: read the body up to the cap, validate, then forward it (or 422)."""
+        assert ex.request_tap is not None
+        tap = ex.request_tap
+        head: list[bytes] = []
+        async for chunk in request.content.iter_any():
+            tap.feed(chunk)
+            head.append(chunk)
+            if tap.total > tap.cap:
+                break
+        if not tap.truncated:
+            violations = self.validator.check_request(ex, request)
+            if violations:
+                ex.request_violations = violations
+                raise errors.ContractRejected(
+                    "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
+                )
+
+        async def rest() -> AsyncIterator[bytes]:
+            for c in head:
+                yield c
+            async for chunk in request.content.iter_any():
+                tap.feed(chunk)
+                yield chunk
+
+        return rest()
+
+    async def _relay_response(self, request: web.BaseRequest, ex: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+        ex.status = resp.status
+        drop = HOP_BY_HOP | connection_tokens(resp.headers)
+        out = web.StreamResponse(status=resp.status, reason=resp.reason)
+        oh = out.headers
+        for k, v in resp.headers.items():
+            if k.lower() not in drop:
+                oh.add(k, v)
+        ex.response_headers = list(resp.headers.items())
+        for k, v in self._echo_headers(ex).items():
+            oh[k] = v
+        tap = ex.response_tap
+        assert tap is not None
+        try:
+            try:
+                await out.prepare(request)
+            except (ConnectionError, RuntimeError) as e:
+                ex.error_class, ex.error_detail = "client_disconnected", str(e)[:200]
+                return out
+            try:
+                async for chunk in resp.content.iter_any():
+                    tap.feed(chunk)
+                    await out.write(chunk)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+                # The status line is gone already: abort the client connection so it sees a broken body.
+                err = classify_client_error(e)
+                ex.error_class, ex.error_detail = err.error_class, "upstream failed mid-body: " + err.detail
+                if request.transport is not None:
+                    request.transport.close()
+                return out
+            except ConnectionError as e:
+                ex.error_class, ex.error_detail = "client_disconnected", str(e)[:200]
+                return out
+            await out.write_eof()
+            return out
+        finally:
+            resp.release()
+
+    async def _tunnel(self, request: web.BaseRequest, ex: Exchange, target: Target) -> web.StreamResponse:
+        ex.url = f"{target.url.host}:{target.url.port}"
+        return await run_tunnel(request, ex, target, self.metrics, self._echo_headers(ex))

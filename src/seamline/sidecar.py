@@ -1,0 +1,126 @@
+"""The composition root: builds every object from the config and owns their lifetimes."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from seamline.admin import create_admin_app
+from seamline.config import Config
+from seamline.exchange import Exchange
+from seamline.forwarder import Forwarder
+from seamline.metrics import ProxyMetrics
+from seamline.proxy import ProxyHandler
+from seamline.telemetry import Telemetry
+
+log = logging.getLogger("seamline")
+
+
+class Sidecar:
+    """`await Sidecar(cfg).start()` → proxy + admin listeners; `await stop()` flushes and closes."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        recorder: Any = None,
+        store: Any = None,
+        span_exporter: Any = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.recorder = recorder
+        self.store = store
+        self._own_recorder = recorder is None
+        self._span_exporter = span_exporter
+        self._runners: list[web.BaseRunner] = []
+        self.proxy_url = ""
+        self.admin_url = ""
+        self.instance = config.server.instance or socket.gethostname()
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.metrics = ProxyMetrics(self.registry)
+        self.telemetry = Telemetry(cfg.telemetry, exporter=self._span_exporter)
+        self.forwarder = Forwarder(cfg)
+        if self.recorder is None and cfg.storage.enabled:
+            from seamline.record.writer import build_recorder
+
+            self.recorder = await build_recorder(cfg.storage, self.registry, self.instance)
+        if self.recorder is not None:
+            if self._own_recorder is False and hasattr(self.recorder, "start"):
+                pass
+            self.store = self.store or getattr(self.recorder, "store", None)
+        from seamline.stages.record import EventBuilder
+        from seamline.stages.validate import Validator
+
+        self.validator = Validator(cfg)
+        self.events = EventBuilder(cfg, self.instance, self.validator)
+        self.handler = ProxyHandler(
+            cfg,
+            forwarder=self.forwarder,
+            metrics=self.metrics,
+            telemetry=self.telemetry,
+            on_complete=self._record,
+            validator=self.validator,
+        )
+        srv = cfg.server
+        server = web.Server(
+            self.handler,
+            max_line_size=srv.max_header_bytes,
+            max_field_size=srv.max_header_bytes,
+            auto_decompress=False,
+            access_log=None,
+        )
+        runner = web.ServerRunner(server, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, srv.host, srv.port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        self.proxy_port = _bound_port(runner)
+        self.proxy_url = f"http://{_url_host(srv.host)}:{self.proxy_port}"
+        admin = create_admin_app(self.registry, self.readiness, self.store)
+        arunner = web.AppRunner(admin, handle_signals=False, access_log=None)
+        await arunner.setup()
+        await web.TCPSite(arunner, srv.admin_host, srv.admin_port, reuse_address=True).start()
+        self._runners.append(arunner)
+        self.admin_port = _bound_port(arunner)
+        self.admin_url = f"http://{_url_host(srv.admin_host)}:{self.admin_port}"
+        log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
+
+    def _record(self, ex: Exchange) -> None:
+        event = self.events.build(ex)
+        if self.recorder is not None:
+            self.recorder.submit(event)
+
+    def readiness(self) -> dict[str, Any]:
+        if self.recorder is None:
+            return {"ready": True, "recording": False}
+        state = dict(self.recorder.health())
+        state["recording"] = True
+        return state
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        for r in reversed(self._runners):
+            await r.cleanup()
+        self._runners.clear()
+        await self.forwarder.close()
+        if self.recorder is not None and self._own_recorder:
+            await self.recorder.stop(timeout)
+        self.telemetry.shutdown()
+
+
+def _bound_port(runner: web.BaseRunner) -> int:
+    addrs = runner.addresses
+    return int(addrs[0][1])
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

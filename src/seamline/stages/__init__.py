@@ -1,0 +1,1 @@
+"""Pipeline stages that run after the response: validate (contracts) and record (event building)."""

@@ -1,0 +1,70 @@
+"""OpenTelemetry: a SERVER span per inbound request, a CLIENT span per upstream attempt.
+
+Only built when an OTLP endpoint is configured; otherwise `Telemetry.enabled` is False and the
+proxy mints span IDs itself (no SDK objects, no cost).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from seamline.config import Telemetry as TelemetryConfig
+from seamline.tracecontext import TraceContext
+
+
+class Telemetry:
+    def __init__(self, cfg: TelemetryConfig, *, exporter: Any | None = None) -> None:
+        endpoint = cfg.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        self.enabled = bool(endpoint or exporter)
+        self._provider: Any = None
+        self.tracer: Any = None
+        if not self.enabled:
+            return
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        provider = TracerProvider(resource=Resource.create({"service.name": cfg.service_name}))
+        if exporter is not None:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            url = endpoint.rstrip("/") + "/v1/traces" if cfg.otlp_endpoint else None  # type: ignore[union-attr]
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        self._provider = provider
+        self.tracer = provider.get_tracer("seamline")
+
+    def start_server_span(self, tc: TraceContext, name: str, attributes: dict[str, Any]) -> Any:
+        from opentelemetry import trace
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+
+        ctx = None
+        if not tc.started_here:
+            state = TraceState.from_header([tc.tracestate]) if tc.tracestate else TraceState()
+            parent = SpanContext(
+                trace_id=int(tc.trace_id, 16),
+                span_id=int(tc.caller_span_id, 16),
+                is_remote=True,
+                trace_flags=TraceFlags(tc.flags & 0x01),
+                trace_state=state,
+            )
+            ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+        return self.tracer.start_span(name, context=ctx, kind=SpanKind.SERVER, attributes=attributes)
+
+    def start_client_span(self, server_span: Any, name: str, attributes: dict[str, Any]) -> Any:
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind
+
+        ctx = trace.set_span_in_context(server_span)
+        return self.tracer.start_span(name, context=ctx, kind=SpanKind.CLIENT, attributes=attributes)
+
+    @staticmethod
+    def ids(span: Any) -> tuple[str, str]:
+        sc = span.get_span_context()
+        return f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
+
+    def shutdown(self) -> None:
+        if self._provider is not None:
+            self._provider.shutdown()
