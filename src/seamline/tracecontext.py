@@ -22,7 +22,6 @@ FLAG_RANDOM = 0x02
 KNOWN_FLAGS = FLAG_SAMPLED | FLAG_RANDOM
 MAX_TRACESTATE_MEMBERS = 32
 
-_HEX = "0123456789abcdef"
 _TP_V00 = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _TP_ANY = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$", re.S)
 _KEY = re.compile(

@@ -15,6 +15,33 @@ from seamline.netguard import is_public
 from seamline.routing import Target
 
 _CHUNK = 64 * 1024
+_HIGH_WATER = 1 << 20
+
+
+class _TunnelFeed:
+    """Takes over the client connection after CONNECT (aiohttp's `set_parser` hook, as WebSockets do)."""
+
+    def __init__(self, transport: asyncio.BaseTransport | None) -> None:
+        self.reader = asyncio.StreamReader(limit=_HIGH_WATER)
+        self._transport = transport
+        self._paused = False
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.reader.feed_data(data)
+        if len(self.reader._buffer) > _HIGH_WATER and not self._paused and self._transport is not None:  # noqa: SLF001
+            self._transport.pause_reading()  # type: ignore[attr-defined]
+            self._paused = True
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.reader.feed_eof()
+
+    async def read(self) -> bytes:
+        data = await self.reader.read(_CHUNK)
+        if self._paused and self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()  # type: ignore[attr-defined]
+            self._paused = False
+        return data
 
 
 async def _open(host: str, port: int, allow_private: bool, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -51,12 +78,14 @@ async def run_tunnel(
     await resp.prepare(request)
     transport = request.transport
     protocol = request.protocol
+    feed = _TunnelFeed(transport)
+    protocol.set_parser(feed)  # type: ignore[union-attr,arg-type]
     sent = received = 0
 
     async def client_to_upstream() -> None:
         nonlocal sent
         while True:
-            data = await request.content.readany()
+            data = await feed.read()
             if not data:
                 break
             sent += len(data)

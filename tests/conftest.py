@@ -1,0 +1,55 @@
+"""Shared fixtures: real upstream apps and a real Seamline on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.upstream import Upstream  # noqa: E402
+
+from seamline.config import Config  # noqa: E402
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    up = await Upstream().start()
+    yield up
+    await up.stop()
+
+
+def proxy_config(upstreams: dict[str, str], handoffs: dict[str, Any] | None = None, **extra: Any) -> Config:
+    """A Config for tests: loopback upstreams allowed, ephemeral ports, recording off unless given."""
+    data: dict[str, Any] = {
+        "upstreams": {n: {"base_url": u, "allow_private": True, "timeouts": {"connect": 2, "read": 5, "total": 5}} for n, u in upstreams.items()},
+        "handoffs": handoffs or {},
+        "server": {"port": 0, "admin_port": 0},
+        "storage": {"enabled": False},
+    }
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(data.get(k), dict):
+            data[k] = {**data[k], **v}
+        else:
+            data[k] = v
+    return Config(**data)
+
+
+@pytest.fixture
+async def make_sidecar() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    from seamline.sidecar import Sidecar
+
+    started: list[Sidecar] = []
+
+    async def _make(config: Config, **kwargs: Any) -> Sidecar:
+        sc = Sidecar(config, **kwargs)
+        await sc.start()
+        started.append(sc)
+        return sc
+
+    yield _make
+    for sc in started:
+        await sc.stop()
