@@ -33,6 +33,7 @@ class Forwarder:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._literal_ok: set[str] = set()  # upstreams whose IP-literal check passed (static per upstream)
 
     def _session(self, name: str, up: Upstream) -> aiohttp.ClientSession:
         s = self._sessions.get(name)
@@ -60,7 +61,9 @@ class Forwarder:
 
     async def send(self, target: Target, method: str, headers: CIMultiDict[str], data: Any) -> aiohttp.ClientResponse:
         up = target.upstream
-        check_ip_literal(target.url.host or "", up.allow_private)
+        if target.upstream_name not in self._literal_ok:
+            check_ip_literal(target.url.host or "", up.allow_private)
+            self._literal_ok.add(target.upstream_name)
         session = self._session(target.upstream_name, up)
         async with asyncio.timeout(up.timeouts.total):
             return await session.request(

@@ -52,6 +52,7 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = HOP_BY_HOP | {"host", "traceparent", "tracestate", "expect", "content-length"}
 _SEAMLINE_PREFIX = "x-seamline-"
 CORRELATION_HEADER = "X-Correlation-ID"
+_SMALL_BODY = 64 * 1024
 
 
 def connection_tokens(headers: Any) -> set[str]:
@@ -367,6 +368,20 @@ class ProxyHandler:
             oh[k] = v
         tap = ex.response_tap
         assert tap is not None
+        length = resp.content_length
+        if length is not None and length <= _SMALL_BODY and request.method != "HEAD" and resp.status not in (204, 304):
+            # Small, known-length body: one write for headers + body (streaming it costs 3 syscalls).
+            try:
+                body = await resp.content.readexactly(length) if length else b""
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                err = classify_client_error(e)
+                ex.error_class, ex.error_detail = err.error_class, "upstream failed mid-body: " + err.detail
+                resp.release()
+                raise err from None
+            finally:
+                resp.release()
+            tap.feed(body)
+            return web.Response(status=resp.status, reason=resp.reason, body=body, headers=oh)
         try:
             try:
                 await out.prepare(request)

@@ -94,9 +94,8 @@ class Sidecar:
         log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
 
     def _record(self, ex: Exchange) -> None:
-        event = self.events.build(ex)
         if self.recorder is not None:
-            self.recorder.submit(event)
+            self.recorder.submit(self.events.build(ex))
 
     def readiness(self) -> dict[str, Any]:
         if self.recorder is None:

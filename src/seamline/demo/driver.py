@@ -1,0 +1,319 @@
+"""The demo's workflow app: N order runs through Seamline, each create contact → invoice → charge →
+provision → welcome email, one run ID each.
+
+It behaves like a typical integration: it trusts HTTP status codes (so a 200 "declined" payment or a
+contact without its email slips through — Seamline's contracts are what catch those), retries
+`safe_to_repeat` steps once on 5xx or a timeout with `X-Seamline-Attempt: 2`, never repeats the charge,
+and refunds a charge whose account could not be provisioned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from seamline.demo.mocks import BY_HANDOFF
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
+SAFETY = {
+    "crm.create_contact": "safe_to_repeat",
+    "billing.create_invoice": "safe_to_repeat",
+    "billing.charge": "never_repeat",
+    "billing.refund": "safe_once",
+    "provisioning.create_account": "safe_to_repeat",
+    "email.send_welcome": "safe_once",
+}
+PLANS = ("starter", "team", "business")
+FIRST = ("Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Tim", "Radia")
+LAST = ("Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "Berners-Lee", "Perlman")
+
+
+class StepFailed(Exception):
+    def __init__(self, handoff: str, status: int, error_class: str, detail: str = "") -> None:
+        super().__init__(f"{handoff}: {status} {error_class} {detail}".strip())
+        self.handoff, self.status, self.error_class, self.detail = handoff, status, error_class, detail
+
+
+@dataclass
+class RunResult:
+    """What the app saw of one run."""
+
+    run_id: str
+    order: str
+    ok: bool = False
+    failed_step: str | None = None
+    status: int = 0
+    error_class: str | None = None  # as the app could tell from the HTTP exchange
+    calls: list[tuple[str, int, int]] = field(default_factory=list)  # (handoff, attempt, status)
+    refunded: bool = False
+    needs_reconciliation: bool = False  # a never_repeat step whose outcome is unknown
+
+
+@dataclass
+class DemoSummary:
+    runs: int
+    ok: int
+    failed: int
+    failed_by_class: dict[str, int]
+    calls: int
+    silent_failures_caught: int | None  # None: the store was not read (no admin URL)
+    silent_unnoticed: int | None  # of those, runs the app counted as ok
+    silent_by_handoff: dict[str, int]
+    seamline_failed_runs: int | None
+    trace_commands: list[str]
+    run_pages: list[str]
+    results: list[RunResult]
+    elapsed_s: float
+    admin_url: str | None = None
+
+    def render(self, console: Console) -> None:
+        """Print the end-of-demo summary with the commands to trace failed runs."""
+        console.print()
+        console.print(Text(f"Seamline demo: {self.runs} order runs, {self.calls} handoffs in {self.elapsed_s:.1f}s", style="bold"))
+        console.print(Text(f"  runs ok (as the app saw them): {self.ok}", style="green"))
+        console.print(Text(f"  runs failed:                   {self.failed}", style="red" if self.failed else ""))
+        for cls, n in sorted(self.failed_by_class.items(), key=lambda kv: (-kv[1], kv[0])):
+            console.print(Text(f"    {cls:<22} {n}"))
+        if self.silent_failures_caught is not None:
+            console.print(Text(
+                f"  silent failures caught:        {self.silent_failures_caught} runs "
+                f"({self.silent_unnoticed} of them counted as ok by the app: HTTP 2xx, but the contract failed)",
+                style="bold magenta" if self.silent_failures_caught else "",
+            ))
+            for h, n in sorted(self.silent_by_handoff.items()):
+                console.print(Text(f"    {h:<28} {n}"))
+        if self.trace_commands:
+            console.print(Text("\nTrace a failed run:", style="bold"))
+            for cmd in self.trace_commands:
+                console.print(Text(f"  {cmd}", style="cyan"))
+        if self.run_pages:
+            console.print(Text("Or open its run page:", style="bold"))
+            for url in self.run_pages:
+                console.print(Text(f"  {url}", style="cyan"))
+
+
+def classify(resp: httpx.Response) -> str:
+    """The error class an app can tell from a failed response (Seamline's problem+json says it outright)."""
+    if resp.headers.get("content-type", "").startswith("application/problem+json"):
+        try:
+            cls = resp.json().get("error_class")
+        except ValueError:
+            cls = None
+        if cls:
+            return str(cls)
+    if resp.status_code == 429:
+        return "rate_limited"
+    if resp.status_code in (401, 403):
+        return "auth_expired" if 'error="invalid_token"' in resp.headers.get("www-authenticate", "") else "auth"
+    if resp.status_code >= 500:
+        return "server_error"
+    return "client_error"
+
+
+class Workflow:
+    """One order run: the five steps, with retries and compensation as each step's safety allows."""
+
+    def __init__(self, http: httpx.AsyncClient, base_urls: dict[str, str], run_id: str, order: int, seed: int) -> None:
+        self.http, self.base_urls, self.order = http, base_urls, order
+        self.result = RunResult(run_id=run_id, order=str(order))
+        self.trace_id = uuid.uuid4().hex  # one trace per run: every call is a child of the app's run span
+        first, last = FIRST[(order + seed) % len(FIRST)], LAST[(order * 7 + seed) % len(LAST)]
+        self.name = f"{first} {last}"
+        self.email = f"{first.lower()}.{last.lower()}+{order}@example.com"
+        self.plan = PLANS[order % len(PLANS)]
+        self.amount = {"starter": 1900, "team": 4900, "business": 9900}[self.plan]
+
+    async def step(self, handoff: str, body: dict[str, Any]) -> dict[str, Any]:
+        ep = BY_HANDOFF[handoff]
+        url = f"{self.base_urls[ep.service]}{ep.path}"
+        max_attempts = 2 if SAFETY[handoff] == "safe_to_repeat" else 1
+        for attempt in range(1, max_attempts + 1):
+            headers = {
+                "X-Run-ID": self.result.run_id,
+                "X-Seamline-App": "demo-orders",
+                "X-Demo-Order": self.result.order,
+                "X-Demo-Attempt": str(attempt),
+                "Idempotency-Key": f"{self.result.run_id}:{handoff}",
+                "traceparent": f"00-{self.trace_id}-{uuid.uuid4().hex[:16]}-01",
+            }
+            if attempt > 1:
+                headers["X-Seamline-Attempt"] = str(attempt)
+            try:
+                resp = await self.http.request(ep.method, url, json=body, headers=headers)
+            except httpx.TimeoutException as e:
+                self.result.calls.append((handoff, attempt, 0))
+                failure = StepFailed(handoff, 0, "timeout", str(e))
+            except httpx.TransportError as e:
+                self.result.calls.append((handoff, attempt, 0))
+                failure = StepFailed(handoff, 0, "connect", str(e))
+            else:
+                self.result.calls.append((handoff, attempt, resp.status_code))
+                if resp.is_success:
+                    try:
+                        data = resp.json()
+                    except ValueError:
+                        data = {}
+                    return data if isinstance(data, dict) else {}
+                failure = StepFailed(handoff, resp.status_code, classify(resp), resp.text[:200])
+                if resp.status_code < 500:
+                    raise failure  # 4xx: repeating the same call cannot help
+            if attempt == max_attempts:
+                raise failure
+        raise AssertionError("unreachable")
+
+    async def run(self) -> RunResult:
+        r = self.result
+        charge: dict[str, Any] | None = None
+        try:
+            contact = await self.step("crm.create_contact", {"email": self.email, "name": self.name, "company": "Example GmbH"})
+            invoice = await self.step("billing.create_invoice", {
+                "customer": contact.get("id"), "amount": self.amount, "currency": "eur", "description": f"{self.plan} plan",
+            })
+            try:
+                charge = await self.step("billing.charge", {
+                    "invoice": invoice.get("id"), "amount": self.amount, "currency": "eur", "customer": contact.get("id"),
+                })
+            except StepFailed as e:
+                # never_repeat: a lost answer may still have charged the card; reconcile, do not retry.
+                r.needs_reconciliation = e.status == 0 or e.status >= 500
+                raise
+            try:
+                await self.step("provisioning.create_account", {"customer": contact.get("id"), "plan": self.plan, "seats": 5})
+            except StepFailed:
+                await self._refund(charge)
+                raise
+            await self.step("email.send_welcome", {"to": self.email, "template": "welcome", "vars": {"name": self.name, "plan": self.plan}})
+            r.ok = True
+        except StepFailed as e:
+            r.failed_step, r.status, r.error_class = e.handoff, e.status, e.error_class
+        return r
+
+    async def _refund(self, charge: dict[str, Any]) -> None:
+        try:
+            await self.step("billing.refund", {"charge": charge.get("id"), "amount": self.amount, "reason": "provisioning_failed"})
+            self.result.refunded = True
+        except StepFailed:
+            self.result.needs_reconciliation = True
+
+
+async def _wait_recorded(http: httpx.AsyncClient, admin_url: str, since: datetime, expected: int, deadline_s: float) -> list[dict[str, Any]]:
+    """Poll the admin API (bounded) until every call is recorded; returns the run listing."""
+    params = {"since": since.isoformat(), "limit": "1000"}
+    deadline = time.monotonic() + deadline_s
+    runs: list[dict[str, Any]] = []
+    while True:
+        resp = await http.get(f"{admin_url}/api/runs", params=params)
+        resp.raise_for_status()
+        runs = resp.json()["runs"]
+        if sum(int(r["handoffs"]) for r in runs) >= expected or time.monotonic() > deadline:
+            return runs
+        await asyncio.sleep(0.2)
+
+
+async def run_demo(
+    runs: int = 40,
+    seed: int = 7,
+    failure_rate: float = 0.2,
+    proxy_url: str | None = None,
+    *,
+    admin_url: str | None = None,
+    upstream_urls: dict[str, str] | None = None,
+    concurrency: int = 8,
+    request_timeout_s: float = 10.0,
+    flush: Callable[[], Awaitable[Any]] | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+    run_prefix: str | None = None,
+) -> DemoSummary:
+    """Drive `runs` order runs through the proxy (`<proxy_url>/<upstream>`), or straight at `upstream_urls`.
+
+    With `admin_url`, the summary also reads Seamline's record (after `flush`, if given) to count the
+    silent failures the app did not notice. `failure_rate` and `seed` are the mocks' (for the header line).
+    """
+    if proxy_url is None and upstream_urls is None:
+        raise ValueError("give proxy_url (through Seamline) or upstream_urls (straight at the mocks)")
+    base_urls = upstream_urls or {s: f"{proxy_url.rstrip('/')}/{s}" for s in ("crm", "billing", "provisioning", "email")}  # type: ignore[union-attr]
+    console = console or Console(stderr=True)
+    prefix = run_prefix or uuid.uuid4().hex[:6]
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    limiter = asyncio.Semaphore(max(1, concurrency))
+    results: list[RunResult] = []
+    bar = Progress(
+        TextColumn("[bold]orders"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(), console=console, disable=not progress, transient=False,
+    )
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=request_timeout_s, limits=limits, trust_env=False) as http:
+        with bar:
+            task = bar.add_task("orders", total=runs, failed=0)
+            failed = 0
+
+            async def one(i: int) -> None:
+                nonlocal failed
+                async with limiter:
+                    result = await Workflow(http, base_urls, f"order-{i:04d}-{prefix}", i, seed).run()
+                results.append(result)
+                failed += 0 if result.ok else 1
+                bar.update(task, advance=1, failed=failed)
+
+            await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
+        results.sort(key=lambda r: int(r.order))
+        calls = sum(len(r.calls) for r in results)
+        recorded: list[dict[str, Any]] | None = None
+        if admin_url:
+            if flush is not None:
+                await flush()
+            recorded = await _wait_recorded(http, admin_url.rstrip("/"), started, calls, deadline_s=15.0)
+    return summarize(results, recorded, admin_url=admin_url, elapsed_s=time.monotonic() - t0)
+
+
+def summarize(results: list[RunResult], recorded: list[dict[str, Any]] | None, *, admin_url: str | None, elapsed_s: float) -> DemoSummary:
+    """The demo's summary from what the app saw and (when read) what Seamline recorded."""
+    failed_by_class = Counter((r.error_class or "unknown") for r in results if not r.ok)
+    silent = silent_unnoticed = None
+    silent_by_handoff: Counter[str] = Counter()
+    if recorded is not None:
+        app_ok = {r.run_id for r in results if r.ok}
+        silent_runs = [r for r in recorded if r.get("silent_handoffs")]
+        silent = len(silent_runs)
+        silent_unnoticed = sum(1 for r in silent_runs if r["run_id"] in app_ok)
+        silent_by_handoff.update(h for r in silent_runs for h in r["silent_handoffs"])
+    # A few failed runs worth tracing: one per worst outcome first (silent failures included), then the app's failures.
+    picks: list[str] = []
+    seen_outcomes: set[str] = set()
+    for r in recorded or []:
+        if r.get("failed") and r["worst_outcome"] not in seen_outcomes:
+            seen_outcomes.add(r["worst_outcome"])
+            picks.append(r["run_id"])
+    picks += [r.run_id for r in results if not r.ok and r.run_id not in picks]
+    picks = picks[:3]
+    base = admin_url.rstrip("/") if admin_url else None
+    flag = "" if base in (None, DEFAULT_ADMIN_URL) else f" --admin-url {base}"
+    return DemoSummary(
+        runs=len(results),
+        ok=sum(1 for r in results if r.ok),
+        failed=sum(1 for r in results if not r.ok),
+        failed_by_class=dict(failed_by_class),
+        calls=sum(len(r.calls) for r in results),
+        silent_failures_caught=silent,
+        silent_unnoticed=silent_unnoticed,
+        silent_by_handoff=dict(silent_by_handoff),
+        seamline_failed_runs=None if recorded is None else sum(1 for r in recorded if r.get("failed")),
+        trace_commands=[f"seamline trace {rid}{flag}" for rid in picks],
+        run_pages=[f"{base}/runs/{rid}" for rid in picks] if base else [],
+        results=results,
+        elapsed_s=elapsed_s,
+        admin_url=base,
+    )

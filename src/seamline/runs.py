@@ -1,0 +1,180 @@
+"""Reading runs back from the `handoffs` table: one run's handoffs, and a list of recent runs.
+
+Every value that comes from a caller is bound as a ClickHouse query parameter
+(`{name:Type}`), never formatted into the SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from seamline.event import COLUMN_NAMES
+
+# Worst first is the highest number; `worst_outcome` of a run is the outcome with the highest rank.
+OUTCOME_SEVERITY: dict[str, int] = {
+    "": 0,
+    "ok": 0,
+    "unvalidated": 1,
+    "contract_violation": 2,
+    "http_error": 3,
+    "silent_failure": 4,
+    "transport_error": 5,
+}
+FAILED_OUTCOMES: tuple[str, ...] = ("silent_failure", "contract_violation", "http_error", "transport_error")
+KNOWN_OUTCOMES: tuple[str, ...] = ("ok", "unvalidated", *FAILED_OUTCOMES)
+
+DEFAULT_RUN_LIMIT = 5_000
+MAX_LIST_LIMIT = 1_000
+
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class QueryStore(Protocol):
+    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+def _table(database: str | None, table: str = "handoffs") -> str:
+    if database is None:
+        return table
+    if not _IDENT_RE.match(database):
+        raise ValueError(f"invalid database name {database!r}")
+    return f"`{database}`.{table}"
+
+
+def _utc(value: Any) -> Any:
+    """ClickHouse returns naive datetimes for DateTime64(…, 'UTC') depending on the client's tz mode."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _severity_sql(column: str = "outcome") -> str:
+    keys = ", ".join(f"'{k}'" for k in OUTCOME_SEVERITY)
+    vals = ", ".join(str(v) for v in OUTCOME_SEVERITY.values())
+    return f"transform({column}, [{keys}], [{vals}], 0)"
+
+
+_FAILED_SQL = "(" + ", ".join(f"'{o}'" for o in FAILED_OUTCOMES) + ")"
+
+
+def worst_outcome(outcomes: list[str]) -> str:
+    """The most severe outcome of a list ('' when empty)."""
+    return max(outcomes, key=lambda o: OUTCOME_SEVERITY.get(o, 0), default="")
+
+
+async def get_run(
+    store: QueryStore, run_id: str, *, database: str | None = None, limit: int = DEFAULT_RUN_LIMIT
+) -> list[dict[str, Any]]:
+    """Every recorded handoff of one run, oldest first (empty when the run is unknown)."""
+    cols = ", ".join(COLUMN_NAMES)
+    sql = (
+        f"SELECT {cols} FROM {_table(database)} "
+        "WHERE run_id = {run_id:String} "
+        "ORDER BY ts, event_id "
+        "LIMIT {limit:UInt32}"
+    )
+    rows = await store.query(sql, {"run_id": run_id, "limit": int(limit)})
+    for row in rows:
+        row["ts"] = _utc(row.get("ts"))
+    return rows
+
+
+def resolve_since(since: timedelta | datetime | None, *, now: datetime | None = None) -> datetime | None:
+    """A lower time bound from a window (`timedelta`, counted back from now) or an instant."""
+    if since is None:
+        return None
+    if isinstance(since, timedelta):
+        return (now or datetime.now(UTC)) - since
+    return _utc(since)
+
+
+async def list_runs(
+    store: QueryStore,
+    *,
+    since: timedelta | datetime | None = None,
+    outcome: str | None = None,
+    handoff: str | None = None,
+    failed: bool = False,
+    limit: int = 50,
+    database: str | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """One row per run with activity since `since`, most recent first.
+
+    `outcome` / `handoff` keep runs having at least one handoff with that outcome / name;
+    `failed` keeps runs with at least one failed handoff (see `FAILED_OUTCOMES`).
+    Counts cover the handoffs inside the window.
+    """
+    where: list[str] = []
+    having: list[str] = []
+    params: dict[str, Any] = {"limit": max(1, min(int(limit), MAX_LIST_LIMIT))}
+    lower = resolve_since(since, now=now)
+    if lower is not None:
+        where.append("ts >= fromUnixTimestamp64Micro({since_us:Int64}, 'UTC')")
+        params["since_us"] = int(lower.timestamp() * 1_000_000)
+    if outcome:
+        having.append("countIf(outcome = {outcome:String}) > 0")
+        params["outcome"] = outcome
+    if handoff:
+        having.append("countIf(handoff = {handoff:String}) > 0")
+        params["handoff"] = handoff
+    if failed:
+        having.append("failed > 0")
+    sql = f"""
+        SELECT
+            run_id,
+            min(ts) AS first_ts,
+            max(ts) AS last_ts,
+            (max(toUnixTimestamp64Micro(ts) + toInt64(duration_ms * 1000)) - min(toUnixTimestamp64Micro(ts))) / 1000
+                AS duration_ms,
+            count() AS handoffs,
+            countIf(outcome IN {_FAILED_SQL}) AS failed,
+            argMax(outcome, {_severity_sql()}) AS worst_outcome,
+            argMax(outcome, ts) AS last_outcome,
+            arraySort(groupUniqArrayIf(error_class, error_class NOT IN ('', 'none'))) AS error_classes,
+            arraySort(groupUniqArrayIf(handoff, outcome IN {_FAILED_SQL})) AS failed_handoffs,
+            arraySort(groupUniqArrayIf(handoff, outcome = 'silent_failure')) AS silent_handoffs,
+            any(source_app) AS source_app,
+            any(tenant) AS tenant
+        FROM {_table(database)}
+        {"WHERE " + " AND ".join(where) if where else ""}
+        GROUP BY run_id
+        {"HAVING " + " AND ".join(having) if having else ""}
+        ORDER BY last_ts DESC, run_id
+        LIMIT {{limit:UInt32}}
+    """
+    rows = await store.query(sql, params)
+    for row in rows:
+        row["first_ts"] = _utc(row.get("first_ts"))
+        row["last_ts"] = _utc(row.get("last_ts"))
+        row["handoffs"] = int(row["handoffs"])
+        row["failed"] = int(row["failed"])
+        row["duration_ms"] = float(row["duration_ms"])
+    return rows
+
+
+def summarize_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run-level figures from `get_run` rows, plus `offset_ms` added to each row (from the first start)."""
+    if not rows:
+        return {"handoffs": 0, "failed": 0, "worst_outcome": "", "last_outcome": "", "error_classes": []}
+    t0 = rows[0]["ts"]
+    end = t0
+    for row in rows:
+        start = row["ts"]
+        row["offset_ms"] = round((start - t0).total_seconds() * 1000, 3)
+        finish = start + timedelta(milliseconds=float(row.get("duration_ms") or 0))
+        end = max(end, finish)
+    outcomes = [r.get("outcome") or "" for r in rows]
+    return {
+        "first_ts": t0,
+        "last_ts": rows[-1]["ts"],
+        "duration_ms": round((end - t0).total_seconds() * 1000, 3),
+        "handoffs": len(rows),
+        "failed": sum(1 for o in outcomes if o in FAILED_OUTCOMES),
+        "worst_outcome": worst_outcome(outcomes),
+        "last_outcome": outcomes[-1],
+        "error_classes": sorted({r.get("error_class") or "" for r in rows} - {"", "none"}),
+        "trace_ids": sorted({r.get("trace_id") or "" for r in rows} - {""}),
+    }

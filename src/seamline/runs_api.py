@@ -1,0 +1,210 @@
+"""Admin routes for reading runs: JSON under /api/runs, and a self-contained HTML run page under /runs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from seamline import runs
+from seamline.errors import PROBLEM_BASE
+from seamline.web import render
+
+log = logging.getLogger(__name__)
+
+STORE_KEY = web.AppKey("seamline_runs_store", object)
+
+MAX_RUN_ID_LEN = 256
+MAX_HANDOFF_LEN = 200
+DEFAULT_SINCE = "24h"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BODY_COLUMNS = ("request_body", "response_body", "request_headers", "response_headers")
+
+
+class ParamError(ValueError):
+    """A query parameter that cannot be used; the message names it and what is allowed."""
+
+
+def parse_since(text: str) -> timedelta | datetime | None:
+    """'90s', '15m', '1h', '2d', '1w', an ISO-8601 instant, or 'all' (no bound)."""
+    text = text.strip()
+    if text in ("", "all"):
+        return None
+    m = _DURATION_RE.match(text)
+    if m:
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ParamError(f"since: {text!r} is neither a duration like 15m, 1h, 2d nor an ISO-8601 time") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def parse_bool(name: str, text: str) -> bool:
+    v = text.strip().lower()
+    if v in ("", "0", "false", "no", "off"):
+        return False
+    if v in ("1", "true", "yes", "on"):
+        return True
+    raise ParamError(f"{name}: {text!r} is not a boolean (use true or false)")
+
+
+def parse_list_params(query: Any) -> dict[str, Any]:
+    """Validate the /api/runs (and /runs) query string into `runs.list_runs` keyword arguments."""
+    out: dict[str, Any] = {"since": parse_since(query.get("since", DEFAULT_SINCE))}
+    outcome = query.get("outcome", "").strip()
+    if outcome and outcome not in runs.KNOWN_OUTCOMES:
+        raise ParamError(f"outcome: {outcome!r} is unknown (use one of {', '.join(runs.KNOWN_OUTCOMES)})")
+    out["outcome"] = outcome or None
+    handoff = query.get("handoff", "").strip()
+    if len(handoff) > MAX_HANDOFF_LEN:
+        raise ParamError(f"handoff: longer than {MAX_HANDOFF_LEN} characters")
+    out["handoff"] = handoff or None
+    out["failed"] = parse_bool("failed", query.get("failed", ""))
+    raw_limit = query.get("limit", "50").strip()
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise ParamError(f"limit: {raw_limit!r} is not an integer") from None
+    if not 1 <= limit <= runs.MAX_LIST_LIMIT:
+        raise ParamError(f"limit: must be between 1 and {runs.MAX_LIST_LIMIT}")
+    out["limit"] = limit
+    return out
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=dumps(value), content_type="application/json")
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> web.Response:
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/problem+json")
+
+
+def _html(text: str, nonce: str, status: int = 200) -> web.Response:
+    resp = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
+    resp.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+        "img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+class RunsHandlers:
+    """Request handlers bound to one store."""
+
+    def __init__(self, store: Any, *, database: str | None = None) -> None:
+        self.store = store
+        self.database = database
+
+    async def _load_run(self, run_id: str, *, bodies: bool = True) -> dict[str, Any] | None:
+        rows = await runs.get_run(self.store, run_id, database=self.database)
+        if not rows:
+            return None
+        summary = runs.summarize_run(rows)
+        if not bodies:
+            for row in rows:
+                for col in _BODY_COLUMNS:
+                    row.pop(col, None)
+        return {"run_id": run_id, "summary": summary, "handoffs": rows}
+
+    async def api_run(self, request: web.Request) -> web.Response:
+        run_id = request.match_info["run_id"]
+        if len(run_id) > MAX_RUN_ID_LEN:
+            return problem(400, "bad-request", "Malformed request", f"run_id: longer than {MAX_RUN_ID_LEN} characters")
+        try:
+            bodies = parse_bool("bodies", request.query.get("bodies", "true"))
+        except ParamError as e:
+            return problem(400, "bad-request", "Malformed request", str(e))
+        try:
+            run = await self._load_run(run_id, bodies=bodies)
+        except Exception as e:  # the store is down or the query failed: say so, never a bare 500
+            log.exception("run lookup failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not read the run: {type(e).__name__}")
+        if run is None:
+            return problem(404, "run-not-found", "Run not found", f"no handoffs recorded for run {run_id!r}", run_id=run_id)
+        return _json(run)
+
+    async def api_runs(self, request: web.Request) -> web.Response:
+        try:
+            params = parse_list_params(request.query)
+        except ParamError as e:
+            return problem(400, "bad-request", "Malformed request", str(e))
+        try:
+            rows = await runs.list_runs(self.store, database=self.database, **params)
+        except Exception as e:
+            log.exception("run listing failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not list runs: {type(e).__name__}")
+        filters = {k: v for k, v in params.items() if k != "since"}
+        filters["since"] = runs.resolve_since(params["since"])
+        return _json({"runs": rows, "count": len(rows), "filters": filters})
+
+    async def page_run(self, request: web.Request) -> web.Response:
+        run_id = request.match_info["run_id"]
+        nonce = secrets.token_urlsafe(16)
+        if len(run_id) > MAX_RUN_ID_LEN:
+            return _html(render.not_found_page(run_id[:MAX_RUN_ID_LEN]), nonce, status=400)
+        try:
+            run = await self._load_run(run_id)
+        except Exception as e:
+            log.exception("run lookup failed")
+            return _html(render.error_page(f"could not read the run: {type(e).__name__}"), nonce, status=503)
+        if run is None:
+            return _html(render.not_found_page(run_id), nonce, status=404)
+        data = dumps(run).decode()
+        return _html(render.run_page(run, data_json=data, nonce=nonce), nonce)
+
+    async def page_runs(self, request: web.Request) -> web.Response:
+        nonce = secrets.token_urlsafe(16)
+        query = dict(request.query)
+        query.setdefault("failed", "true")
+        try:
+            params = parse_list_params(query)
+        except ParamError as e:
+            return _html(render.error_page(str(e)), nonce, status=400)
+        try:
+            rows = await runs.list_runs(self.store, database=self.database, **params)
+        except Exception as e:
+            log.exception("run listing failed")
+            return _html(render.error_page(f"could not list runs: {type(e).__name__}"), nonce, status=503)
+        form = {
+            "since": query.get("since", DEFAULT_SINCE),
+            "outcome": params["outcome"] or "",
+            "handoff": params["handoff"] or "",
+            "failed": params["failed"],
+            "limit": params["limit"],
+        }
+        return _html(render.runs_page(rows, form=form, nonce=nonce), nonce)
+
+
+def setup_routes(app: web.Application, store: Any, *, database: str | None = None) -> None:
+    """Register the run API and pages on the admin app."""
+    handlers = RunsHandlers(store, database=database)
+    app[STORE_KEY] = store
+    app.router.add_get("/api/runs", handlers.api_runs)
+    app.router.add_get("/api/runs/{run_id:.+}", handlers.api_run)
+    app.router.add_get("/runs", handlers.page_runs)
+    app.router.add_get("/runs/{run_id:.+}", handlers.page_run)

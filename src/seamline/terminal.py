@@ -1,0 +1,275 @@
+"""`seamline trace RUN_ID` and `seamline runs`: read runs through the running sidecar's admin API and draw them.
+
+The CLI never opens the store itself: an embedded (chdb) store is locked by the sidecar's process.
+Colour only when writing to a terminal (rich decides; NO_COLOR is honoured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+from urllib.parse import quote, urlsplit
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
+EXIT_OK, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 0, 1, 2
+BAR_WIDTH = 32
+
+OUTCOME_STYLE = {
+    "ok": "green",
+    "unvalidated": "dim",
+    "silent_failure": "bold magenta",
+    "contract_violation": "yellow",
+    "http_error": "red",
+    "transport_error": "bold red",
+}
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class AdminError(Exception):
+    """The admin API could not answer; `exit_code` says how the CLI should end."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def clean(value: Any) -> str:
+    """Untrusted text made harmless for a terminal: control characters (ANSI escapes too) shown as \\xNN."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
+
+
+def admin_url(arg: str | None) -> str:
+    return (arg or os.environ.get("SEAMLINE_ADMIN_URL") or DEFAULT_ADMIN_URL).rstrip("/")
+
+
+def fetch(base: str, path: str, params: dict[str, str] | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
+    """GET a JSON document from the admin API, turning every failure into an AdminError with a next step."""
+    url = base + path
+    try:
+        resp = httpx.get(url, params=params, timeout=timeout, headers={"Accept": "application/json"})
+    except httpx.HTTPError as e:
+        raise AdminError(
+            f"cannot reach the Seamline admin API at {base} ({type(e).__name__}: {e}).\n"
+            "Is the sidecar running? Point at it with --admin-url URL or SEAMLINE_ADMIN_URL.",
+            EXIT_UNREACHABLE,
+        ) from None
+    try:
+        body = resp.json()
+    except ValueError:
+        raise AdminError(f"{url} answered {resp.status_code} with a non-JSON body; is {base} a Seamline admin listener?", EXIT_UNREACHABLE) from None
+    if resp.status_code == 404:
+        raise AdminError(str(body.get("detail") or "not found"), EXIT_NOT_FOUND)
+    if resp.status_code == 400:
+        raise AdminError(str(body.get("detail") or "bad request"), EXIT_UNREACHABLE)
+    if resp.status_code >= 400:
+        raise AdminError(f"{url} answered {resp.status_code}: {body.get('detail') or body.get('title') or ''}", EXIT_NOT_FOUND)
+    return body
+
+
+def _ms(v: Any) -> str:
+    v = float(v or 0)
+    if v == 0:
+        return "0ms"
+    return f"{v / 1000:.2f}s" if v >= 1000 else f"{v:.0f}ms" if v >= 10 else f"{v:.1f}ms"
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url or "")
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "") if parts.scheme else (url or "")
+
+
+def duration_bar(offset_ms: float, duration_ms: float, total_ms: float, width: int = BAR_WIDTH) -> str:
+    """A fixed-width bar: blanks up to the offset, then at least one block for the duration."""
+    total = max(total_ms, 1e-9)
+    start = min(int(offset_ms / total * width), width - 1)
+    length = max(1, round(duration_ms / total * width))
+    length = min(length, width - start)
+    return " " * start + "█" * length + " " * (width - start - length)
+
+
+def _ts(value: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return clean(value)
+
+
+def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -> None:
+    """Draw one run (the JSON of GET /api/runs/{run_id}) as a timeline."""
+    s = run.get("summary") or {}
+    rows = run.get("handoffs") or []
+    total = float(s.get("duration_ms") or 0)
+    worst = str(s.get("worst_outcome") or "")
+    head = Text()
+    head.append("Run ", style="bold")
+    head.append(clean(run.get("run_id")), style="bold cyan")
+    head.append("  ")
+    head.append(clean(worst or "—"), style=OUTCOME_STYLE.get(worst, ""))
+    head.append(f"  {len(rows)} handoffs · {_ms(total)} · {s.get('failed', 0)} failed · started {_ts(s.get('first_ts'))}")
+    traces = list(s.get("trace_ids") or [])
+    if traces:
+        more = f" (+{len(traces) - 2} more)" if len(traces) > 2 else ""
+        head.append(f" · trace {clean(', '.join(traces[:2]))}{more}", style="dim")
+    console.print(head)
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold dim")
+    for name, justify in (("offset", "right"), ("handoff", "left"), ("request", "left"), ("status", "right"),
+                          ("timeline", "left"), ("duration", "right"), ("outcome", "left"), ("error", "left")):
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    for row in rows:
+        outcome = str(row.get("outcome") or "")
+        style = OUTCOME_STYLE.get(outcome, "")
+        err = str(row.get("error_class") or "")
+        attempt = int(row.get("attempt") or 1)
+        name = Text(clean(row.get("handoff")))
+        if attempt > 1:
+            name.append(f" #{attempt}", style="dim")
+        status = int(row.get("status") or 0)
+        table.add_row(
+            Text(f"+{_ms(row.get('offset_ms'))}"),
+            name,
+            Text(f"{clean(row.get('method'))} {clean(_path(str(row.get('url') or '')))}"),
+            Text(str(status) if status else "—", style="red" if status >= 400 or not status else ""),
+            Text(duration_bar(float(row.get("offset_ms") or 0), float(row.get("duration_ms") or 0), total), style=style or "blue"),
+            Text(_ms(row.get("duration_ms"))),
+            Text(clean(outcome or "—"), style=style),
+            Text(clean("" if err == "none" else err), style="red"),
+        )
+    console.print(table)
+    for row in rows:
+        notes = []
+        if row.get("violations"):
+            notes.append("violations: " + ", ".join(map(str, row["violations"])))
+        if row.get("error_detail"):
+            notes.append("detail: " + str(row["error_detail"]))
+        if row.get("external_ids"):
+            notes.append("ids: " + ", ".join(f"{k}={v}" for k, v in sorted(row["external_ids"].items())))
+        if notes:
+            line = Text(f"  {clean(row.get('handoff'))}: ", style="bold")
+            line.append(clean(" · ".join(notes)), style=OUTCOME_STYLE.get(str(row.get("outcome") or ""), ""))
+            console.print(line)
+    if bodies:
+        for row in rows:
+            _render_bodies(row, console)
+
+
+def _pretty(body: Any) -> str:
+    if body in (None, ""):
+        return "(empty)"
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(body)
+
+
+def _render_bodies(row: dict[str, Any], console: Console) -> None:
+    console.print(Text(f"\n── {clean(row.get('handoff'))} · {clean(row.get('method'))} {clean(row.get('url'))}", style="bold"))
+    for label, hkey, bkey in (("request", "request_headers", "request_body"), ("response", "response_headers", "response_body")):
+        console.print(Text(f"{label} headers:", style="dim"))
+        for k, v in sorted((row.get(hkey) or {}).items()):
+            console.print(Text(f"  {clean(k)}: {clean(v)}"))
+        truncated = " (truncated)" if row.get(f"{label}_truncated") else ""
+        console.print(Text(f"{label} body{truncated}:", style="dim"))
+        console.print(Text(clean(_pretty(row.get(bkey)))))
+
+
+def render_runs(listing: dict[str, Any], console: Console) -> None:
+    """Draw the JSON of GET /api/runs as a table, most recent first."""
+    rows = listing.get("runs") or []
+    if not rows:
+        console.print("No runs match.")
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold dim")
+    for name, justify in (("last activity", "left"), ("run", "left"), ("handoffs", "right"), ("failed", "right"),
+                          ("worst outcome", "left"), ("error classes", "left"), ("failed handoffs", "left"), ("duration", "right")):
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    for r in rows:
+        worst = str(r.get("worst_outcome") or "")
+        table.add_row(
+            Text(_ts(r.get("last_ts"))),
+            Text(clean(r.get("run_id")), style="cyan"),
+            Text(str(r.get("handoffs", 0))),
+            Text(str(r.get("failed", 0)), style="red" if r.get("failed") else ""),
+            Text(clean(worst), style=OUTCOME_STYLE.get(worst, "")),
+            Text(clean(", ".join(r.get("error_classes") or []))),
+            Text(clean(", ".join(r.get("failed_handoffs") or []))),
+            Text(_ms(r.get("duration_ms"))),
+        )
+    console.print(table)
+    console.print(Text("trace one with: seamline trace RUN_ID", style="dim"))
+
+
+def make_console(file: TextIO | None = None) -> Console:
+    out = file or sys.stdout
+    tty = out.isatty()
+    # Piped output keeps full lines instead of rich's 80-column default.
+    return Console(file=out, width=None if tty else 200, highlight=False, emoji=False, soft_wrap=False)
+
+
+def cmd_trace(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    base = admin_url(args.admin_url)
+    params = None if args.bodies or args.json else {"bodies": "false"}
+    try:
+        run = fetch(base, "/api/runs/" + quote(args.run_id, safe=""), params)
+    except AdminError as e:
+        print(f"seamline trace: {e}", file=err or sys.stderr)
+        return e.exit_code
+    if args.json:
+        print(json.dumps(run, indent=2, ensure_ascii=False), file=out or sys.stdout)
+    else:
+        render_run(run, make_console(out), bodies=args.bodies)
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    base = admin_url(args.admin_url)
+    params = {"since": args.since, "limit": str(args.limit), "failed": "true" if args.failed else "false"}
+    if args.outcome:
+        params["outcome"] = args.outcome
+    if args.handoff:
+        params["handoff"] = args.handoff
+    try:
+        listing = fetch(base, "/api/runs", params)
+    except AdminError as e:
+        print(f"seamline runs: {e}", file=err or sys.stderr)
+        return e.exit_code
+    if args.json:
+        print(json.dumps(listing, indent=2, ensure_ascii=False), file=out or sys.stdout)
+    else:
+        render_runs(listing, make_console(out))
+    return EXIT_OK
+
+
+def _add_admin_url(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--admin-url", default=None, metavar="URL",
+                   help=f"the sidecar's admin listener (env SEAMLINE_ADMIN_URL, default {DEFAULT_ADMIN_URL})")
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add `trace` and `runs` to the CLI; each sets `func(args) -> exit code`."""
+    p = subparsers.add_parser("trace", help="show one run as a terminal timeline", description="Show one run's handoffs as a timeline.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
+    p.add_argument("--bodies", action="store_true", help="also print the redacted headers and bodies")
+    _add_admin_url(p)
+    p.set_defaults(func=cmd_trace)
+
+    p = subparsers.add_parser("runs", help="list recent runs", description="List recent runs, most recent first.")
+    p.add_argument("--failed", action="store_true", help="only runs with a failed handoff")
+    p.add_argument("--since", default="1h", help="time window: 15m, 1h, 2d, an ISO time, or 'all' (default 1h)")
+    p.add_argument("--outcome", default=None, help="only runs with a handoff of this outcome")
+    p.add_argument("--handoff", default=None, help="only runs that include this handoff")
+    p.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    _add_admin_url(p)
+    p.set_defaults(func=cmd_runs)

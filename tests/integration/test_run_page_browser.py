@@ -1,0 +1,107 @@
+"""The run page in headless Chromium: the waterfall renders and a click shows the (escaped) payloads."""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from seamline.runs_api import setup_routes
+from support.cdp import CHROMIUM, chromium
+from support.handoff_rows import fresh_store, handoff_row, insert_rows
+from support.png import decode_png, pixel
+from support.servers import serve
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+T = datetime.now(UTC) - timedelta(minutes=1)
+
+
+@pytest.fixture
+async def admin(request):
+    store, _ = await fresh_store(request.node.name)
+    rows = [
+        handoff_row("order-42", "crm.create_contact", at_ms=0, duration_ms=120, status=201, ts=T,
+                    request_body='{"email":"ada@example.com","name":"Ada"}', response_body='{"id":"ct_1","name":"Ada"}',
+                    outcome="silent_failure", error_class="contract", violations=["echo:missing:email"]),
+        handoff_row("order-42", "billing.charge", at_ms=150, duration_ms=300, status=200, ts=T + timedelta(milliseconds=150),
+                    request_body='{"amount":4900,"currency":"eur"}', response_body=XSS,
+                    request_headers={"authorization": "[REDACTED]", "x-note": XSS}),
+        handoff_row("order-42", "email.send_welcome", at_ms=500, duration_ms=100, status=500, ts=T + timedelta(milliseconds=500),
+                    outcome="http_error", error_class="server_error"),
+    ]
+    await insert_rows(store, rows)
+    app = web.Application()
+    setup_routes(app, store)
+    async with serve(app) as base:
+        yield base
+    await store.close()
+
+
+def _coloured(rgb: tuple[int, int, int]) -> bool:
+    return max(rgb) - min(rgb) > 60  # a saturated bar colour, not white/grey background
+
+
+async def test_waterfall_renders_and_click_shows_payloads(admin, tmp_path):
+    async with chromium() as page:
+        await page.goto(f"{admin}/runs/order-42")
+        assert await page.evaluate("document.title") == "Run order-42 · Seamline"
+        rects = await page.evaluate(
+            "[...document.querySelectorAll('.bar')].map(b => { const r = b.getBoundingClientRect();"
+            " return [r.x, r.y, r.width, r.height]; })"
+        )
+        assert len(rects) == 3
+        (x0, _, w0, _), (x1, _, w1, _), (x2, _, _, _) = rects
+        assert x0 < x1 < x2 and w1 > w0  # placed by offset, sized by duration
+
+        shot = await page.send("Page.captureScreenshot", format="png")
+        png = base64.b64decode(shot["data"])
+        out = Path(os.environ.get("SEAMLINE_SCREENSHOT_DIR", tmp_path)) / "run-page.png"
+        out.write_bytes(png)
+        width, height, pixels, bpp = decode_png(png)
+        assert width == 1400
+        for x, y, w, h in rects:
+            cx, cy = int(x + w / 2), int(y + h / 2)
+            assert _coloured(pixel(pixels, bpp, cx, cy)), f"bar at ({cx},{cy}) is not drawn"
+        # The area between bars on one track is background, so bars are real shapes, not a smear.
+        x, y, w, h = rects[0]
+        assert not _coloured(pixel(pixels, bpp, int(x + w + 40), int(y + h / 2)))
+        # Colours follow outcomes: silent failure purple-ish, ok green-ish, http error red-ish.
+        r, g, b = pixel(pixels, bpp, int(rects[0][0] + 3), int(rects[0][1] + rects[0][3] / 2))
+        assert r > g and b > g
+        r, g, b = pixel(pixels, bpp, int(rects[1][0] + 3), int(rects[1][1] + rects[1][3] / 2))
+        assert g > r and g > b
+        r, g, b = pixel(pixels, bpp, int(rects[2][0] + 3), int(rects[2][1] + rects[2][3] / 2))
+        assert r > g and r > b
+
+        assert await page.evaluate("document.getElementById('detail').hidden") is True
+        row = await page.evaluate(
+            "(() => { const r = document.querySelectorAll('.wf-row[data-index]')[1].getBoundingClientRect();"
+            " return [r.x + 60, r.y + r.height / 2]; })()"
+        )
+        await page.click(*row)
+        assert await page.evaluate("document.getElementById('detail').hidden") is False
+        detail = await page.evaluate("document.getElementById('detail').innerText")
+        assert "billing.charge" in detail and '"amount": 4900' in detail
+        assert XSS in detail and "authorization: [REDACTED]" in detail  # shown as text
+        assert await page.evaluate("document.querySelectorAll('#detail img, #detail script').length") == 0
+        assert await page.evaluate("window.__xss === undefined") is True
+        assert await page.evaluate("document.querySelector('.wf-row.selected').dataset.index") == "1"
+
+        after = base64.b64decode((await page.send("Page.captureScreenshot", format="png"))["data"])
+        (out.parent / "run-page-clicked.png").write_bytes(after)
+        assert after != png
+
+
+async def test_failed_runs_list_links_to_the_run_page(admin):
+    async with chromium() as page:
+        await page.goto(f"{admin}/runs")
+        links = await page.evaluate("[...document.querySelectorAll('table.runs a')].map(a => a.getAttribute('href'))")
+        assert links == ["/runs/order-42"]
+        await page.goto(f"{admin}{links[0]}")
+        assert await page.evaluate("document.querySelectorAll('.wf-row[data-index]').length") == 3

@@ -1,0 +1,38 @@
+"""One chdb data directory per test process: chdb can open only one path per process, so isolate by database."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import tempfile
+import uuid
+
+_path: str | None = None
+
+
+def chdb_path() -> str:
+    """The process-wide chdb directory (SEAMLINE_TEST_CHDB_PATH or a temp dir removed at exit)."""
+    global _path
+    if _path is None:
+        # Kept in the environment too, so a second import of this module (as `support.` or `tests.support.`)
+        # agrees on the one path chdb allows per process.
+        env = os.environ.get("SEAMLINE_TEST_CHDB_PATH")
+        if env:
+            _path = env
+        else:
+            _path = tempfile.mkdtemp(prefix="seamline-test-chdb-")
+            os.environ["SEAMLINE_TEST_CHDB_PATH"] = _path
+            atexit.register(shutil.rmtree, _path, True)
+    return _path
+
+
+def chdb_url() -> str:
+    """`chdb:///<process path>` for open_store / Storage.clickhouse_url."""
+    return f"chdb://{chdb_path()}"
+
+
+def unique_database(hint: str = "t") -> str:
+    """A fresh database name for one test, e.g. `t_test_replay_3f9a1c2b`."""
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', hint)[:40]}_{uuid.uuid4().hex[:8]}"
