@@ -33,6 +33,10 @@ DEFAULT_REDACT_HEADERS = [
 # Any header whose lower-cased name contains one of these is redacted too.
 DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key"]
 DEFAULT_REDACT_KEYS = ["password", "secret", "token", "card_number", "cvv", "ssn", "iban"]
+# Added to DEFAULT_REDACT_KEYS by default (kept apart so the list above stays verbatim).
+DEFAULT_REDACT_KEYS_EXTRA = ["passwd", "api_key", "apikey", "private_key", "credentials", "authorization", "cvc"]
+# Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere).
+DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key"]
 DEFAULT_CLICKHOUSE_URL = "chdb:///./.seamline/data"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -150,6 +154,18 @@ class Capture(_Model):
     redact_query: list[str] = Field(
         default_factory=lambda: ["token", "access_token", "api_key", "apikey", "key", "secret", "password", "signature", "sig"],
         description="Query parameter names redacted from recorded URLs (plus any containing token/secret/password/key).",
+    )
+    redact_keys_extra: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT_KEYS_EXTRA),
+        description="More body keys redacted like redact_keys (set [] to use redact_keys alone).",
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOW_HEADERS),
+        description="Header names never redacted, for every upstream (idempotency keys are recorded in their own column).",
+    )
+    redact_cards: bool = Field(default=True, description="Redact Luhn-valid card numbers anywhere in captured bodies and URLs.")
+    scrub_min_length: int = Field(
+        default=6, ge=1, description="Secret values shorter than this are not scrubbed from the rest of the exchange (avoids mangling text)."
     )
 
 

@@ -1,39 +1,82 @@
-"""Record stage: turn a finished Exchange into one immutable event (see `seamline.event`)."""
+"""Record stage: turn a finished Exchange into one immutable, redacted event (see `seamline.event`).
+
+Order matters for redaction: both header sets and the URL are redacted first (collecting secret
+values), then bodies are rendered and scrubbed, then the error text.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from seamline.capture import RenderedBody, render_body
 from seamline.config import Config
 from seamline.event import new_event
-from seamline.exchange import Exchange
+from seamline.exchange import BodyTap, Exchange
 from seamline.ids import new_event_id
+from seamline.redact import RedactionPolicy, Redactor
 from seamline.stages.validate import Validator
 
+_EMPTY = RenderedBody("", empty=True)
 
-def _redact_headers(headers: list[tuple[str, str]], deny: set[str], parts: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
+
+def _header(headers: list[tuple[str, str]], name: str) -> str:
     for k, v in headers:
-        kl = k.lower()
-        if kl in deny or any(p in kl for p in parts):
-            v = "[REDACTED]"
-        out[kl] = f"{out[kl]}, {v}" if kl in out else v
-    return out
+        if k.lower() == name:
+            return v
+    return ""
 
 
 class EventBuilder:
+    """Builds events; one redaction policy per upstream, compiled once."""
+
     def __init__(self, config: Config, instance: str, validator: Validator) -> None:
         self.config = config
         self.instance = instance
         self.validator = validator
         cap = config.capture
-        self._deny = {h.lower() for h in cap.redact_headers}
-        self._parts = tuple(p.lower() for p in cap.redact_header_parts)
+        self._default_policy = RedactionPolicy.from_config(cap)
+        self._policies = {n: RedactionPolicy.from_config(cap, u.redact_headers) for n, u in config.upstreams.items()}
         self._safety = {n: h.safety for n, h in config.handoffs.items()}
         self._steps = {n: (h.step or n) for n, h in config.handoffs.items()}
 
+    def _render(self, tap: BodyTap | None, headers: list[tuple[str, str]], redactor: Redactor) -> RenderedBody:
+        if tap is None or tap.total == 0:
+            return _EMPTY
+        return render_body(
+            tap.data,
+            content_type=_header(headers, "content-type") or None,
+            content_encoding=_header(headers, "content-encoding") or None,
+            truncated=tap.truncated,
+            total_bytes=tap.total,
+            redactor=redactor,
+            limit=max(tap.cap, 1),
+        )
+
     def build(self, ex: Exchange) -> dict[str, Any]:
-        result = self.validator.outcome(ex)
+        redactor = self._policies.get(ex.upstream, self._default_policy).redactor()
+        redactor.collect_headers(ex.request_headers)
+        redactor.collect_headers(ex.response_headers)
+        url = redactor.redact_url(ex.url) if ex.url else ""  # collects query secrets too
+        req_headers = redactor.redact_headers(ex.request_headers)
+        resp_headers = redactor.redact_headers(ex.response_headers)
+        req_body = self._render(ex.request_tap, ex.request_headers, redactor)
+        resp_body = self._render(ex.response_tap, ex.response_headers, redactor)
+        evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
+        violations = list(req_violations)
+        attributes = dict(ex.attributes)
+        external_ids: dict[str, str] = {}
+        unknown: list[str] = []
+        missing: list[str] = []
+        if evaluation is not None:
+            violations.extend(evaluation.violations)
+            external_ids = evaluation.external_ids
+            unknown, missing = evaluation.unknown_fields, evaluation.missing_fields
+            if evaluation.unvalidated_reason:
+                attributes["unvalidated_reason"] = evaluation.unvalidated_reason
+        if req_body.json_error:
+            attributes["request_json_error"] = req_body.json_error[:200]
+        if resp_body.json_error:
+            attributes["response_json_error"] = resp_body.json_error[:200]
         tc = ex.trace
         target = ex.target
         rq, rs = ex.request_tap, ex.response_tap
@@ -52,23 +95,32 @@ class EventBuilder:
             step=self._steps.get(ex.handoff, ex.handoff),
             mode=ex.mode,
             attempt=ex.attempt,
-            idempotency_key=ex.idempotency_key,
+            idempotency_key=redactor.scrub(ex.idempotency_key),
             safety=self._safety.get(ex.handoff, ""),
             method=ex.method,
-            url=ex.url,
+            url=url,
             route=target.handoff.template if target else "",
             status=ex.status or ex.error_status,
             duration_ms=ex.duration_s * 1000.0,
             ttfb_ms=ex.ttfb_s * 1000.0,
-            outcome=result["outcome"],
-            error_class=result["error_class"],
-            error_detail=ex.error_detail,
-            request_headers=_redact_headers(ex.request_headers, self._deny, self._parts),
-            response_headers=_redact_headers(ex.response_headers, self._deny, self._parts),
+            outcome=result.outcome,
+            error_class=result.error_class,
+            error_detail=redactor.scrub(ex.error_detail),
+            violations=violations,
+            unknown_fields=list(unknown),
+            missing_fields=list(missing),
+            external_ids={k: redactor.scrub(v) for k, v in external_ids.items()},
+            retry_after_s=result.retry_after_s,
+            request_headers=req_headers,
+            response_headers=resp_headers,
+            request_body=req_body.text,
+            response_body=resp_body.text,
+            request_content_type=_header(ex.request_headers, "content-type")[:100],
+            response_content_type=_header(ex.response_headers, "content-type")[:100],
             request_bytes=rq.total if rq else 0,
-            response_bytes=rs.total if rs else 0,
+            response_bytes=rs.total if rs else int(ex.extra.get("tunnel", (0, 0))[1]),
             request_truncated=rq.truncated if rq else False,
             response_truncated=rs.truncated if rs else False,
             proxy_instance=self.instance,
-            attributes=dict(ex.attributes),
+            attributes=attributes,
         )

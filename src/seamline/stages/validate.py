@@ -1,35 +1,116 @@
-"""Validate stage: the handoff's contract → outcome, error class, violations (interim: HTTP only)."""
+"""Validate stage: the handoff's contract → outcome, error class, violations, external IDs, drift.
+
+Works on the captured (capped) bodies after the response was relayed, unless the handoff sets
+`enforce: request`, in which case `check_request()` runs before forwarding (422 on violation).
+A validator that raises is isolated by `CompiledContract.evaluate()` and recorded as such.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
-from seamline.config import Config
+import orjson
+
+from seamline.capture import RenderedBody, decode_content, parse_content_type
+from seamline.classify import Classification, classify
+from seamline.config import Config, ConfigError
+from seamline.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 from seamline.exchange import Exchange
 
 
+def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in headers:
+        kl = k.lower()
+        out[kl] = f"{out[kl]}, {v}" if kl in out else v
+    return out
+
+
 class Validator:
+    """Compiled contracts by handoff name; built once at start-up (errors name file, handoff, field)."""
+
     def __init__(self, config: Config, source: str = "seamline.yaml") -> None:
         self.config = config
+        self.contracts: dict[str, CompiledContract] = {}
+        for name, h in config.handoffs.items():
+            if h.contract is None or isinstance(h.contract, str):
+                continue
+            try:
+                self.contracts[name] = compile_contract(name, h.contract, source)
+            except ContractError as e:
+                raise ConfigError(str(e)) from None
+        self._enforced = {n for n, c in self.contracts.items() if c.enforce == "request"}
 
     def enforces_request(self, handoff: str) -> bool:
+        return handoff in self._enforced
+
+    def request_view(self, ex: Exchange, body: Any) -> dict[str, Any]:
+        target = ex.target
+        return {
+            "method": ex.method,
+            "path": target.path if target else "",
+            "headers": _lower(ex.request_headers),
+            "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target else {},
+            "body": body,
+        }
+
+    def check_request(self, ex: Exchange, request: Any = None) -> list[str]:
+        """Request-schema violations of the (fully captured) request body, for `enforce: request`."""
+        contract = self.contracts.get(ex.handoff)
+        tap = ex.request_tap
+        if contract is None or tap is None:
+            return []
+        headers = _lower(ex.request_headers)
+        decoded = decode_content(tap.data, headers.get("content-encoding"), max(tap.cap, 1) * 4)
+        body, not_json = None, False
+        if decoded.data:
+            try:
+                body = orjson.loads(decoded.data)
+            except orjson.JSONDecodeError:
+                not_json = True
+        return contract.check_request(self.request_view(ex, body), not_json=not_json, truncated=tap.truncated)
+
+    def evaluate(self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody) -> tuple[Evaluation | None, Classification, list[str]]:
+        """(evaluation, classification, request violations) for a finished exchange."""
+        contract = self.contracts.get(ex.handoff)
+        resp_headers = _lower(ex.response_headers)
+        transport = ex.error_class if (ex.status == 0 and ex.error_class != "none") else None
+        evaluation: Evaluation | None = None
+        req_violations = list(ex.request_violations)
+        enforce = contract.enforce if contract is not None else "record"
+        if contract is not None and ex.status:
+            req = self.request_view(ex, req_body.parsed_json if req_body.is_json else None)
+            if not req_violations:
+                req_violations = contract.check_request(
+                    req, not_json=_not_json(req_body, ex.request_headers), truncated=req_body.truncated
+                )
+            resp = {
+                "status": ex.status,
+                "headers": resp_headers,
+                "body": resp_body.parsed_json if resp_body.is_json else None,
+            }
+            evaluation = contract.evaluate(
+                req,
+                resp,
+                response_truncated=resp_body.truncated,
+                response_not_json=_not_json(resp_body, ex.response_headers),
+                request_truncated=req_body.truncated,
+            )
+        if ex.error_status and not ex.status:
+            # Seamline answered itself (refused, unknown upstream, 422, …): not an upstream outcome.
+            if ex.error_class == "contract":
+                return None, Classification("contract_violation", "contract", -1.0), req_violations
+            if transport is not None and ex.error_status in (502, 504):
+                return None, classify(None, {}, transport, None, [], "record"), req_violations
+            return None, Classification("http_error" if ex.error_status < 500 else "transport_error", ex.error_class, -1.0), req_violations
+        body = resp_body.parsed_json if resp_body.is_json else None
+        result = classify(ex.status or None, resp_headers, transport, evaluation, req_violations, enforce, body=body)
+        return evaluation, result, req_violations
+
+
+def _not_json(body: RenderedBody, headers: list[tuple[str, str]]) -> bool:
+    if body.empty or body.is_json:
         return False
-
-    def check_request(self, ex: Exchange, request: Any) -> list[str]:
-        return []
-
-    def outcome(self, ex: Exchange) -> dict[str, Any]:
-        status = ex.status
-        if ex.error_status or (not status and ex.error_class != "none"):
-            return {"outcome": "transport_error" if ex.error_status >= 500 else "http_error", "error_class": ex.error_class}
-        if 200 <= status < 400:
-            return {"outcome": "ok", "error_class": ex.error_class}
-        if status == 429:
-            cls = "rate_limited"
-        elif status in (401, 403):
-            cls = "auth"
-        elif status >= 500:
-            cls = "server_error"
-        else:
-            cls = "client_error"
-        return {"outcome": "http_error", "error_class": cls}
+    mime, _ = parse_content_type(_lower(headers).get("content-type"))
+    return body.json_error is not None or (bool(mime) and "json" in mime) or (not body.binary and bool(body.text))

@@ -1,0 +1,202 @@
+"""Ingest rate of the Recorder (events/s with 1 KiB bodies) into chdb embedded and over HTTP, with RSS, vs raw inserts.
+
+Usage: python bench/ingest.py [--events 100000] [--batch 2000] [--modes recorder-chdb,baseline-native,...]
+Each mode runs in its own subprocess (clean RSS; chdb allows one data directory per process) on a fresh database:
+
+- recorder-chdb    Recorder.submit() for every event (JSON row encode on the loop), batches into chdb, flush at the end
+- recorder-http    the same through clickhouse-connect's async client and the ClickHouse-HTTP adapter (tests/support)
+- baseline-native  clickhouse-connect sync client.insert() of pre-built row lists (Native), same batch size, no Recorder
+- baseline-json    client.raw_insert() of pre-encoded JSONEachRow batches, no Recorder
+- spool            Spool.append() of one batch, fsync=always vs never (the per-batch fsync cost)
+
+The machine has 2 vCPU shared with other jobs: numbers vary by ±30 % run to run; compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = ('{"id":"ch_3MmlLrLkdIwHu7ix","amount":1999,"currency":"eur","items":[' + '{"sku":"SKU-1","qty":1},' * 38)[:1023] + "}"
+
+
+def rss_mib() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MiB."""
+    cur = peak = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            cur = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+def template() -> dict[str, Any]:
+    from seamline.event import new_event
+
+    return new_event(
+        run_id="run-0", handoff="billing.charge", upstream="billing", method="POST", url="https://api.billing.example/v1/charges",
+        status=200, duration_ms=41.5, ttfb_ms=30.1, outcome="ok", request_body=BODY, response_body=BODY,
+        request_headers={"content-type": "application/json", "user-agent": "wf/1"}, response_headers={"content-type": "application/json"},
+        request_bytes=1024, response_bytes=1024, proxy_instance="bench", tenant="t1", source_app="app1",
+    )  # fmt: skip
+
+
+def events(n: int) -> list[dict[str, Any]]:
+    t, now = template(), int(time.time() * 1e6)
+    return [{**t, "event_id": str(uuid.uuid4()), "ts": now + i, "run_id": f"run-{i // 20}"} for i in range(n)]
+
+
+async def run_recorder(url: str, db: str, n: int, batch: int) -> dict[str, Any]:
+    from prometheus_client import CollectorRegistry
+
+    from seamline.config import Storage
+    from seamline.record.writer import build_recorder
+
+    spool = tempfile.mkdtemp(prefix="seamline-bench-spool-")
+    storage = Storage(clickhouse_url=url, database=db, batch_size=batch, queue_size=max(50_000, 4 * batch), spool_dir=spool)
+    rec = await build_recorder(storage, CollectorRegistry(), "bench", heartbeat_interval_s=0)
+    evs = events(n)
+    t0 = time.perf_counter()
+    submit_s = 0.0
+    for i in range(0, n, 100):  # a request handler yields between events; give the loop a turn every 100
+        s = time.perf_counter()
+        for ev in evs[i : i + 100]:
+            rec.submit(ev)
+        submit_s += time.perf_counter() - s
+        await asyncio.sleep(0)
+    assert await rec.flush(600)
+    elapsed = time.perf_counter() - t0
+    rows = (await rec.store.query("SELECT count() AS n FROM handoffs"))[0]["n"]
+    spooled = rec.spool.records
+    await rec.stop(60)
+    return {"events_s": n / elapsed, "submit_us": submit_s / n * 1e6, "rows": rows, "spooled_batches": spooled}
+
+
+def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, Any]:
+    import clickhouse_connect
+
+    from seamline.event import COLUMN_NAMES
+    from seamline.record.rows import INSERT_SETTINGS, encode_event, seal
+    from seamline.record.schema import statements
+
+    client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    client.database = db
+    for stmt in statements(db):
+        client.command(stmt)
+    evs = events(n)
+    if fmt == "native":
+        prepared: list[Any] = [[[e[c] for c in COLUMN_NAMES] for e in evs[i : i + batch]] for i in range(0, n, batch)]
+    else:
+        prepared = [seal([encode_event(e) for e in evs[i : i + batch]], [e["event_id"] for e in evs[i : i + batch]]) for i in range(0, n, batch)]
+    t0 = time.perf_counter()
+    for i, b in enumerate(prepared):
+        if fmt == "native":
+            client.insert("handoffs", b, column_names=list(COLUMN_NAMES), settings={"insert_deduplication_token": f"b{i}"})
+        else:
+            client.raw_insert("handoffs", None, b.payload, fmt="JSONEachRow", settings={**INSERT_SETTINGS, "insert_deduplication_token": b.token})
+    elapsed = time.perf_counter() - t0
+    rows = client.query("SELECT count() FROM handoffs").result_rows[0][0]
+    client.close()
+    return {"events_s": n / elapsed, "rows": rows, "note": "rows pre-built outside the timing"}
+
+
+def run_spool(batch: int) -> dict[str, Any]:
+    from seamline.record.rows import encode_event, seal
+    from seamline.record.spool import Spool, SpoolBatch
+
+    out: dict[str, Any] = {}
+    for rows in (100, batch):
+        evs = events(rows)
+        b = seal([encode_event(e) for e in evs], [e["event_id"] for e in evs])
+        for policy in ("always", "never"):
+            d = tempfile.mkdtemp(prefix="seamline-bench-spool-", dir=os.environ.get("SEAMLINE_BENCH_SPOOL_DIR"))
+            sp = Spool(d, 8 << 30, fsync=policy)  # type: ignore[arg-type]
+            sp.open()
+            times = []
+            for _ in range(20):
+                t = time.perf_counter()
+                sp.append(SpoolBatch(b.token, b.rows, b.payload))
+                times.append(time.perf_counter() - t)
+            out[f"append_{rows}rows_{policy}_ms"] = round(statistics.median(times) * 1000, 2)
+            out[f"batch_{rows}rows_mib"] = round(len(b.payload) / 2**20, 2)
+    return out
+
+
+def child(mode: str, path: str, n: int, batch: int) -> dict[str, Any]:
+    db = f"bench_ingest_{mode.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
+    if mode == "recorder-chdb":
+        res = asyncio.run(run_recorder(f"chdb://{path}", db, n, batch))
+    elif mode == "recorder-http":
+        sys.path.insert(0, str(ROOT / "tests"))
+        os.environ["SEAMLINE_TEST_CHDB_PATH"] = path  # the adapter serves this process's chdb directory
+        from support.chhttp import ClickHouseHttpAdapter
+
+        async def over_http() -> dict[str, Any]:
+            ad = ClickHouseHttpAdapter()
+            await ad.start()
+            try:
+                return await run_recorder(f"{ad.url}/{db}", db, n, batch)
+            finally:
+                await ad.stop()
+
+        res = asyncio.run(over_http())
+    elif mode == "baseline-native":
+        res = run_baseline(path, db, n, batch, "native")
+    elif mode == "baseline-json":
+        res = run_baseline(path, db, n, batch, "json")
+    elif mode == "spool":
+        res = run_spool(batch)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    cur, peak = rss_mib()
+    return {"mode": mode, **res, "rss_mib": round(cur), "peak_rss_mib": round(peak)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--modes", default="recorder-chdb,recorder-http,baseline-native,baseline-json,spool")
+    ap.add_argument("--path", default=os.environ.get("SEAMLINE_BENCH_CHDB", "/tmp/seamline-bench-ingest"))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.path, args.events, args.batch)), flush=True)
+        return 0
+    print(f"# {os.cpu_count()} vCPU shared with other jobs (load avg {os.getloadavg()[0]:.1f}); {args.events:,} events, "
+          f"1 KiB request + 1 KiB response bodies, batch {args.batch}", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    for mode in args.modes.split(","):
+        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch), "--path", args.path]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            print(f"{mode}: FAILED\n{proc.stderr[-3000:]}")
+            continue
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[mode] = res
+        print(json.dumps(res), flush=True)
+    base = results.get("baseline-native", {}).get("events_s")
+    if base:
+        print("\n| mode | events/s | vs raw Native insert | submit µs/event | RSS MiB (peak) |\n|---|---|---|---|---|")
+        for mode, r in results.items():
+            if "events_s" in r:
+                print(f"| {mode} | {r['events_s']:,.0f} | {r['events_s'] / base:.2f}x | {r.get('submit_us', float('nan')):.1f} | "
+                      f"{r['rss_mib']} ({r['peak_rss_mib']}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,513 @@
+"""Handoff contracts (issue 4): compiled once from config, evaluated per exchange. Pure: no I/O.
+
+Data seen by expressions: `{"request": {method, path, headers, query, body},
+"response": {status, headers, body}}`; header names are lower-case, bodies are parsed JSON or None.
+
+JMESPath literals (the `jmespath` package's rules):
+    response.body.status == 'succeeded'         raw string literal in single quotes
+    response.status == `201`                    numbers, true/false/null need a JSON literal in backticks
+    response.body.paid == `true`
+    response.body.amount == request.body.amount field against field
+    length(response.body.items) > `0`           functions
+    response.headers."x-request-id" != `null`   quoted identifiers for names with dashes
+    response.body.id != null                    WRONG: bare null is a field name (rejected at compile)
+Truthiness: an assertion passes unless its value is false, null, '', [] or {} (0 is truthy).
+
+Violation codes (stable, deduplicated, at most 50 per event):
+    status:unexpected:<code>              status not in `status` (no list: any 2xx is expected)
+    schema:<pointer>:<keyword>            response body breaks response_schema, e.g. schema:/status:enum
+    request:schema:<pointer>:<keyword>    request body breaks request_schema, e.g. request:schema:/amount:required
+    body:not_json | body:empty            the contract needs the response body and it is not JSON / absent
+    request:body:not_json | request:body:empty
+    assert:<name> | assert_error:<name>   assertion falsy / raised
+    echo:missing:<field> | echo:mismatch:<field>
+    validator_error:<ExceptionName>       the validator itself failed (isolated; evaluate() never raises)
+    request:validator_error:<ExceptionName>
+<pointer> is the RFC 6901 pointer of the instance location ('' for the root) with array indices as
+`*` (violations is a LowCardinality column); for `required` and `additionalProperties` it names the
+offending property (schema:/email:required). Parse a code with `rsplit(':', 1)`.
+
+Body checks (schema, echo, assertions that read a body, drift) run only when the status is expected:
+a 404's error body is not held to the success schema. A response body over the capture cap cannot
+be checked: `unvalidated_reason='body_truncated'`. Drift: `unknown_fields` lists response keys that the
+schema's `properties`/`patternProperties` do not describe (recursing into described objects, arrays as
+`items[]`; a level without `properties` or with a schema-valued `additionalProperties` is open);
+`missing_fields` lists absent `required` fields as dotted paths.
+
+Compile-time checks name file, handoff and field: invalid schema (draft 2020-12), an expression that
+does not parse, and a path to nowhere: every path read from the root must start with
+request.{method,path,headers,query,body} or response.{status,headers,body}, and a path into
+response.body / request.body must start with a property the matching schema declares (when that
+schema declares `properties` at its top level and is not open). Echo entries are plain dotted paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import jmespath
+import jsonschema_rs
+import orjson
+from jmespath.exceptions import JMESPathError
+from jmespath.visitor import TreeInterpreter
+
+from seamline.config import Contract
+
+MAX_VIOLATIONS: Final = 50
+MAX_DRIFT: Final = 50
+_MAX_DEPTH: Final = 16
+_SIDES: Final = {"request": ("method", "path", "headers", "query", "body"), "response": ("status", "headers", "body")}
+_WRAPPERS: Final = frozenset({"index_expression", "projection", "filter_projection", "flatten", "pipe"})
+_BRANCHES: Final = frozenset(
+    {"comparator", "and_expression", "or_expression", "not_expression", "function_expression",
+     "multi_select_list", "multi_select_hash", "key_val_pair"}
+)  # fmt: skip
+
+
+class ContractError(ValueError):
+    """A contract that cannot be compiled, phrased with file, handoff and field."""
+
+    def __init__(self, source: str, handoff: str, field: str, problem: str) -> None:
+        self.source, self.handoff, self.field, self.problem = source, handoff, field, problem
+        super().__init__(f"{source}: handoffs.{handoff}.contract.{field}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What a contract says about one exchange's response."""
+
+    violations: list[str] = field(default_factory=list)
+    external_ids: dict[str, str] = field(default_factory=dict)
+    unknown_fields: list[str] = field(default_factory=list)
+    missing_fields: list[str] = field(default_factory=list)
+    unvalidated_reason: str | None = None
+    status_expected: bool = True  # the status is one the contract accepts
+
+    @property
+    def passed(self) -> bool:
+        """No violation and everything could be checked."""
+        return not self.violations and self.unvalidated_reason is None
+
+
+@dataclass(slots=True)
+class _Shape:
+    """The part of a schema drift detection needs: which keys are described at each level."""
+
+    props: dict[str, _Shape | None]
+    open: bool
+    patterns: tuple[re.Pattern[str], ...] = ()
+    items: _Shape | None = None
+
+    def knows(self, key: str) -> bool:
+        return self.open or key in self.props or any(p.search(key) for p in self.patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expr:
+    name: str
+    ast: dict[str, Any]
+    reads_body: bool
+    fast: Callable[[Any], Any] | None = None  # same result as the interpreter, for simple shapes
+
+
+class CompiledContract:
+    """A handoff's contract, ready to check requests and evaluate responses."""
+
+    def __init__(self, name: str, contract: Contract, source: str) -> None:
+        self.name = name
+        self.enforce = contract.enforce
+        self.status = frozenset(contract.status) if contract.status is not None else None
+        self._req_validator = _compile_schema(contract.request_schema, "request_schema", source, name)
+        self._resp_validator = _compile_schema(contract.response_schema, "response_schema", source, name)
+        self._req_shape = _shape_of(contract.request_schema)
+        self._resp_shape = _shape_of(contract.response_schema)
+        self._asserts = tuple(self._compile_expr(n, e, f"assert.{n}", source) for n, e in contract.assert_.items())
+        self._extract = tuple(self._compile_expr(n, e, f"extract.{n}", source) for n, e in contract.extract.items())
+        self._echo = tuple(self._compile_echo(f, source) for f in contract.echo)
+        self._needs_body = self._resp_validator is not None or bool(self._echo) or any(a.reads_body for a in self._asserts)
+        self._interp = TreeInterpreter()
+
+    # -- compile ---------------------------------------------------------------------------------
+
+    def _compile_expr(self, label: str, expr: str, where: str, source: str) -> _Expr:
+        ast = _parse(expr, where, source, self.name)
+        reads_body = False
+        for chain in _root_chains(ast):
+            problem = self._check_chain(chain)
+            if problem:
+                raise ContractError(source, self.name, where, f"{expr!r}: {problem}")
+            reads_body = reads_body or chain[:2] in (["response", "body"], ["response"])
+        return _Expr(label, ast, reads_body, _fast(ast))
+
+    def _check_chain(self, chain: list[str]) -> str | None:
+        side = chain[0]
+        if side in ("null", "true", "false"):
+            return f"bare {side} is a field name in JMESPath; write the JSON literal `{side}` in backticks"
+        if side not in _SIDES:
+            return f"path starts at {side!r}; expressions see only `request` and `response`"
+        if len(chain) > 1 and chain[1] not in _SIDES[side]:
+            return f"{side}.{chain[1]} does not exist (use one of {', '.join(_SIDES[side])})"
+        if len(chain) > 2 and chain[1] == "body":
+            shape = self._req_shape if side == "request" else self._resp_shape
+            if shape is not None and not shape.knows(chain[2]):
+                known = ", ".join(sorted(shape.props)) or "none"
+                return f"field {chain[2]!r} is not in {side}_schema properties (known: {known}); path to nowhere"
+        return None
+
+    def _search(self, x: _Expr, data: Any) -> Any:
+        return x.fast(data) if x.fast is not None else self._interp.visit(x.ast, data)
+
+    def _compile_echo(self, path: str, source: str) -> tuple[str, tuple[str, ...]]:
+        where = f"echo.{path}"
+        ast = _parse(path, where, source, self.name)
+        chain = _plain_chain(ast)
+        if chain is None:
+            raise ContractError(source, self.name, where, "an echo entry is a dotted field path such as `email` or `customer.email`")
+        for side, shape in (("request", self._req_shape), ("response", self._resp_shape)):
+            if shape is not None and not shape.knows(chain[0]):
+                raise ContractError(source, self.name, where, f"field {chain[0]!r} is not in {side}_schema properties; path to nowhere")
+        return path, tuple(chain)
+
+    # -- evaluate ---------------------------------------------------------------------------------
+
+    def rejects(self, request_violations: list[str]) -> bool:
+        """Should the proxy answer 422 instead of forwarding (enforce: request; validator crashes never reject)?"""
+        return self.enforce == "request" and any(not v.startswith("request:validator_error:") for v in request_violations)
+
+    def check_request(self, req: dict[str, Any], *, not_json: bool = False, truncated: bool = False) -> list[str]:
+        """Request-schema violations (a truncated body cannot be checked: [])."""
+        if self._req_validator is None or truncated:
+            return []
+        if not_json:
+            return ["request:body:not_json"]
+        body = req.get("body")
+        if body is None:
+            return ["request:body:empty"]
+        try:
+            return _schema_violations(self._req_validator, body, "request:schema:")[0]
+        except Exception as e:  # noqa: BLE001 - a validator crash is recorded, never raised into traffic
+            return [f"request:validator_error:{type(e).__name__}"]
+
+    def evaluate(
+        self,
+        req: dict[str, Any],
+        resp: dict[str, Any],
+        *,
+        response_truncated: bool = False,
+        response_not_json: bool = False,
+        request_truncated: bool = False,
+    ) -> Evaluation:
+        """Status, schema, assertions, echo, extraction and drift for one response; never raises."""
+        try:
+            return self._evaluate(req, resp, response_truncated, response_not_json, request_truncated)
+        except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
+            return Evaluation([f"validator_error:{type(e).__name__}"], unvalidated_reason="validator_error")
+
+    def _evaluate(self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool) -> Evaluation:
+        data = {"request": req, "response": resp}
+        ids = self._external_ids(data)
+        status = resp.get("status")
+        expected = status in self.status if self.status is not None else isinstance(status, int) and 200 <= status < 300
+        if not expected:
+            return Evaluation([f"status:unexpected:{status}"], ids, status_expected=False)
+        body = resp.get("body")
+        state = "truncated" if truncated else "not_json" if not_json else "empty" if body is None else "json"
+        violations: list[str] = []
+        unknown: list[str] = []
+        missing: list[str] = []
+        reason: str | None = None
+        if state == "json":
+            if self._resp_validator is not None:
+                violations, missing = _schema_violations(self._resp_validator, body, "schema:")
+            if self._resp_shape is not None:
+                unknown = _unknown_fields(body, self._resp_shape)
+            if req_truncated and self._echo:
+                reason = "request_body_truncated"
+            else:
+                violations += self._echo_violations(req.get("body"), body)
+        elif self._needs_body:
+            reason = f"body_{state}"
+            if state != "truncated":
+                violations.append(f"body:{state}")
+        for a in self._asserts:
+            if a.reads_body and state != "json":
+                continue
+            try:
+                if not _truthy(self._search(a, data)):
+                    violations.append(f"assert:{a.name}")
+            except Exception:  # noqa: BLE001 - e.g. a JMESPath type error on unexpected data
+                violations.append(f"assert_error:{a.name}")
+        return Evaluation(_dedupe(violations, MAX_VIOLATIONS), ids, unknown, missing, reason)
+
+    def _external_ids(self, data: dict[str, Any]) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        for x in self._extract:
+            try:
+                v = self._search(x, data)
+            except Exception:  # noqa: BLE001 - extraction is best effort
+                continue
+            if v is not None:
+                ids[x.name] = _stringify(v)
+        return ids
+
+    def _echo_violations(self, sent_body: Any, got_body: Any) -> list[str]:
+        out: list[str] = []
+        if not isinstance(sent_body, (dict, list)):
+            return out
+        for path, chain in self._echo:
+            sent = _get_path(sent_body, chain)
+            if sent is None:
+                continue  # not sent, nothing to come back
+            got = _get_path(got_body, chain)
+            if got is None:
+                out.append(f"echo:missing:{path}")
+            elif not _json_equal(sent, got):
+                out.append(f"echo:mismatch:{path}")
+        return out
+
+
+def compile_contract(name: str, contract: Contract, source: str) -> CompiledContract:
+    """Compile a handoff's contract; raises ContractError naming file, handoff and field."""
+    return CompiledContract(name, contract, source)
+
+
+# -- schema ---------------------------------------------------------------------------------------
+
+
+def _compile_schema(schema: dict[str, Any] | None, where: str, source: str, handoff: str) -> Any:
+    if schema is None:
+        return None
+    try:
+        jsonschema_rs.meta.validate(schema)
+        return jsonschema_rs.Draft202012Validator(schema)
+    except jsonschema_rs.ValidationError as e:
+        loc = "".join(f"/{p}" for p in e.instance_path)
+        raise ContractError(source, handoff, f"{where}{loc.replace('/', '.')}", f"invalid JSON Schema (2020-12): {e.message}") from None
+    except Exception as e:  # noqa: BLE001 - referencing errors and the like
+        raise ContractError(source, handoff, where, f"invalid JSON Schema (2020-12): {e}") from None
+
+
+def _pointer(path: Any) -> str:
+    return "".join("/*" if isinstance(p, int) else "/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _dotted(path: Any, leaf: str) -> str:
+    out = ""
+    for p in path:
+        out += "[]" if isinstance(p, int) else f".{p}" if out else str(p)
+    return f"{out}.{leaf}" if out else leaf
+
+
+def _schema_violations(validator: Any, body: Any, prefix: str) -> tuple[list[str], list[str]]:
+    """Violation codes and missing required fields (dotted)."""
+    if validator.is_valid(body):
+        return [], []
+    codes: list[str] = []
+    missing: list[str] = []
+    for err in validator.iter_errors(body):
+        kind = err.kind
+        keyword = kind.name
+        base = _pointer(err.instance_path)
+        if keyword == "required":
+            prop = str(kind.property)
+            codes.append(f"{prefix}{base}{_pointer([prop])}:required")
+            missing.append(_dotted(err.instance_path, prop))
+        elif keyword == "additionalProperties":
+            codes.extend(f"{prefix}{base}{_pointer([str(p)])}:additionalProperties" for p in kind.unexpected)
+        else:
+            codes.append(f"{prefix}{base}:{keyword}")
+        if len(codes) >= MAX_VIOLATIONS:
+            break
+    return _dedupe(codes, MAX_VIOLATIONS), _dedupe(missing, MAX_DRIFT)
+
+
+# -- drift ----------------------------------------------------------------------------------------
+
+
+def _shape_of(schema: dict[str, Any] | None) -> _Shape | None:
+    return None if schema is None else _shape(schema, schema, 0)
+
+
+def _deref(node: Any, root: dict[str, Any]) -> Any:
+    """Follow local `$ref`s (`#/$defs/x`); sibling keywords win over the target's."""
+    for _ in range(_MAX_DEPTH):
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return node
+        target: Any = root
+        for part in (p.replace("~1", "/").replace("~0", "~") for p in ref[1:].split("/") if p):
+            target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            return node
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _shape(node: Any, root: dict[str, Any], depth: int) -> _Shape | None:
+    node = _deref(node, root)
+    if not isinstance(node, dict) or depth > _MAX_DEPTH:
+        return None
+    parts = [node] + [_deref(s, root) for k in ("allOf", "anyOf", "oneOf") for s in node.get(k) or () if isinstance(s, dict)]
+    props: dict[str, _Shape | None] = {}
+    patterns: list[re.Pattern[str] | None] = []
+    described = opened = False
+    items: _Shape | None = None
+    for p in parts:
+        if isinstance(p.get("properties"), dict):
+            described = True
+            for k, sub in p["properties"].items():
+                props[k] = props.get(k) or _shape(sub, root, depth + 1)
+        if isinstance(p.get("required"), list) and described:
+            for k in p["required"]:  # a required name is described even without a subschema
+                props.setdefault(str(k), None)
+        if isinstance(p.get("patternProperties"), dict):
+            described = True
+            patterns += [_compile_re(rx) for rx in p["patternProperties"]]
+        if isinstance(p.get("additionalProperties"), dict) and p["additionalProperties"]:
+            opened = True
+        if isinstance(p.get("items"), dict):
+            items = items or _shape(p["items"], root, depth + 1)
+    if not described and items is None:
+        return None
+    return _Shape(props, opened or not described, tuple(x for x in patterns if x is not None), items)
+
+
+def _compile_re(rx: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(rx)
+    except re.error:
+        return None
+
+
+def _unknown_fields(body: Any, shape: _Shape) -> list[str]:
+    out: dict[str, None] = {}
+    _walk_unknown(body, shape, "", out, 0)
+    return list(out)
+
+
+def _walk_unknown(value: Any, shape: _Shape, path: str, out: dict[str, None], depth: int) -> None:
+    if depth > _MAX_DEPTH or len(out) >= MAX_DRIFT:
+        return
+    if type(value) is dict:
+        props = shape.props
+        for k, v in value.items():
+            if k in props:
+                child = props[k]
+                if child is not None and type(v) in (dict, list):
+                    _walk_unknown(v, child, f"{path}.{k}" if path else k, out, depth + 1)
+            elif not shape.knows(k):
+                out[f"{path}.{k}" if path else k] = None
+    elif type(value) is list and shape.items is not None:
+        items, sub = shape.items, f"{path}[]"
+        for v in value:
+            if type(v) in (dict, list):
+                _walk_unknown(v, items, sub, out, depth + 1)
+
+
+# -- JMESPath -------------------------------------------------------------------------------------
+
+
+def _parse(expr: str, where: str, source: str, handoff: str) -> dict[str, Any]:
+    try:
+        return jmespath.compile(expr).parsed  # type: ignore[no-any-return]
+    except (JMESPathError, ValueError, TypeError) as e:
+        msg = " ".join(str(e).split())
+        if "(NUMBER)" in msg:
+            msg += "; numbers are JSON literals in backticks, e.g. response.status == `201`"
+        raise ContractError(source, handoff, where, f"JMESPath expression {expr!r} does not parse: {msg}") from None
+
+
+def _root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
+    """Field paths read from the root document (e.g. ['response', 'body', 'id'])."""
+    t = node.get("type")
+    kids = node.get("children") or []
+    if t == "field":
+        yield [node["value"]]
+    elif t == "subexpression":
+        chain: list[str] = []
+        for k in kids:
+            if k["type"] == "field":
+                chain.append(k["value"])
+                continue
+            head = (k.get("children") or [None])[0] if k["type"] in _WRAPPERS else None
+            if isinstance(head, dict) and head.get("type") == "field":
+                chain.append(head["value"])
+            break
+        if chain:
+            yield chain
+        elif kids:
+            yield from _root_chains(kids[0])
+    elif t in _WRAPPERS and kids:
+        yield from _root_chains(kids[0])  # the rest is evaluated against the left side's result
+    elif t in _BRANCHES:
+        for k in kids:
+            yield from _root_chains(k)
+
+
+def _plain_chain(ast: dict[str, Any]) -> list[str] | None:
+    if ast.get("type") == "field":
+        return [ast["value"]]
+    if ast.get("type") == "subexpression" and all(k.get("type") == "field" for k in ast["children"]):
+        return [k["value"] for k in ast["children"]]
+    return None
+
+
+def _get_path(value: Any, chain: tuple[str, ...]) -> Any:
+    """JMESPath `a.b.c` semantics: None as soon as a step is not an object."""
+    for key in chain:
+        if type(value) is not dict:
+            return None
+        value = value.get(key)
+    return value
+
+
+def _fast(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """A direct evaluator for `a.b.c` and `a.b == <a.b | literal>` (!=, too); None for anything else."""
+    chain = _plain_chain(ast)
+    if chain is not None:
+        path = tuple(chain)
+        return lambda d: _get_path(d, path)
+    if ast.get("type") != "comparator" or ast.get("value") not in ("eq", "ne"):
+        return None
+    left, right = (_fast_operand(k) for k in ast["children"])
+    if left is None or right is None:
+        return None
+    if ast["value"] == "eq":
+        return lambda d: _json_equal(left(d), right(d))
+    return lambda d: not _json_equal(left(d), right(d))
+
+
+def _fast_operand(node: dict[str, Any]) -> Callable[[Any], Any] | None:
+    if node.get("type") == "literal":
+        value = node["value"]
+        return lambda _d: value
+    return _fast(node) if _plain_chain(node) is not None else None
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JMESPath equality: like ==, but true/false never equal 1/0."""
+    if (type(a) is bool) != (type(b) is bool):
+        return False
+    return bool(a == b)
+
+
+def _truthy(v: Any) -> bool:
+    """JMESPath truthiness: false, null, '', [] and {} are false; 0 is true."""
+    return not (v is None or v is False or (type(v) in (str, list, dict) and not v))
+
+
+def _stringify(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return orjson.dumps(v).decode()
+
+
+def _dedupe(items: list[str], limit: int) -> list[str]:
+    return list(dict.fromkeys(items))[:limit]

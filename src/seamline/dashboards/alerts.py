@@ -1,0 +1,443 @@
+"""Alert rules, contact points and the notification policy, as Grafana file provisioning (apiVersion: 1).
+
+Every rule is A (ClickHouse SQL: one row per handoff, string columns become labels, one numeric `value`)
+→ B (Reduce: last) → C (Threshold). Minimum sample sizes live in the SQL (`HAVING`), so a handoff with
+too little traffic returns no row instead of a noisy rate. Rules are built with the SDK's alerting models
+(the HTTP API shape) and converted to the file-provisioning shape by `provisioning_rules()`.
+
+Time: `$__fromTime`/`$__toTime` are the rule's relative time range (`from` seconds ago → now), so every
+window, including a baseline's, is anchored on the evaluation time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from grafana_foundation_sdk.builders import alerting as ab
+from grafana_foundation_sdk.builders import expr as eb
+from grafana_foundation_sdk.models import alerting as am
+from grafana_foundation_sdk.models import dashboard as dm
+
+from seamline.dashboards.common import HEALTH_UID, OVERVIEW_UID, RUN_VIEW_URL, UPSTREAMS_UID
+from seamline.dashboards.query import DATASOURCE_UID, Format, Query
+from seamline.dashboards.sql import HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_VALIDATED
+
+FOLDER: Final = "Seamline"
+FOLDER_UID: Final = "seamline"
+GROUP: Final = "seamline-handoffs"
+HEALTH_GROUP: Final = "seamline-sidecar"
+ORG_ID: Final = 1
+# Where docs/dashboards.md is published; each rule's runbook_url is this plus an anchor. Set at generation time.
+RUNBOOK_BASE: Final = "https://github.com/seamline/seamline/blob/main/docs/dashboards.md"
+EXPR_UID: Final = "__expr__"
+
+# Thresholds and minimum samples (one place to tune them; docs/dashboards.md explains each).
+MIN_CALLS: Final = 20  # calls in the window before a rate is judged
+SUCCESS_WARN_PCT: Final = 95.0
+SUCCESS_CRIT_PCT: Final = 80.0
+SILENT_FAILURE_PCT: Final = 5.0
+LATENCY_RATIO: Final = 2.0
+LATENCY_BASELINE_MIN_CALLS: Final = 100
+VOLUME_PCT: Final = 150.0
+VOLUME_BASELINE_MIN_DAYS: Final = 3
+VOLUME_BASELINE_MIN_CALLS: Final = 10.0
+ERROR_PCT: Final = 50.0
+ERROR_MIN_CALLS: Final = 10
+AUTH_BURST: Final = 10  # more than this many auth failures in 5 minutes
+LOOP_MAX_CALLS: Final = 10  # a run calling one handoff more than this many times in 15 minutes
+HEARTBEAT_MAX_AGE_S: Final = 180
+HEARTBEAT_MIN_ROWS: Final = 3
+
+Op = Literal["gt", "lt"]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One alert rule: its SQL, window, threshold and what a human should read when it fires."""
+
+    uid: str
+    title: str
+    sql: str
+    window_s: int
+    op: Op
+    threshold: float
+    severity: Literal["warning", "critical"]
+    summary: str
+    description: str
+    anchor: str
+    for_: str = "2m"
+    no_data: Literal["OK", "NoData", "Alerting"] = "OK"
+    exec_err: Literal["OK", "Error", "Alerting"] = "Error"
+    group: str = GROUP
+    static_labels: dict[str, str] = field(default_factory=dict)
+    dashboard_uid: str = OVERVIEW_UID
+    link: str = f"{RUN_VIEW_URL}?var-handoff={{{{ $labels.handoff }}}}&var-run_id=&from=now-1h&to=now"
+
+
+_VALUE = "{{ humanize $values.B.Value }}"
+
+RULES: Final[tuple[RuleSpec, ...]] = (
+    RuleSpec(
+        uid="seamline-success-rate-warning",
+        title="Handoff business success rate below 95%",
+        sql=(
+            f"SELECT handoff, round(100 * countIf(outcome = 'ok') / countIf({IS_VALIDATED}), 2) AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff "
+            # The critical rule owns everything below 80 %: one alert per handoff, not two.
+            f"HAVING countIf({IS_VALIDATED}) >= {MIN_CALLS} AND value >= {SUCCESS_CRIT_PCT}"
+        ),
+        window_s=300,
+        op="lt",
+        threshold=SUCCESS_WARN_PCT,
+        severity="warning",
+        summary=f"{{{{ $labels.handoff }}}}: business success {_VALUE}% over 5 min (warning below {SUCCESS_WARN_PCT:g}%)",
+        description="Validated calls of this handoff that ended ok (status, schema, assertions, echo) over the last 5 minutes. "
+        f"Needs {MIN_CALLS} validated calls. Open the run view to see failing runs and their violations.",
+        anchor="success-rate",
+    ),
+    RuleSpec(
+        uid="seamline-success-rate-critical",
+        title="Handoff business success rate below 80%",
+        sql=(
+            f"SELECT handoff, round(100 * countIf(outcome = 'ok') / countIf({IS_VALIDATED}), 2) AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING countIf({IS_VALIDATED}) >= {MIN_CALLS}"
+        ),
+        window_s=300,
+        op="lt",
+        threshold=SUCCESS_CRIT_PCT,
+        severity="critical",
+        summary=f"{{{{ $labels.handoff }}}}: business success {_VALUE}% over 5 min (critical below {SUCCESS_CRIT_PCT:g}%)",
+        description="At least one in five calls of this handoff fails in business terms. Check the upstream and the violations.",
+        anchor="success-rate",
+    ),
+    RuleSpec(
+        uid="seamline-silent-failure-rate",
+        title="Handoff silent-failure rate high",
+        sql=(
+            f"SELECT handoff, round(100 * countIf(outcome = 'silent_failure') / countIf({IS_VALIDATED}), 2) AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING countIf({IS_VALIDATED}) >= {MIN_CALLS}"
+        ),
+        window_s=600,
+        op="gt",
+        threshold=SILENT_FAILURE_PCT,
+        severity="critical",
+        summary=f"{{{{ $labels.handoff }}}}: {_VALUE}% of calls returned 2xx but failed their contract (10 min)",
+        description="The upstream answers successfully while the business outcome failed (e.g. payment declined, field dropped). "
+        "HTTP monitoring sees nothing; the workflow is silently wrong.",
+        anchor="silent-failures",
+    ),
+    RuleSpec(
+        uid="seamline-latency-p95-baseline",
+        title="Handoff p95 latency above twice its 7-day baseline",
+        sql=(
+            "SELECT c.handoff AS handoff, round(c.p95 / b.p95, 2) AS value FROM "
+            f"(SELECT handoff, quantile(0.95)(duration_ms) AS p95 FROM {HANDOFFS} WHERE $__timeFilter(ts) "
+            f"GROUP BY handoff HAVING count() >= {MIN_CALLS}) AS c "
+            "INNER JOIN "
+            # Baseline from the per-minute rollup, excluding the last hour so a slow-down does not raise its own bar.
+            "(SELECT handoff, arrayElement(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_q), 3) AS p95 "
+            "FROM handoffs_1m WHERE minute >= $__toTime - INTERVAL 7 DAY AND minute < $__toTime - INTERVAL 1 HOUR "
+            f"GROUP BY handoff HAVING sum(calls) >= {LATENCY_BASELINE_MIN_CALLS} AND p95 > 0) AS b "
+            "ON c.handoff = b.handoff"
+        ),
+        window_s=600,
+        op="gt",
+        threshold=LATENCY_RATIO,
+        severity="warning",
+        summary=f"{{{{ $labels.handoff }}}}: p95 latency is {_VALUE}x its 7-day baseline (10 min)",
+        description=f"p95 over the last 10 minutes divided by p95 over the previous 7 days (excluding the last hour). "
+        f"Needs {MIN_CALLS} calls now and {LATENCY_BASELINE_MIN_CALLS} in the baseline.",
+        anchor="latency",
+        dashboard_uid=UPSTREAMS_UID,
+    ),
+    RuleSpec(
+        uid="seamline-volume-above-normal",
+        title="Handoff volume above 150% of normal",
+        sql=(
+            "SELECT c.handoff AS handoff, round(100 * c.calls / b.normal, 1) AS value FROM "
+            f"(SELECT handoff, count() AS calls FROM {HANDOFFS} WHERE $__timeFilter(ts) "
+            f"GROUP BY handoff HAVING calls >= {MIN_CALLS}) AS c "
+            "INNER JOIN "
+            # Normal: calls in the same clock hour on each of the previous 7 days (rollup), averaged over the days that had traffic.
+            "(SELECT handoff, sum(calls) / uniqExact(day) AS normal FROM "
+            "(SELECT handoff, calls, intDiv(dateDiff('second', minute, $__toTime), 86400) AS day FROM handoffs_1m "
+            "WHERE minute > $__toTime - INTERVAL 7 DAY - INTERVAL 1 HOUR AND minute <= $__toTime - INTERVAL 1 DAY "
+            "AND dateDiff('second', minute, $__toTime) % 86400 < 3600) "
+            f"GROUP BY handoff HAVING uniqExact(day) >= {VOLUME_BASELINE_MIN_DAYS} AND normal >= {VOLUME_BASELINE_MIN_CALLS}) AS b "
+            "ON c.handoff = b.handoff"
+        ),
+        window_s=3600,
+        op="gt",
+        threshold=VOLUME_PCT,
+        severity="warning",
+        summary=f"{{{{ $labels.handoff }}}}: {_VALUE}% of its normal hourly volume",
+        description="Calls in the last hour against the average of the same hour over the previous 7 days. "
+        "A runaway workflow, a retry storm or a batch job; check the runs for loops.",
+        anchor="volume",
+        for_="5m",
+    ),
+    RuleSpec(
+        uid="seamline-error-rate",
+        title="Handoff error rate above 50%",
+        sql=(
+            f"SELECT handoff, round(100 * countIf({IS_ERROR}) / count(), 2) AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING count() >= {ERROR_MIN_CALLS}"
+        ),
+        window_s=600,
+        op="gt",
+        threshold=ERROR_PCT,
+        severity="critical",
+        summary=f"{{{{ $labels.handoff }}}}: {_VALUE}% of calls failed at the HTTP or transport level (10 min)",
+        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). The upstream is down or refusing us.",
+        anchor="error-rate",
+        dashboard_uid=UPSTREAMS_UID,
+        for_="1m",
+    ),
+    RuleSpec(
+        uid="seamline-auth-failure-burst",
+        title="Handoff authentication failures burst",
+        sql=(
+            f"SELECT handoff, upstream, countIf({IS_AUTH_FAILURE}) AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff, upstream HAVING value > 0"
+        ),
+        window_s=300,
+        op="gt",
+        threshold=AUTH_BURST,
+        severity="critical",
+        summary=f"{{{{ $labels.handoff }}}} ({{{{ $labels.upstream }}}}): {_VALUE} auth failures in 5 min",
+        description="401/403 answers in a burst: credentials revoked or expired (error_class auth_expired), or a wrong key deployed.",
+        anchor="auth-failures",
+        dashboard_uid=UPSTREAMS_UID,
+        for_="0s",
+    ),
+    RuleSpec(
+        uid="seamline-run-loop",
+        title="Run calling the same handoff in a loop",
+        sql=(
+            "SELECT handoff, argMax(run_id, calls) AS run_id, max(calls) AS value FROM "
+            f"(SELECT handoff, run_id, count() AS calls FROM {HANDOFFS} WHERE $__timeFilter(ts) AND run_id != '' "
+            "GROUP BY handoff, run_id) GROUP BY handoff"
+        ),
+        window_s=900,
+        op="gt",
+        threshold=LOOP_MAX_CALLS,
+        severity="critical",
+        summary=f"Run {{{{ $labels.run_id }}}} called {{{{ $labels.handoff }}}} {_VALUE} times in 15 min",
+        description=f"One run called the same handoff more than {LOOP_MAX_CALLS} times: a workflow loop or an unbounded retry. "
+        "Non-idempotent steps (never_repeat) may have been repeated.",
+        anchor="loops",
+        for_="0s",
+        link=f"{RUN_VIEW_URL}?var-run_id={{{{ $labels.run_id }}}}&var-handoff={{{{ $labels.handoff }}}}&from=now-1h&to=now",
+    ),
+    RuleSpec(
+        uid="seamline-heartbeat-missing",
+        title="Seamline heartbeat missing",
+        sql=(
+            f"SELECT proxy_instance, dateDiff('second', max(ts), $__toTime) AS value "
+            f"FROM {HEALTH} WHERE $__timeFilter(ts) GROUP BY proxy_instance"
+        ),
+        window_s=86400,
+        op="gt",
+        threshold=HEARTBEAT_MAX_AGE_S,
+        severity="critical",
+        summary=f"Seamline instance {{{{ $labels.proxy_instance }}}}: no heartbeat for {_VALUE} s",
+        description="The sidecar writes a heartbeat row every minute. None arrived: it is down, cannot reach ClickHouse, "
+        "or is stuck. No heartbeat at all in the last day (no rows) also fires (noDataState: Alerting).",
+        anchor="heartbeat",
+        group=HEALTH_GROUP,
+        no_data="Alerting",
+        exec_err="Alerting",
+        for_="0s",
+        static_labels={"handoff": "all"},
+        dashboard_uid=HEALTH_UID,
+        link=f"/d/{HEALTH_UID}/seamline-health?var-instance={{{{ $labels.proxy_instance }}}}",
+    ),
+    RuleSpec(
+        uid="seamline-spool-backlog",
+        title="Seamline spool backlog not draining",
+        sql=(
+            f"SELECT proxy_instance, min(spool_records) AS value FROM {HEALTH} WHERE $__timeFilter(ts) "
+            f"GROUP BY proxy_instance HAVING count() >= {HEARTBEAT_MIN_ROWS}"
+        ),
+        window_s=600,
+        op="gt",
+        threshold=0,
+        severity="warning",
+        summary=f"Seamline instance {{{{ $labels.proxy_instance }}}}: spool held at least {_VALUE} records for 10 min",
+        description="Events are waiting on disk because ClickHouse did not take them; nothing is lost yet, but the spool has a cap. "
+        "Check ClickHouse reachability and the instance's sink_up/reasons.",
+        anchor="spool-backlog",
+        group=HEALTH_GROUP,
+        static_labels={"handoff": "all"},
+        dashboard_uid=HEALTH_UID,
+        link=f"/d/{HEALTH_UID}/seamline-health?var-instance={{{{ $labels.proxy_instance }}}}",
+    ),
+    RuleSpec(
+        uid="seamline-events-dropped",
+        title="Seamline dropped events",
+        sql=(
+            f"SELECT proxy_instance, greatest(max(dropped) - min(dropped), 0) AS value FROM {HEALTH} "
+            "WHERE $__timeFilter(ts) GROUP BY proxy_instance"
+        ),
+        window_s=600,
+        op="gt",
+        threshold=0,
+        severity="critical",
+        summary=f"Seamline instance {{{{ $labels.proxy_instance }}}} dropped {_VALUE} events in 10 min",
+        description="The spool is full or unwritable: handoff records are being lost (traffic still flows). Free disk or restore ClickHouse.",
+        anchor="dropped-events",
+        group=HEALTH_GROUP,
+        static_labels={"handoff": "all"},
+        dashboard_uid=HEALTH_UID,
+        for_="0s",
+        link=f"/d/{HEALTH_UID}/seamline-health?var-instance={{{{ $labels.proxy_instance }}}}",
+    ),
+)
+
+
+def build_rule(spec: RuleSpec) -> ab.Rule:
+    """The SDK model of one rule (API shape)."""
+    a = (
+        ab.Query("A")
+        .datasource_uid(DATASOURCE_UID)
+        .relative_time_range(am.RelativeTimeRange(from_val=spec.window_s, to=0))
+        .model(Query(spec.sql, Format.TABLE).ref_id("A"))
+    )
+    expr_ds = dm.DataSourceRef(type_val=EXPR_UID, uid=EXPR_UID)
+    b = ab.Query("B").datasource_uid(EXPR_UID).model(eb.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expr_ds))
+    c = (
+        ab.Query("C")
+        .datasource_uid(EXPR_UID)
+        .model(
+            eb.TypeThreshold()
+            .ref_id("C")
+            .expression("B")
+            .datasource(expr_ds)
+            .conditions(
+                [eb.ExprTypeThresholdConditions().evaluator(eb.ExprTypeThresholdConditionsEvaluator().type(spec.op).params([spec.threshold]))]
+            )
+        )
+    )
+    annotations = {
+        "summary": spec.summary,
+        "description": spec.description,
+        "runbook_url": f"{RUNBOOK_BASE}#{spec.anchor}",
+        "run_view": spec.link,
+        "__dashboardUid__": spec.dashboard_uid,
+    }
+    return (
+        ab.Rule(spec.title)
+        .uid(spec.uid)
+        .org_id(ORG_ID)
+        .folder_uid(FOLDER_UID)
+        .rule_group(spec.group)
+        .queries([a, b, c])
+        .condition("C")
+        .for_val(spec.for_)
+        .no_data_state(spec.no_data)
+        .exec_err_state(spec.exec_err)
+        .labels({"severity": spec.severity, **spec.static_labels})
+        .annotations(annotations)
+    )
+
+
+def rule_groups() -> list[am.RuleGroup]:
+    """The SDK models of every rule group."""
+    groups: dict[str, ab.RuleGroup] = {}
+    for spec in RULES:
+        g = groups.setdefault(spec.group, ab.RuleGroup(spec.group).folder_uid(FOLDER_UID).interval(60))
+        g.with_rule(build_rule(spec))
+    return [g.build() for g in groups.values()]
+
+
+def _seconds(interval: Any) -> str:
+    return f"{int(interval) // 60}m" if int(interval) % 60 == 0 else f"{int(interval)}s"
+
+
+def provisioning_rules(groups: list[am.RuleGroup] | None = None) -> dict[str, Any]:
+    """Convert the SDK's API-shaped groups into the file-provisioning document (apiVersion: 1)."""
+    out = []
+    for g in groups or rule_groups():
+        rules = []
+        for r in g.rules or []:
+            api = _plain(r.to_json())
+            rules.append(
+                {
+                    "uid": api["uid"],
+                    "title": api["title"],
+                    "condition": api["condition"],
+                    "data": [
+                        {
+                            "refId": q["refId"],
+                            "relativeTimeRange": q.get("relativeTimeRange", {"from": 0, "to": 0}),
+                            "datasourceUid": q["datasourceUid"],
+                            "model": q["model"],
+                        }
+                        for q in api["data"]
+                    ],
+                    "noDataState": api["noDataState"],
+                    "execErrState": api["execErrState"],
+                    "for": api["for"],
+                    "labels": api.get("labels", {}),
+                    "annotations": api.get("annotations", {}),
+                    "isPaused": False,
+                }
+            )
+        out.append({"orgId": ORG_ID, "name": g.title, "folder": FOLDER, "interval": _seconds(g.interval), "rules": rules})
+    return {"apiVersion": 1, "groups": out}
+
+
+def _plain(obj: Any) -> Any:
+    """SDK objects → plain JSON values (what the SDK's JSONEncoder would write)."""
+    if hasattr(obj, "to_json"):
+        return _plain(obj.to_json())
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def contact_points() -> dict[str, Any]:
+    """Two receivers, one per severity; destinations come from environment variables (Grafana expands them)."""
+    cps = [
+        ab.ContactPoint().uid("seamline-critical").name("seamline-critical").type("webhook").settings(
+            {"url": "$SEAMLINE_ALERT_CRITICAL_WEBHOOK_URL", "httpMethod": "POST"}
+        ),
+        ab.ContactPoint().uid("seamline-warning").name("seamline-warning").type("webhook").settings(
+            {"url": "$SEAMLINE_ALERT_WARNING_WEBHOOK_URL", "httpMethod": "POST"}
+        ),
+    ]
+    points = []
+    for cp in (c.build() for c in cps):
+        points.append(
+            {
+                "orgId": ORG_ID,
+                "name": cp.name,
+                "receivers": [{"uid": cp.uid, "type": cp.type_val, "settings": cp.settings, "disableResolveMessage": False}],
+            }
+        )
+    return {"apiVersion": 1, "contactPoints": points}
+
+
+def notification_policies() -> dict[str, Any]:
+    """Route on `severity`: critical pages quickly and repeats hourly, warning batches and repeats every 4 hours."""
+    policy = (
+        ab.NotificationPolicy()
+        .receiver("seamline-warning")
+        .group_by(["grafana_folder", "alertname", "handoff"])
+        .group_wait("30s")
+        .group_interval("5m")
+        .repeat_interval("4h")
+        .routes(
+            [
+                ab.NotificationPolicy().receiver("seamline-critical").object_matchers([["severity", "=", "critical"]])
+                .group_wait("10s").group_interval("1m").repeat_interval("1h"),
+                ab.NotificationPolicy().receiver("seamline-warning").object_matchers([["severity", "=", "warning"]]),
+            ]
+        )
+        .build()
+    )
+    tree = _plain(policy.to_json())
+    return {"apiVersion": 1, "policies": [{"orgId": ORG_ID, **tree}]}

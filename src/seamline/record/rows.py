@@ -1,0 +1,51 @@
+"""Event dict -> one JSONEachRow line (encoded once, at submit) and batch framing with a deterministic dedup token.
+
+Why JSON and not clickhouse-connect's Native rows: on the proxy's core Native serialisation costs ~22 µs/row of
+GIL-holding Python, orjson ~3 µs/row; the engine parses JSON in C++ with the GIL released (measured here, 2 KB rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# Settings sent with every `handoffs` batch (the token is added per batch).
+INSERT_SETTINGS: dict[str, Any] = {
+    "input_format_skip_unknown_fields": 1,
+    "insert_deduplicate": 1,
+    "date_time_input_format": "best_effort",  # ts as "<µs ticks>" or ISO 8601
+}
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """One event as a JSON object; `ts` (int µs) becomes a string so ClickHouse reads it as DateTime64(6) ticks."""
+    row = dict(event)
+    ts = row.get("ts")
+    if isinstance(ts, int):
+        row["ts"] = str(ts)
+    elif ts is not None and not isinstance(ts, str):
+        row["ts"] = ts.isoformat() if hasattr(ts, "isoformat") else str(ts)
+    return orjson.dumps(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Encoded rows ready for the sink: token, row count, JSONEachRow payload (a JSON array)."""
+
+    token: str
+    rows: int
+    payload: bytes
+
+
+def dedup_token(event_ids: list[str]) -> str:
+    """Deterministic insert_deduplication_token of a batch: a hash of its event IDs in order."""
+    h = hashlib.blake2b("\n".join(event_ids).encode(), digest_size=16)
+    return "sl1-" + h.hexdigest()
+
+
+def seal(rows: list[bytes], event_ids: list[str]) -> Batch:
+    """Frame encoded rows as one batch."""
+    return Batch(dedup_token(event_ids), len(rows), b"[" + b",".join(rows) + b"]")

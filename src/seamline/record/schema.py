@@ -1,0 +1,332 @@
+"""Seamline's ClickHouse DDL, generated from `seamline.event.COLUMNS`, and its versioned migrations.
+
+Tables (database `db`): `handoffs` (one row per proxied call), `handoffs_1m` (per-minute rollup fed by
+`handoffs_1m_mv`), `seamline_health` (heartbeats), `schema_migrations`, and `otel_traces` (+ `otel_traces_trace_id_ts`
+and its MV) exactly as the OTel Collector's clickhouse exporter writes them (it runs with create_schema: false).
+
+With `cluster="name"` every table is created ON CLUSTER as `<name>_local` (ReplicatedMergeTree) and a Distributed
+table takes the canonical name, so queries and inserts are unchanged; MVs read and write the shard-local tables.
+
+Layout of `handoffs`, chosen by measurement (bench/queries.py, chdb 26.9 on 2 shared vCPU, 10M rows of ~2.3 KB,
+200-row runs, warm, median of 5; see LAYOUT_NOTES below for the full table).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seamline.event import COLUMNS
+
+if TYPE_CHECKING:
+    from seamline.record.store import Store
+
+log = logging.getLogger("seamline.record.schema")
+
+SCHEMA_VERSION = 1
+
+# Deduplication memory of plain MergeTree (blocks): a batch re-sent by the spool after an outage of up to
+# this many other batches is still recognised by its insert_deduplication_token.
+DEDUP_WINDOW = 10_000
+
+LAYOUT_NOTES = """
+handoffs layout measurements: filled in by bench/queries.py (see the module docstring).
+"""
+
+# The winning layout: see LAYOUT_NOTES.
+HANDOFFS_ORDER_BY = "(handoff, ts)"
+HANDOFFS_INDEXES = (
+    "INDEX idx_run_id run_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    "INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 1",
+)
+HANDOFFS_PROJECTIONS: tuple[str, ...] = ()
+HANDOFFS_SETTINGS = "index_granularity = 8192"
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Everything a DDL builder needs: database, TTLs and the optional cluster."""
+
+    database: str
+    ttl_days: int = 30
+    body_ttl_days: int = 7
+    cluster: str | None = None
+
+    def name(self, table: str) -> str:
+        """Physical (shard-local in cluster mode) table name, qualified."""
+        return f"`{self.database}`.`{table}_local`" if self.cluster else f"`{self.database}`.`{table}`"
+
+    def public(self, table: str) -> str:
+        """Canonical (Distributed in cluster mode) table name, qualified."""
+        return f"`{self.database}`.`{table}`"
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+
+    def engine(self, table: str, kind: str = "MergeTree") -> str:
+        if not self.cluster:
+            return f"{kind}"
+        return f"Replicated{kind}('/clickhouse/tables/{{shard}}/{self.database}/{table}', '{{replica}}')"
+
+    def distributed(self, table: str, sharding_key: str) -> list[str]:
+        """The Distributed table over `<table>_local`, in cluster mode only."""
+        if not self.cluster:
+            return []
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.public(table)}{self.on_cluster} AS {self.name(table)}\n"
+            f"ENGINE = Distributed(`{self.cluster}`, `{self.database}`, `{table}_local`, {sharding_key})"
+        ]
+
+
+def _column_ddl(ctx: Ctx) -> list[str]:
+    out = []
+    for c in COLUMNS:
+        line = f"`{c.name}` {c.ch_type}"
+        if c.name in ("ts",):
+            line += " CODEC(Delta, ZSTD(1))"
+        elif c.body:
+            line += f" CODEC(ZSTD(3)) TTL toDateTime(ts) + INTERVAL {ctx.body_ttl_days} DAY"
+        out.append(line)
+    return out
+
+
+def handoffs_ddl(
+    ctx: Ctx,
+    *,
+    table: str = "handoffs",
+    order_by: str = HANDOFFS_ORDER_BY,
+    indexes: tuple[str, ...] = HANDOFFS_INDEXES,
+    projections: tuple[str, ...] = HANDOFFS_PROJECTIONS,
+    settings: str = HANDOFFS_SETTINGS,
+) -> list[str]:
+    """`handoffs`: one row per call; layout parameters exist so bench/queries.py can compare candidates."""
+    body = ",\n    ".join(_column_ddl(ctx) + list(indexes) + list(projections))
+    dedup = "" if ctx.cluster else f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ctx.name(table)}{ctx.on_cluster} (\n    {body}\n)\n"
+        f"ENGINE = {ctx.engine(table)}\n"
+        f"PARTITION BY toDate(ts)\n"
+        f"ORDER BY {order_by}\n"
+        f"TTL toDateTime(ts) + INTERVAL {ctx.ttl_days} DAY\n"
+        f"SETTINGS {settings}{dedup}, ttl_only_drop_parts = 0",
+        *ctx.distributed(table, "cityHash64(run_id)"),
+    ]
+
+
+_ROLLUP_KEYS = ("handoff", "upstream", "tenant", "source_app", "outcome", "error_class")
+
+
+def rollup_ddl(ctx: Ctx) -> list[str]:
+    """`handoffs_1m`: per minute and handoff/upstream/tenant/source_app/outcome/error_class; MV from `handoffs`.
+
+    Read with sum(calls), sum(duration_sum)/sum(calls), max(duration_max),
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_q) (an array: [p50, p90, p95, p99]).
+    """
+    keys = ",\n    ".join(f"`{k}` LowCardinality(String)" for k in _ROLLUP_KEYS)
+    dedup = "" if ctx.cluster else f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
+    key_list = ", ".join(_ROLLUP_KEYS)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ctx.name('handoffs_1m')}{ctx.on_cluster} (\n"
+        f"    `minute` DateTime('UTC'),\n    {keys},\n"
+        f"    `calls` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `errors` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `status_5xx` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `status_4xx` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `retries` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `duration_sum` SimpleAggregateFunction(sum, Float64),\n"
+        f"    `duration_max` SimpleAggregateFunction(max, Float64),\n"
+        f"    `ttfb_sum` SimpleAggregateFunction(sum, Float64),\n"
+        f"    `request_bytes` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `response_bytes` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `duration_q` AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64),\n"
+        f"    `ttfb_q` AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64)\n"
+        f")\nENGINE = {ctx.engine('handoffs_1m', 'AggregatingMergeTree')}\n"
+        f"PARTITION BY toDate(minute)\n"
+        f"ORDER BY (handoff, minute, upstream, tenant, source_app, outcome, error_class)\n"
+        f"TTL minute + INTERVAL {ctx.ttl_days} DAY\n"
+        f"SETTINGS index_granularity = 8192{dedup}",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{ctx.database}`.`handoffs_1m_mv`{ctx.on_cluster}\n"
+        f"TO {ctx.name('handoffs_1m')} AS\n"
+        f"SELECT toStartOfMinute(ts) AS minute, {key_list},\n"
+        f"    count() AS calls,\n"
+        f"    countIf(outcome != 'ok') AS errors,\n"
+        f"    countIf(status >= 500) AS status_5xx,\n"
+        f"    countIf(status >= 400 AND status < 500) AS status_4xx,\n"
+        f"    countIf(attempt > 1) AS retries,\n"
+        f"    sum(duration_ms) AS duration_sum,\n"
+        f"    max(duration_ms) AS duration_max,\n"
+        f"    sum(ttfb_ms) AS ttfb_sum,\n"
+        f"    sum(request_bytes) AS request_bytes,\n"
+        f"    sum(response_bytes) AS response_bytes,\n"
+        f"    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(duration_ms) AS duration_q,\n"
+        f"    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(ttfb_ms) AS ttfb_q\n"
+        f"FROM {ctx.name('handoffs')}\n"
+        f"GROUP BY minute, {key_list}",
+        *ctx.distributed("handoffs_1m", "cityHash64(handoff)"),
+    ]
+
+
+def health_ddl(ctx: Ctx) -> list[str]:
+    """`seamline_health`: one heartbeat row per instance per interval, so a silent sidecar is visible."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ctx.name('seamline_health')}{ctx.on_cluster} (\n"
+        f"    `ts` DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),\n"
+        f"    `proxy_instance` LowCardinality(String),\n"
+        f"    `version` LowCardinality(String),\n"
+        f"    `store` LowCardinality(String),\n"
+        f"    `ready` Bool,\n"
+        f"    `sink_up` Bool,\n"
+        f"    `reasons` Array(LowCardinality(String)),\n"
+        f"    `queue_depth` UInt32,\n"
+        f"    `spool_bytes` UInt64,\n"
+        f"    `spool_records` UInt64,\n"
+        f"    `rows_written` UInt64,\n"
+        f"    `batches_written` UInt64,\n"
+        f"    `rows_replayed` UInt64,\n"
+        f"    `dropped` UInt64,\n"
+        f"    `spool_corrupt` UInt64,\n"
+        f"    `uptime_s` Float64\n"
+        f")\nENGINE = {ctx.engine('seamline_health')}\n"
+        f"PARTITION BY toDate(ts)\n"
+        f"ORDER BY (proxy_instance, ts)\n"
+        f"TTL toDateTime(ts) + INTERVAL {ctx.ttl_days} DAY",
+        *ctx.distributed("seamline_health", "cityHash64(proxy_instance)"),
+    ]
+
+
+def migrations_ddl(ctx: Ctx) -> list[str]:
+    """`schema_migrations`: one row per applied version."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ctx.name('schema_migrations')}{ctx.on_cluster} (\n"
+        f"    `version` UInt32,\n    `name` String,\n    `applied_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+        f")\nENGINE = {ctx.engine('schema_migrations', 'ReplacingMergeTree')}\nORDER BY version",
+        *ctx.distributed("schema_migrations", "version"),
+    ]
+
+
+def otel_ddl(ctx: Ctx) -> list[str]:
+    """`otel_traces` + `otel_traces_trace_id_ts` (+ MV) as the OTel Collector clickhouse exporter defines them."""
+    ttl = f"TTL toDateTime(Timestamp) + toIntervalDay({ctx.ttl_days})"
+    ttl_start = f"TTL toDateTime(Start) + toIntervalDay({ctx.ttl_days})"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ctx.name('otel_traces')}{ctx.on_cluster} (\n"
+        "    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),\n"
+        "    TraceId String CODEC(ZSTD(1)),\n"
+        "    SpanId String CODEC(ZSTD(1)),\n"
+        "    ParentSpanId String CODEC(ZSTD(1)),\n"
+        "    TraceState String CODEC(ZSTD(1)),\n"
+        "    SpanName LowCardinality(String) CODEC(ZSTD(1)),\n"
+        "    SpanKind LowCardinality(String) CODEC(ZSTD(1)),\n"
+        "    ServiceName LowCardinality(String) CODEC(ZSTD(1)),\n"
+        "    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),\n"
+        "    ScopeName String CODEC(ZSTD(1)),\n"
+        "    ScopeVersion String CODEC(ZSTD(1)),\n"
+        "    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),\n"
+        "    Duration UInt64 CODEC(ZSTD(1)),\n"
+        "    StatusCode LowCardinality(String) CODEC(ZSTD(1)),\n"
+        "    StatusMessage String CODEC(ZSTD(1)),\n"
+        "    Events Nested (\n"
+        "        Timestamp DateTime64(9),\n"
+        "        Name LowCardinality(String),\n"
+        "        Attributes Map(LowCardinality(String), String)\n"
+        "    ) CODEC(ZSTD(1)),\n"
+        "    Links Nested (\n"
+        "        TraceId String,\n"
+        "        SpanId String,\n"
+        "        TraceState String,\n"
+        "        Attributes Map(LowCardinality(String), String)\n"
+        "    ) CODEC(ZSTD(1)),\n"
+        "    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,\n"
+        "    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,\n"
+        "    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,\n"
+        "    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,\n"
+        "    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,\n"
+        "    INDEX idx_duration Duration TYPE minmax GRANULARITY 1\n"
+        f") ENGINE = {ctx.engine('otel_traces')}\n"
+        "PARTITION BY toDate(Timestamp)\n"
+        "ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))\n"
+        f"{ttl}\n"
+        "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1",
+        *ctx.distributed("otel_traces", "cityHash64(TraceId)"),
+        f"CREATE TABLE IF NOT EXISTS {ctx.name('otel_traces_trace_id_ts')}{ctx.on_cluster} (\n"
+        "    TraceId String CODEC(ZSTD(1)),\n"
+        "    Start DateTime CODEC(Delta, ZSTD(1)),\n"
+        "    End DateTime CODEC(Delta, ZSTD(1)),\n"
+        "    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1\n"
+        f") ENGINE = {ctx.engine('otel_traces_trace_id_ts')}\n"
+        "PARTITION BY toDate(Start)\n"
+        "ORDER BY (TraceId, Start)\n"
+        f"{ttl_start}\n"
+        "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1",
+        *ctx.distributed("otel_traces_trace_id_ts", "cityHash64(TraceId)"),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{ctx.database}`.`otel_traces_trace_id_ts_mv`{ctx.on_cluster}\n"
+        f"TO {ctx.name('otel_traces_trace_id_ts')} AS\n"
+        "SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End\n"
+        f"FROM {ctx.name('otel_traces')}\n"
+        "WHERE TraceId != ''\n"
+        "GROUP BY TraceId",
+    ]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: a name and a function of the context returning its idempotent statements."""
+
+    version: int
+    name: str
+    build: Callable[[Ctx], list[str]]
+
+
+def _v1(ctx: Ctx) -> list[str]:
+    return [
+        f"CREATE DATABASE IF NOT EXISTS `{ctx.database}`{ctx.on_cluster}",
+        *migrations_ddl(ctx),
+        *handoffs_ddl(ctx),
+        *rollup_ddl(ctx),
+        *health_ddl(ctx),
+        *otel_ddl(ctx),
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial: handoffs, handoffs_1m, seamline_health, otel_traces", _v1),)
+
+
+def statements(database: str, *, ttl_days: int = 30, body_ttl_days: int = 7, cluster: str | None = None) -> list[str]:
+    """Every DDL statement of the current schema, in order (idempotent: CREATE … IF NOT EXISTS)."""
+    ctx = Ctx(database, ttl_days, body_ttl_days, cluster)
+    return [s for m in MIGRATIONS for s in m.build(ctx)]
+
+
+async def current_version(store: Store, database: str) -> int:
+    """Highest applied migration version (0 when none)."""
+    rows = await store.query(
+        "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = 'schema_migrations'", {"db": database}
+    )
+    if not rows or not rows[0]["n"]:
+        return 0
+    rows = await store.query(f"SELECT max(version) AS v FROM `{database}`.`schema_migrations`")
+    return int(rows[0]["v"] or 0) if rows else 0
+
+
+async def migrate(
+    store: Store, database: str, *, ttl_days: int = 30, body_ttl_days: int = 7, cluster: str | None = None
+) -> int:
+    """Apply pending migrations in order and record each version; returns the schema version now in place."""
+    ctx = Ctx(database, ttl_days, body_ttl_days, cluster)
+    have = await current_version(store, database)
+    for m in MIGRATIONS:
+        if m.version <= have:
+            continue
+        log.info("migration start", extra={"version": m.version, "migration": m.name, "database": database})
+        for stmt in m.build(ctx):
+            await store.command(stmt)
+        await store.command(
+            f"INSERT INTO {ctx.public('schema_migrations')} (version, name) VALUES ({{v:UInt32}}, {{n:String}})",
+            parameters={"v": m.version, "n": m.name},
+        )
+        have = m.version
+        log.info("migration done", extra={"version": m.version, "database": database})
+    return have

@@ -1,0 +1,183 @@
+"""The Recorder on the real chdb engine: batching by size and time, spool on failure, replay without duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from seamline.config import Storage
+from seamline.record.rows import encode_event, seal
+from seamline.record.schema import migrate
+from seamline.record.spool import Spool, SpoolBatch
+from seamline.record.store import Store, open_store
+from seamline.record.writer import Recorder
+from support.chdb_path import chdb_url
+from support.recording import FakeClock, counts, db, make_event, storage  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+async def recorders() -> AsyncIterator[Callable[..., Recorder]]:
+    """Recorder factory; every recorder made is stopped after the test."""
+    made: list[Recorder] = []
+
+    def make(storage: Storage, **kw: Any) -> Recorder:
+        kw.setdefault("heartbeat_interval_s", 0)
+        kw.setdefault("backoff_base_s", 0.01)
+        kw.setdefault("backoff_max_s", 0.05)
+        registry = kw.pop("registry", CollectorRegistry())
+        rec = Recorder(storage, lambda: open_store(storage.clickhouse_url, storage.database), registry, "test-1", **kw)
+        made.append(rec)
+        return rec
+
+    yield make
+    for rec in made:
+        await rec.stop(5)
+
+
+async def test_batches_by_size(storage, recorders, db) -> None:
+    clock = FakeClock()
+    reg = CollectorRegistry()
+    rec = recorders(storage(batch_size=10, flush_interval_ms=3_600_000), clock=clock, registry=reg)
+    await rec.start()
+    for _ in range(25):
+        rec.submit(make_event())
+    await rec.poll()
+    assert await counts(*db) == (20, 20)
+    assert reg.get_sample_value("seamline_record_batches_written_total", {"path": "direct"}) == 2
+    assert reg.get_sample_value("seamline_record_queue_depth") == 5
+    clock.advance(3600)
+    await rec.poll()
+    assert await counts(*db) == (25, 25)
+
+
+async def test_batches_by_time(storage, recorders, db) -> None:
+    clock = FakeClock()
+    rec = recorders(storage(batch_size=1000, flush_interval_ms=500), clock=clock)
+    await rec.start()
+    for _ in range(3):
+        rec.submit(make_event())
+    await rec.poll()
+    assert await counts(*db) == (0, 0)
+    clock.advance(0.5)
+    await rec.poll()
+    assert await counts(*db) == (3, 3)
+
+
+async def test_event_fields_round_trip(storage, recorders, db) -> None:
+    rec = recorders(storage())
+    await rec.start()
+    ev = make_event(
+        "run-rt", status=201, duration_ms=12.5, request_body='{"a":1}', request_headers={"content-type": "application/json"},
+        violations=["schema:/a:type"], external_ids={"charge_id": "ch_1"}, request_truncated=True, ts=1_795_219_200_123_456,
+    )  # fmt: skip
+    rec.submit(ev)
+    assert await rec.flush(10)
+    store, name = db
+    [row] = await store.query(
+        f"SELECT toString(event_id) AS id, toUnixTimestamp64Micro(ts) AS us, status, duration_ms, request_body, request_headers, "
+        f"violations, external_ids, request_truncated, error_class FROM `{name}`.handoffs"
+    )
+    assert row == {
+        "id": ev["event_id"], "us": 1_795_219_200_123_456, "status": 201, "duration_ms": 12.5, "request_body": '{"a":1}',
+        "request_headers": {"content-type": "application/json"}, "violations": ["schema:/a:type"],
+        "external_ids": {"charge_id": "ch_1"}, "request_truncated": True, "error_class": "none",
+    }  # fmt: skip
+
+
+async def test_sink_failure_spools_then_replays_without_loss(storage, recorders, db, tmp_path: Path) -> None:
+    store, name = db
+    reg = CollectorRegistry()
+    # No schema yet: every insert fails on the real engine (unknown table), so batches must go to the spool.
+    rec = recorders(storage(batch_size=10), migrate_schema=False, registry=reg)
+    await rec.start()
+    for _ in range(35):
+        rec.submit(make_event())
+    assert await rec.flush(10)
+    assert not rec.health()["sink_up"]
+    assert rec.spool.records == 4
+    assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "sink_down"}) == 4
+    await migrate(store, name)
+    assert await rec.replay_now()
+    assert await counts(store, name) == (35, 35)
+    assert rec.spool.records == 0
+    assert reg.get_sample_value("seamline_record_replayed_rows_total") == 35
+    assert reg.get_sample_value("seamline_record_dropped_total", {"reason": "spool_full"}) is None
+
+
+async def test_replayed_batch_is_not_duplicated(storage, recorders, db, tmp_path: Path) -> None:
+    store, name = db
+    events = [make_event() for _ in range(50)]
+    batch = seal([encode_event(e) for e in events], [e["event_id"] for e in events])
+    cfg = storage()
+    # The batch reached ClickHouse but its ack was lost, so it also sits in the spool: replay must not duplicate it.
+    spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
+    spool.open()
+    spool.append(SpoolBatch(batch.token, batch.rows, batch.payload))
+    spool.append(SpoolBatch(batch.token, batch.rows, batch.payload))
+    spool.close()
+    rec = recorders(cfg)
+    await rec.start()
+    await rec._insert(batch.token, batch.payload, batch.rows, path="direct")
+    assert await rec.replay_now()
+    assert await counts(store, name) == (50, 50)
+    rollup = await store.query(f"SELECT sum(calls) AS c FROM `{name}`.handoffs_1m")
+    assert rollup[0]["c"] == 50  # the materialized view is deduplicated too
+
+
+async def test_overflow_spills_to_the_spool_instead_of_dropping(storage, recorders, db) -> None:
+    store, name = db
+    reg = CollectorRegistry()
+    rec = recorders(storage(batch_size=100, queue_size=5, flush_interval_ms=3_600_000), clock=FakeClock(), registry=reg)
+    await rec.start()
+    for _ in range(12):
+        rec.submit(make_event())
+    assert await rec.flush(10)
+    assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "overflow"}) == 2
+    assert await rec.replay_now()
+    assert await counts(store, name) == (12, 12)
+    assert rec.health()["dropped"] == 0
+
+
+async def test_submit_never_raises(storage, recorders, db) -> None:
+    reg = CollectorRegistry()
+    rec = recorders(storage(), registry=reg)
+    await rec.start()
+    rec.submit({"event_id": "x", "ts": 1, "attributes": {"bad": object()}})  # not JSON-serialisable
+    rec.submit(None)  # type: ignore[arg-type]
+    assert reg.get_sample_value("seamline_record_dropped_total", {"reason": "invalid_event"}) == 2
+    await rec.stop(5)
+    rec.submit(make_event())
+    assert reg.get_sample_value("seamline_record_dropped_total", {"reason": "stopped"}) == 1
+
+
+async def test_stop_flushes_everything(storage, recorders, db) -> None:
+    store, name = db
+    rec = recorders(storage(batch_size=7, flush_interval_ms=3_600_000), clock=FakeClock())
+    await rec.start()
+    for _ in range(30):
+        rec.submit(make_event())
+    await rec.stop(10)
+    assert await counts(store, name) == (30, 30)
+    assert not rec.health()["ready"]
+
+
+async def test_heartbeat_row_is_written(storage, recorders, db) -> None:
+    store, name = db
+    rec = recorders(storage())
+    await rec.start()
+    assert await rec.heartbeat()
+    [row] = await store.query(f"SELECT proxy_instance, ready, sink_up, store FROM `{name}`.seamline_health")
+    assert row == {"proxy_instance": "test-1", "ready": True, "sink_up": True, "store": "chdb"}
+
+
+async def test_health_reports_an_unwritable_spool(storage, recorders, db, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    rec = recorders(storage(spool_dir=str(blocker / "spool")))
+    await rec.start()
+    h = rec.health()
+    assert h["ready"] is False and "spool_unwritable" in h["reasons"] and h["sink_up"] is True
