@@ -68,13 +68,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         pass
-    return asyncio.run(_serve(cfg))
+    return asyncio.run(_serve(cfg, str(args.config)))
 
 
-async def _serve(cfg: Any) -> int:
+async def _serve(cfg: Any, source: str) -> int:
     from seamline.sidecar import Sidecar
 
-    sidecar = Sidecar(cfg)
+    sidecar = Sidecar(cfg, source=source)
     try:
         await sidecar.start()
     except ConfigError as e:

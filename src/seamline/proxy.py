@@ -115,12 +115,17 @@ class ProxyHandler:
         finally:
             self.metrics.in_flight.dec()
             ex.duration_s = time.perf_counter() - ex.t0
-            try:
-                self.metrics.observe(ex.handoff or "unrouted", ex.status, ex.error_class, ex.duration_s)
-                self.on_complete(ex)
-            except Exception:  # a broken concern must never break traffic
-                self.metrics.stage_errors.labels("record").inc()
-                log.exception("record stage failed", extra={"run_id": ex.run_id})
+            # Validate + record after aiohttp has written the response (a returned Response is sent
+            # after this handler exits): the app never waits for redaction, contracts or the event.
+            asyncio.get_running_loop().call_soon(self._complete, ex)
+
+    def _complete(self, ex: Exchange) -> None:
+        try:
+            self.metrics.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, ex.duration_s)
+            self.on_complete(ex)
+        except Exception:  # a broken concern must never break traffic
+            self.metrics.stage_errors.labels("record").inc()
+            log.exception("record stage failed", extra={"run_id": ex.run_id})
 
     # -- stages -----------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from seamline.exchange import Exchange
 from seamline.forwarder import Forwarder
 from seamline.metrics import ProxyMetrics
 from seamline.proxy import ProxyHandler
+from seamline.stages.record import EventBuilder
+from seamline.stages.validate import Validator
 from seamline.telemetry import Telemetry
 
 log = logging.getLogger("seamline")
@@ -31,8 +33,10 @@ class Sidecar:
         store: Any = None,
         span_exporter: Any = None,
         registry: CollectorRegistry | None = None,
+        source: str = "seamline.yaml",
     ) -> None:
         self.config = config
+        self.source = source
         self.registry = registry or CollectorRegistry()
         self.recorder = recorder
         self.store = store
@@ -47,19 +51,14 @@ class Sidecar:
         cfg = self.config
         self.metrics = ProxyMetrics(self.registry)
         self.telemetry = Telemetry(cfg.telemetry, exporter=self._span_exporter)
+        self.validator = Validator(cfg, source=self.source)  # before anything starts: bad contracts fail start-up
         self.forwarder = Forwarder(cfg)
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.writer import build_recorder
 
             self.recorder = await build_recorder(cfg.storage, self.registry, self.instance)
         if self.recorder is not None:
-            if self._own_recorder is False and hasattr(self.recorder, "start"):
-                pass
             self.store = self.store or getattr(self.recorder, "store", None)
-        from seamline.stages.record import EventBuilder
-        from seamline.stages.validate import Validator
-
-        self.validator = Validator(cfg)
         self.events = EventBuilder(cfg, self.instance, self.validator)
         self.handler = ProxyHandler(
             cfg,

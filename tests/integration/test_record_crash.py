@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from support.chdb_path import chdb_url, unique_database
+from support.chhttp import ClickHouseHttpAdapter
+from support.recording import counts
 
 from seamline.config import Storage
 from seamline.record.store import Store, open_store
 from seamline.record.writer import Recorder
-from support.chdb_path import chdb_url, unique_database
-from support.chhttp import ClickHouseHttpAdapter
-from support.recording import counts
 
 CHILD = textwrap.dedent(
     """

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from support.chdb_path import chdb_url, unique_database
+from support.chhttp import ClickHouseHttpAdapter
+from support.recording import counts, make_event
 
 from seamline.config import Storage
 from seamline.record.spool import Spool
 from seamline.record.store import Store, open_store
 from seamline.record.writer import Recorder
-from support.chdb_path import chdb_url, unique_database
-from support.chhttp import ClickHouseHttpAdapter
-from support.recording import counts, make_event
 
 
 @pytest.fixture

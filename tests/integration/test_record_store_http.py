@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import orjson
 import pytest
-
-from seamline.record.store import StoreError, open_store
 from support.chdb_path import unique_database
 from support.chhttp import ClickHouseHttpAdapter
+
+from seamline.record.store import StoreError, open_store
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Mock CRM, billing, provisioning and email APIs with seeded failure injection, on 127.0.0.1.
+"""Mock CRM, billing, provisioning and email APIs with seeded failure injection (127.0.0.1 unless told otherwise).
 
 Whether a call fails, and how, is a pure function of (seed, failure rate, handoff, order, attempt)
 (`plan_fault`), so a demo replays identically whatever the concurrency: the driver names the order in
@@ -77,8 +77,9 @@ class MockFleet:
     failure_rate: float = 0.2
     hang_s: float = 30.0  # a "timeout" holds the request this long (or until stop), past any sane proxy timeout
     slow_s: tuple[float, float] = (0.15, 0.45)
-    host: str = "127.0.0.1"
-    urls: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # bind address; 0.0.0.0 in a container
+    ports: tuple[int, ...] | None = None  # one per SERVICES entry, in order; None: ephemeral
+    urls: dict[str, str] = field(default_factory=dict)  # connectable base URLs (127.0.0.1 for a wildcard bind)
     injections: list[Injection] = field(default_factory=list)
     _runners: list[web.AppRunner] = field(default_factory=list)
     _stopping: asyncio.Event | None = None
@@ -86,20 +87,29 @@ class MockFleet:
     _counter: int = 0
 
     async def start(self) -> dict[str, str]:
+        if self.ports is not None and len(self.ports) != len(SERVICES):
+            raise ValueError(f"give {len(SERVICES)} ports, one each for {', '.join(SERVICES)}")
         self._stopping = asyncio.Event()
         self.hanging = asyncio.Event()
-        for service in SERVICES:
-            app = web.Application()
-            for ep in ENDPOINTS:
-                if ep.service == service:
-                    app.router.add_route(ep.method, ep.path, self._handler(ep))
-            app.router.add_get("/health", _health)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-            await runner.setup()
-            await web.TCPSite(runner, self.host, 0).start()
-            self._runners.append(runner)
-            self.urls[service] = f"http://{self.host}:{runner.addresses[0][1]}"
+        try:
+            for i, service in enumerate(SERVICES):
+                await self._start_one(service, self.ports[i] if self.ports is not None else 0)
+        except BaseException:
+            await self.stop()  # a port in use must not leave the other mocks listening
+            raise
         return dict(self.urls)
+
+    async def _start_one(self, service: str, port: int) -> None:
+        app = web.Application()
+        for ep in ENDPOINTS:
+            if ep.service == service:
+                app.router.add_route(ep.method, ep.path, self._handler(ep))
+        app.router.add_get("/health", _health)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self.host, port).start()
+        self.urls[service] = f"http://{_connect_host(self.host)}:{runner.addresses[0][1]}"
 
     async def stop(self) -> None:
         if self._stopping is not None:
@@ -154,6 +164,13 @@ class MockFleet:
             )
         status, payload = RESPONDERS[ep.handoff](body, order, attempt, fault)
         return web.json_response(payload, status=status)
+
+
+def _connect_host(host: str) -> str:
+    """Where a client on this machine reaches a listener bound on `host`."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -1,13 +1,20 @@
 """Recording: events -> bounded queue -> batches -> ClickHouse (chdb embedded or a server), spool on failure.
 
+Modules: `store` (one client for both stores), `schema` (DDL + migrations), `rows` (event -> JSON row, batch token),
+`spool` (durable on-disk batches), `writer` (the Recorder), `metrics` (its Prometheus metrics), `cli` (migrate, schema).
+
 Interfaces other modules rely on (keep them):
 
-- `seamline.record.store.Store` — one ClickHouse client for both stores (clickhouse-connect):
-  `await store.query(sql, parameters=None) -> list[dict]`, `await store.command(sql)`,
-  `await store.insert(table, rows, column_names, settings=None)`, `await store.close()`;
-  `open_store(url, database) -> Store` picks chdb (sync client on one owned thread) or HTTP (async client).
-- `seamline.record.schema.statements(database, *, ttl_days, body_ttl_days, cluster=None) -> list[str]`
-  and `await migrate(store, database, ...)`: versioned, idempotent DDL generated from `seamline.event.COLUMNS`.
+- `seamline.record.store.open_store(url, database) -> Store` picks chdb (sync client on one owned thread) or HTTP
+  (async client); it connects lazily on first use, or now with `await open_store(...)` / `await store.open()`.
+  `await store.query(sql, parameters=None) -> list[dict]` (server-side `{name:Type}` parameters),
+  `await store.command(sql, parameters=None, settings=None)`, `await store.insert(table, rows, column_names, settings=None)`,
+  `await store.insert_json(table, payload, settings=None)`, `await store.ping() -> bool`, `await store.close()`;
+  `store.database`, `store.kind` ("chdb" | "http"). Every failure is a `StoreError`.
+- `seamline.record.schema.statements(database, *, ttl_days=30, body_ttl_days=7, cluster=None) -> list[str]`
+  and `await migrate(store, database, *, ttl_days, body_ttl_days, cluster) -> int`: versioned, idempotent DDL
+  generated from `seamline.event.COLUMNS`.
 - `seamline.record.writer.Recorder`: `await start()`, `submit(event) -> None` (never blocks, never raises),
-  `await flush(timeout)`, `await stop(timeout)`, `health() -> dict` (ready, sink_up, reasons).
+  `await flush(timeout) -> bool`, `await stop(timeout)`, `health() -> dict` (ready, sink_up, reasons, …), `.store`;
+  `await build_recorder(storage, registry, instance) -> Recorder` (started).
 """

@@ -21,18 +21,26 @@ class RecordMetrics:
             p + "write_duration_seconds", "Latency of one batch insert.", buckets=WRITE_BUCKETS, registry=registry
         )
         self.write_errors = Counter(p + "write_errors", "Failed batch inserts (batch then goes to the spool).", registry=registry)
-        self.spooled_batches = Counter(p + "spooled_batches", "Batches written to the spool, by reason.", ["reason"], registry=registry)
+        self.spooled_batches = Counter(
+            p + "spooled_batches", "Batches written to the spool, by reason.", ["reason"], registry=registry
+        )
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes in the on-disk spool.", registry=registry)
         self.spool_records = Gauge(p + "spool_records", "Batches waiting in the on-disk spool.", registry=registry)
         self.spool_corrupt = Counter(p + "spool_corrupt_records", "Corrupt spool records skipped.", registry=registry)
         self.replayed_rows = Counter(p + "replayed_rows", "Rows replayed from the spool into ClickHouse.", registry=registry)
         self.replayed_batches = Counter(p + "replayed_batches", "Batches replayed from the spool.", registry=registry)
-        self.dropped = Counter(p + "dropped", "Events lost (0 unless the spool is full or unwritable), by reason.", ["reason"], registry=registry)
+        self.dropped = Counter(
+            p + "dropped", "Events lost (0 unless the spool is full or unwritable), by reason.", ["reason"], registry=registry
+        )
         self.sink_up = Gauge(p + "sink_up", "1 when the last contact with ClickHouse succeeded.", registry=registry)
         self.ready = Gauge(p + "ready", "1 when recording is healthy (spool writable, nothing dropped now).", registry=registry)
-        self.heartbeats = Counter(p + "heartbeats", "Heartbeat rows written to seamline_health, by result.", ["result"], registry=registry)
+        self.heartbeats = Counter(
+            p + "heartbeats", "Heartbeat rows written to seamline_health, by result.", ["result"], registry=registry
+        )
 
-    def bind(self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float], spool_records: Callable[[], float]) -> None:
+    def bind(
+        self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float], spool_records: Callable[[], float]
+    ) -> None:
         """Read gauges at scrape time instead of on the hot path."""
         self.queue_depth.set_function(queue_depth)
         self.spool_bytes.set_function(spool_bytes)

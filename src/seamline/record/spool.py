@@ -113,7 +113,12 @@ class Spool:
             if seqs:
                 log.info(
                     "spool has batches to replay",
-                    extra={"segments": len(seqs), "spool_records": self.records, "spool_bytes": self.bytes, "dir": str(self.directory)},
+                    extra={
+                        "segments": len(seqs),
+                        "spool_records": self.records,
+                        "spool_bytes": self.bytes,
+                        "dir": str(self.directory),
+                    },
                 )
 
     def close(self) -> None:

@@ -342,7 +342,9 @@ class Recorder:
             await asyncio.wait_for(self.store.open(), self._write_timeout)
             if self._migrate:
                 s = self.storage
-                await migrate(self.store, self.store.database, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days, cluster=s.cluster)
+                await migrate(
+                    self.store, self.store.database, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days, cluster=s.cluster
+                )
         except Exception as e:
             self._set_sink(False, f"{type(e).__name__}: {e}"[:300])
             return False

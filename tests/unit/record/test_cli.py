@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from support.chdb_path import chdb_url, unique_database
 
 from seamline.cli import main
 from seamline.record.store import open_store
-from support.chdb_path import chdb_url, unique_database
 
 
 def test_schema_prints_every_statement(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+from support.recording import db  # noqa: F401  (fixture)
+
 from seamline.event import COLUMNS
 from seamline.record.schema import SCHEMA_VERSION, current_version, migrate, statements
 from seamline.record.store import Store
-from support.recording import db  # noqa: F401  (fixture)
 
 
 async def test_migrate_creates_every_table_and_is_idempotent(db: tuple[Store, str]) -> None:

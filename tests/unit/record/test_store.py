@@ -6,9 +6,9 @@ import os
 import threading
 
 import pytest
+from support.chdb_path import chdb_url, unique_database
 
 from seamline.record.store import ChdbStore, HttpStore, StoreError, chdb_path_from_url, open_store
-from support.chdb_path import chdb_url, unique_database
 
 
 def test_chdb_urls_resolve_relative_and_absolute_paths(tmp_path, monkeypatch) -> None:

@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from support.recording import FakeClock, counts, db, make_event, storage  # noqa: F401  (fixtures)
 
 from seamline.config import Storage
 from seamline.record.rows import encode_event, seal
 from seamline.record.schema import migrate
 from seamline.record.spool import Spool, SpoolBatch
-from seamline.record.store import Store, open_store
+from seamline.record.store import open_store
 from seamline.record.writer import Recorder
-from support.chdb_path import chdb_url
-from support.recording import FakeClock, counts, db, make_event, storage  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

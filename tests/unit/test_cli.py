@@ -1,0 +1,59 @@
+"""The `seamline` command line: check-config, bad configs at start-up, schema output."""
+
+from __future__ import annotations
+
+import pytest
+
+from seamline.cli import main
+
+GOOD = """
+upstreams:
+  billing: {base_url: "https://api.billing.example"}
+handoffs:
+  billing.charge:
+    upstream: billing
+    match: POST /v1/charges
+    contract:
+      status: [200]
+      assert: {paid: "response.body.status == 'succeeded'"}
+"""
+
+
+def test_check_config_prints_resolved_routes(tmp_path, capsys):
+    p = tmp_path / "s.yaml"
+    p.write_text(GOOD)
+    assert main(["check-config", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "billing.charge" in out and "https://api.billing.example" in out and "billing.other" in out
+
+
+@pytest.mark.parametrize(
+    "contract, field",
+    [
+        ("assert: {paid: \"response.body.status == \"}", "assert.paid"),
+        ("response_schema: {type: 17}", "response_schema"),
+        ("extract: {id: \"nowhere.id\"}", "extract.id"),
+    ],
+)
+def test_bad_contract_names_file_handoff_and_field(tmp_path, capsys, contract, field):
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"upstreams:\n  b: {{base_url: 'https://b.example'}}\nhandoffs:\n  b.pay:\n    upstream: b\n    match: POST /p\n    contract:\n      {contract}\n")
+    assert main(["check-config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "handoffs.b.pay.contract." + field in err
+
+
+def test_serve_refuses_a_bad_config_with_exit_2(tmp_path, capsys):
+    p = tmp_path / "bad.yaml"
+    p.write_text("upstreams:\n  b: {base_url: 'ftp://x'}\n")
+    assert main(["serve", "--config", str(p)]) == 2
+    assert "upstreams.b.base_url" in capsys.readouterr().err
+
+
+def test_schema_prints_ddl_and_cluster_variant(capsys):
+    assert main(["schema"]) == 0
+    plain = capsys.readouterr().out
+    assert "CREATE TABLE" in plain and "handoffs" in plain
+    assert main(["schema", "--cluster", "prod"]) == 0
+    clustered = capsys.readouterr().out
+    assert "ON CLUSTER `prod`" in clustered and "Replicated" in clustered and "Distributed" in clustered
