@@ -71,14 +71,18 @@ COLUMNS: Final[tuple[Column, ...]] = (
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(c.name for c in COLUMNS)
 
 
+_DEFAULTS: Final[dict[str, Any]] = {c.name: c.default for c in COLUMNS}
+_NAMES: Final[frozenset[str]] = frozenset(COLUMN_NAMES)
+_CONTAINERS: Final[tuple[str, ...]] = tuple(c.name for c in COLUMNS if isinstance(c.default, (list, dict)))
+
+
 def new_event(**values: Any) -> dict[str, Any]:
     """An event dict with every column present (defaults filled, fresh containers)."""
-    ev: dict[str, Any] = {}
-    for c in COLUMNS:
-        d = c.default
-        ev[c.name] = d.copy() if isinstance(d, (list, dict)) else d
-    unknown = set(values) - set(COLUMN_NAMES)
-    if unknown:
-        raise KeyError(f"unknown event columns: {sorted(unknown)}")
+    if not _NAMES.issuperset(values):
+        raise KeyError(f"unknown event columns: {sorted(set(values) - _NAMES)}")
+    ev = _DEFAULTS.copy()
+    for name in _CONTAINERS:
+        if name not in values:
+            ev[name] = ev[name].copy()
     ev.update(values)
     return ev

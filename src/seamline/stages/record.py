@@ -19,11 +19,17 @@ from seamline.stages.validate import Validator
 _EMPTY = RenderedBody("", empty=True)
 
 
-def _header(headers: list[tuple[str, str]], name: str) -> str:
+def _content_headers(headers: list[tuple[str, str]]) -> tuple[str, str]:
+    """(content-type, content-encoding) in one pass."""
+    ctype = cenc = ""
     for k, v in headers:
-        if k.lower() == name:
-            return v
-    return ""
+        if len(k) in (12, 16):
+            kl = k.lower()
+            if kl == "content-type":
+                ctype = v
+            elif kl == "content-encoding":
+                cenc = v
+    return ctype, cenc
 
 
 class EventBuilder:
@@ -39,13 +45,13 @@ class EventBuilder:
         self._safety = {n: h.safety for n, h in config.handoffs.items()}
         self._steps = {n: (h.step or n) for n, h in config.handoffs.items()}
 
-    def _render(self, tap: BodyTap | None, headers: list[tuple[str, str]], redactor: Redactor) -> RenderedBody:
+    def _render(self, tap: BodyTap | None, content: tuple[str, str], redactor: Redactor) -> RenderedBody:
         if tap is None or tap.total == 0:
             return _EMPTY
         return render_body(
             tap.data,
-            content_type=_header(headers, "content-type") or None,
-            content_encoding=_header(headers, "content-encoding") or None,
+            content_type=content[0] or None,
+            content_encoding=content[1] or None,
             truncated=tap.truncated,
             total_bytes=tap.total,
             redactor=redactor,
@@ -59,8 +65,10 @@ class EventBuilder:
         url = redactor.redact_url(ex.url) if ex.url else ""  # collects query secrets too
         req_headers = redactor.redact_headers(ex.request_headers)
         resp_headers = redactor.redact_headers(ex.response_headers)
-        req_body = self._render(ex.request_tap, ex.request_headers, redactor)
-        resp_body = self._render(ex.response_tap, ex.response_headers, redactor)
+        req_content = _content_headers(ex.request_headers)
+        resp_content = _content_headers(ex.response_headers)
+        req_body = self._render(ex.request_tap, req_content, redactor)
+        resp_body = self._render(ex.response_tap, resp_content, redactor)
         evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
         violations = list(req_violations)
         attributes = dict(ex.attributes)
@@ -115,8 +123,8 @@ class EventBuilder:
             response_headers=resp_headers,
             request_body=req_body.text,
             response_body=resp_body.text,
-            request_content_type=_header(ex.request_headers, "content-type")[:100],
-            response_content_type=_header(ex.response_headers, "content-type")[:100],
+            request_content_type=req_content[0][:100],
+            response_content_type=resp_content[0][:100],
             request_bytes=rq.total if rq else 0,
             response_bytes=rs.total if rs else int(ex.extra.get("tunnel", (0, 0))[1]),
             request_truncated=rq.truncated if rq else False,
