@@ -118,9 +118,12 @@ class HandoffCapture(_Model):
 class Handoff(_Model):
     """A named step of a workflow: one upstream, one method and path template."""
 
-    upstream: str
+    upstream: str = Field(description="Name of the upstream (a key of `upstreams`) this handoff calls.")
     match: str = Field(description="'METHOD /path/{param}' ('*' or no method matches any method).")
-    safety: Literal["safe_to_repeat", "safe_once", "never_repeat"] = "safe_to_repeat"
+    safety: Literal["safe_to_repeat", "safe_once", "never_repeat"] = Field(
+        "safe_to_repeat",
+        description="Retry safety of the step, recorded with each call (alerts flag repeated never_repeat steps).",
+    )
     step: str | None = Field(None, description="Workflow step label (defaults to the handoff name).")
     contract: Contract | str | None = Field(None, description="Inline contract or a path to a YAML/JSON contract file.")
     capture: HandoffCapture = Field(default_factory=HandoffCapture)
@@ -148,8 +151,13 @@ class Handoff(_Model):
 
 class Capture(_Model):
     max_body_bytes: int = Field(64 * 1024, ge=0, description="Bytes of each body kept for the record.")
-    redact_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_HEADERS))
-    redact_header_parts: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_HEADER_PARTS))
+    redact_headers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT_HEADERS), description="Header names whose values are redacted in the record."
+    )
+    redact_header_parts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT_HEADER_PARTS),
+        description="A header whose lower-cased name contains one of these is redacted too.",
+    )
     redact_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_KEYS), description="JSON keys redacted at any depth.")
     redact_query: list[str] = Field(
         default_factory=lambda: ["token", "access_token", "api_key", "apikey", "key", "secret", "password", "signature", "sig"],
@@ -171,9 +179,9 @@ class Capture(_Model):
 
 class Server(_Model):
     host: str = Field("127.0.0.1", description="Proxy listen address (0.0.0.0 in containers).")
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="Proxy port (0: ephemeral).")
     admin_host: str = Field("127.0.0.1", description="Admin listener address (loopback by default).")
-    admin_port: int = Field(9090, ge=0, le=65535)
+    admin_port: int = Field(9090, ge=0, le=65535, description="Admin port: health, metrics, runs API and run pages (0: ephemeral).")
     run_id_header: str = Field("X-Run-ID", description="Header carrying the run ID.")
     max_header_bytes: int = Field(8190, ge=1024, description="Max size of one request header line.")
     max_request_body_bytes: int | None = Field(None, ge=0, description="Reject larger request bodies with 413 (None: unlimited, streamed).")
@@ -215,7 +223,7 @@ class Storage(_Model):
 
 
 class Telemetry(_Model):
-    service_name: str = "seamline"
+    service_name: str = Field("seamline", description="OpenTelemetry service.name of Seamline's spans.")
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint; defaults to OTEL_EXPORTER_OTLP_ENDPOINT.")
 
 
@@ -229,12 +237,16 @@ class Config(BaseSettings):
         env_nested_delimiter="__",
     )
 
-    upstreams: dict[str, Upstream] = Field(default_factory=dict)
-    handoffs: dict[str, Handoff] = Field(default_factory=dict)
-    server: Server = Field(default_factory=Server)
-    capture: Capture = Field(default_factory=Capture)
-    storage: Storage = Field(default_factory=Storage)
-    telemetry: Telemetry = Field(default_factory=Telemetry)
+    upstreams: dict[str, Upstream] = Field(
+        default_factory=dict, description="The external APIs, by name; the name is the first path segment in reverse mode."
+    )
+    handoffs: dict[str, Handoff] = Field(
+        default_factory=dict, description="Named handoffs, matched on an upstream's method and path; calls matching none record as `<upstream>.other`."
+    )
+    server: Server = Field(default_factory=Server, description="The proxy and admin listeners.")
+    capture: Capture = Field(default_factory=Capture, description="What is kept of each exchange, and what is redacted from it.")
+    storage: Storage = Field(default_factory=Storage, description="Where and how handoffs are recorded.")
+    telemetry: Telemetry = Field(default_factory=Telemetry, description="OpenTelemetry spans.")
 
     @classmethod
     def settings_customise_sources(

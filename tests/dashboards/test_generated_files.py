@@ -235,7 +235,7 @@ def test_compose_seamline_config_is_valid_and_matches_the_demo() -> None:
     assert set(cfg.upstreams) == {"crm", "billing", "provisioning", "email"}
     assert set(cfg.handoffs) == set(HANDOFFS)
     assert cfg.server.host == "0.0.0.0" and cfg.server.port == 8080 and cfg.server.admin_port == 9090
-    assert all(u.base_url.startswith("http://demo:") for u in cfg.upstreams.values())
+    assert all(u.base_url.startswith("http://demo-mocks:") for u in cfg.upstreams.values())
 
 
 def test_documents_are_deterministic() -> None:

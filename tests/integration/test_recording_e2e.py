@@ -290,3 +290,12 @@ async def test_connect_tunnel_is_recorded_with_host_and_bytes(rec, upstream):
     assert row["mode"] == "connect" and row["url"] == f"127.0.0.1:{port}"
     assert row["attributes"]["tunnel_bytes_sent"] == "5"
     assert row["request_body"] == "" and row["response_body"] == ""
+
+
+async def test_a_lone_event_is_written_by_the_flush_interval_without_any_flush_call(rec, upstream):
+    upstream.routes["/v1/charges"] = reply(201, {"id": "ch_t", "status": "succeeded", "amount": 5, "currency": "eur"})
+    sc = await rec()  # flush_interval_ms=20, batch_size 2000: only the timer can write this row
+    await post(sc, "/billing/v1/charges", "run-timer", {"amount": 5, "currency": "eur"})
+    async with asyncio.timeout(10):
+        while not await sc.store.query("SELECT 1 FROM handoffs WHERE run_id = 'run-timer'"):
+            await asyncio.sleep(0.02)  # waiting on the recorder's own timer is the behaviour under test

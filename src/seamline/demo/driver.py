@@ -207,6 +207,52 @@ class Workflow:
             self.result.needs_reconciliation = True
 
 
+class SidecarUnavailable(Exception):
+    """An external sidecar did not answer within the wait."""
+
+
+async def wait_for_sidecar(proxy_url: str, admin_url: str | None, timeout_s: float, *, interval_s: float = 0.5) -> str:
+    """Wait (bounded) until the admin `/readyz` says ready or, without an admin URL, the proxy port accepts.
+
+    Returns what answered; raises `SidecarUnavailable` with the last problem seen when `timeout_s` runs out.
+    """
+    deadline = time.monotonic() + timeout_s
+    target = f"{admin_url.rstrip('/')}/readyz" if admin_url else proxy_url
+    last = "no answer"
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+        while True:
+            if admin_url:
+                try:
+                    resp = await http.get(target)
+                except httpx.TransportError as e:
+                    last = f"{type(e).__name__}: {e}".rstrip(": ")
+                else:
+                    if resp.status_code == 200:
+                        return target
+                    last = f"HTTP {resp.status_code} {resp.text[:200]}"
+            else:
+                last = await _try_connect(proxy_url)
+                if not last:
+                    return target
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SidecarUnavailable(f"{target} did not answer within {timeout_s:g}s (last: {last})")
+            await asyncio.sleep(min(interval_s, remaining))
+
+
+async def _try_connect(url: str) -> str:
+    """'' when a TCP connection to the URL's host and port succeeds, else why not (no HTTP request: nothing recorded)."""
+    u = httpx.URL(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(u.host, port), 2.0)
+    except (OSError, TimeoutError) as e:
+        return f"{type(e).__name__}: {e}".rstrip(": ")
+    writer.close()
+    await writer.wait_closed()
+    return ""
+
+
 async def _wait_recorded(http: httpx.AsyncClient, admin_url: str, since: datetime, expected: int, deadline_s: float) -> list[dict[str, Any]]:
     """Poll the admin API (bounded) until every call is recorded; returns the run listing."""
     params = {"since": since.isoformat(), "limit": "1000"}

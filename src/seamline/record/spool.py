@@ -97,6 +97,10 @@ class Spool:
     def open(self) -> None:
         """Create the directory if needed and index existing segments (replay at start-up reads them)."""
         with self._lock:
+            if self._fd is not None:  # re-open (after an I/O error): start a fresh segment
+                os.close(self._fd)
+                self._fd = None
+            self._opened = False
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 if not os.access(self.directory, os.W_OK | os.X_OK):

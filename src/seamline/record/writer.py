@@ -129,6 +129,7 @@ class Recorder:
             self._ids.append(str(event.get("event_id", "")))
             if self._buf_since is None:
                 self._buf_since = self._clock()
+                self._wake_flush.set()  # the flusher idles without a deadline: start this buffer's timer
             if len(self._rows) >= self.storage.batch_size:
                 self._seal()
                 self._wake_flush.set()
@@ -168,12 +169,11 @@ class Recorder:
                     return False
                 finally:
                     self._count_corrupt()
+                self._clear_spool_problem("spool_unreadable")
                 if batch is None:
                     self._set_sink(True)
                     self._wake_flush.set()
-                    if self._spool_problem == "spool_full":  # empty now: room for the next batch
-                        self._spool_problem = None
-                        self._update_ready()
+                    self._clear_spool_problem("spool_full")  # empty now: room for the next batch
                     return True
                 if not await self._insert(batch.token, batch.payload, batch.rows, path="replay"):
                     return False
@@ -185,9 +185,7 @@ class Recorder:
                 self.metrics.replayed_rows.inc(batch.rows)
                 self.metrics.replayed_batches.inc()
                 self._totals["rows_replayed"] += batch.rows
-                if self._spool_problem == "spool_full":
-                    self._spool_problem = None
-                    self._update_ready()
+                self._clear_spool_problem("spool_full")
 
     async def heartbeat(self) -> bool:
         """Write one row into seamline_health; True on success."""
@@ -379,9 +377,7 @@ class Recorder:
             return
         self.metrics.spooled_batches.labels(reason).inc()
         if self._spool_problem:
-            log.info("spool writable again", extra={"was": self._spool_problem})
-            self._spool_problem = None
-            self._update_ready()
+            self._clear_spool_problem(self._spool_problem)
         self._wake_replay.set()
 
     def _spool_failed(self, problem: str, e: Exception) -> None:
@@ -389,6 +385,12 @@ class Recorder:
             log.error("spool cannot take batches; events are being dropped", extra={"problem": problem, "error": str(e)[:300]})
         self._spool_problem = problem
         self._update_ready()
+
+    def _clear_spool_problem(self, problem: str) -> None:
+        if self._spool_problem == problem:
+            log.info("spool healthy again", extra={"was": problem})
+            self._spool_problem = None
+            self._update_ready()
 
     def _count_corrupt(self) -> None:
         n = self.spool.corrupt - self._corrupt_seen
@@ -467,8 +469,7 @@ class Recorder:
             await self._in_spool_thread(self.spool.open)
         except SpoolError:
             return
-        self._spool_problem = None
-        self._update_ready()
+        self._clear_spool_problem("spool_unwritable")
 
 
 async def build_recorder(storage: Storage, registry: CollectorRegistry, instance: str, **options: Any) -> Recorder:
