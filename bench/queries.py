@@ -17,7 +17,14 @@ import sys
 import time
 from dataclasses import dataclass
 
-from seamline.record.schema import HANDOFFS_INDEXES, Ctx, handoffs_ddl
+from seamline.record.schema import (
+    HANDOFFS_INDEXES,
+    HANDOFFS_ORDER_BY,
+    HANDOFFS_PROJECTIONS,
+    HANDOFFS_SETTINGS,
+    Ctx,
+    handoffs_ddl,
+)
 from seamline.record.store import open_store
 
 DB = "bench_queries"
@@ -54,7 +61,8 @@ LAYOUTS = {
                 settings="index_granularity = 8192, index_granularity_bytes = 262144"),
     "I": Layout("I", "ORDER BY (run_id, ts) (daily partitions)", "(run_id, ts)"),
     "K": Layout("K", "G + bloom_filter(run_id)", "(toStartOfHour(ts), run_id, ts)", (RUN_BLOOM,)),
-    "S": Layout("S", "shipped schema (seamline.record.schema)", "(handoff, ts)", HANDOFFS_INDEXES),
+    "S": Layout("S", "shipped schema (seamline.record.schema)", HANDOFFS_ORDER_BY, HANDOFFS_INDEXES, HANDOFFS_PROJECTIONS,
+                HANDOFFS_SETTINGS),
 }
 
 

@@ -310,6 +310,13 @@ class ProxyHandler:
         if request.body_exists:
             if self.validator is not None and self.validator.enforces_request(ex.handoff):
                 data = await self._precheck(request, ex)
+            elif request.content_length is not None and request.content_length <= _SMALL_BODY:
+                # Small, known-length body: read it (bounded) so headers + body leave in one write.
+                try:
+                    data = await request.content.readexactly(request.content_length)
+                except asyncio.IncompleteReadError:
+                    raise errors.BadRequest("the request body ended before its Content-Length") from None
+                ex.request_tap.feed(data)
             else:
                 data = self._stream_request_body(request, ex.request_tap)
         elif request.method in ("POST", "PUT", "PATCH"):

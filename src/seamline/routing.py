@@ -122,8 +122,13 @@ class Router:
         return Target(name, up, self.handoff_for(name, method, decoded), url, raw_path, query)
 
 
+_SUSPECT = re.compile(r"[%.\\:\x00-\x1f\x7f]|//")
+
+
 def check_path(raw_path: str) -> None:
     """Refuse dot-segments (raw or %-encoded), backslashes, control chars and authority-like paths."""
+    if _SUSPECT.search(raw_path) is None:
+        return  # the common case: nothing that could decode to a trick
     if raw_path.startswith("//"):
         raise BadRequest("path must not start with '//'")
     lowered = raw_path.lower()

@@ -7,8 +7,12 @@ and its MV) exactly as the OTel Collector's clickhouse exporter writes them (it 
 With `cluster="name"` every table is created ON CLUSTER as `<name>_local` (ReplicatedMergeTree) and a Distributed
 table takes the canonical name, so queries and inserts are unchanged; MVs read and write the shard-local tables.
 
-Layout of `handoffs`, chosen by measurement (bench/queries.py, chdb 26.9 on 2 shared vCPU, 10M rows of ~2.3 KB,
-200-row runs, warm, median of 5; see LAYOUT_NOTES below for the full table).
+Layout of `handoffs`, chosen by measurement at 1M and 10M rows (bench/queries.py; numbers in LAYOUT_NOTES):
+ORDER BY (toStartOfHour(ts), run_id, ts), daily partitions — one run's lookup ~20-27 ms and a one-hour per-handoff
+aggregation ~12-18 ms at 10M rows, where ORDER BY (handoff, ts) took 152 ms for the run.
+
+Cluster caveat (no cluster was available here): inserts go through the Distributed `handoffs` sharded by run_id;
+replicated tables deduplicate by insert_deduplication_token per shard block — verify on your ClickHouse version.
 """
 
 from __future__ import annotations
@@ -32,15 +36,32 @@ SCHEMA_VERSION = 1
 DEDUP_WINDOW = 10_000
 
 LAYOUT_NOTES = """
-handoffs layout measurements: filled in by bench/queries.py (see the module docstring).
+bench/queries.py, chdb 26.9, 2 vCPU shared with other jobs (load avg 2.5-6 during the runs), rows of ~2.2 KB with
+two ~1 KB JSON bodies, 200-row runs over 10 min, 20 handoffs, 6 days; "run" = SELECT * … WHERE run_id = ? ORDER BY ts
+(200 rows with bodies), "agg" = one hour, per handoff: count, p50, p95, success rate. Medians of interleaved rounds.
+
+| layout                                                    | run 1M | agg 1M | run 10M | agg 10M | disk 10M |
+|-----------------------------------------------------------|--------|--------|---------|---------|----------|
+| A  ORDER BY (handoff, ts)                                 |  192   |  5.0   |  152    |  18.0   | 1851 MiB |
+| C  A + bloom_filter(run_id) + index_granularity_bytes 1Mi |   96   |  4.5   |   94    |  24.6   | 1847 MiB |
+| G  ORDER BY (toStartOfHour(ts), run_id, ts)   <- shipped  |   25   |  5.6   |   27 19*|  18 12* | 1679 MiB |
+| K  G + bloom_filter(run_id)                               |   24   |  4.5   |   37 29*|  16 12* | 1679 MiB |
+| I  ORDER BY (run_id, ts) (daily partitions)               |   21   |  5.7   |   22    |  24.7   | 1676 MiB |
+| S  shipped DDL (G + bloom_filter(trace_id), codecs)       |   22   |  3.9   |   22    |  13.1   | 1683 MiB |
+(ms; * = second, quieter run of G and K alone, 5 rounds; S measured against A in a third run: A 118/4.1, 129/17.2.) Earlier 1M-only runs: bloom(run_id) alone 99 ms;
+index_granularity_bytes 256 KiB 68 ms; projection (SELECT _part_offset ORDER BY run_id) 95-102 ms (not used by
+the planner here); ORDER BY (hour, run_id) with 1 MiB granules 31 ms.
+
+Why A is slow: a run's rows sit in ~20 granules (one per handoff), and every granule drags ~8k rows of bodies.
+G keeps a run contiguous inside its hour: the primary key leaves ~1 candidate granule per hour, PREWHERE on run_id
+reads only that small sorted column, and bodies are read for 1-2 granules. A bloom filter (K) prunes candidates
+to 1 but reading the index costs more than it saves at this size. Time-range queries prune on the hour prefix
+(unlike I, which must scan whole days). Dashboards over days read the `handoffs_1m` rollup instead.
 """
 
-# The winning layout: see LAYOUT_NOTES.
-HANDOFFS_ORDER_BY = "(handoff, ts)"
-HANDOFFS_INDEXES = (
-    "INDEX idx_run_id run_id TYPE bloom_filter(0.001) GRANULARITY 1",
-    "INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 1",
-)
+# The winning layout (see LAYOUT_NOTES).
+HANDOFFS_ORDER_BY = "(toStartOfHour(ts), run_id, ts)"
+HANDOFFS_INDEXES = ("INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 1",)
 HANDOFFS_PROJECTIONS: tuple[str, ...] = ()
 HANDOFFS_SETTINGS = "index_granularity = 8192"
 

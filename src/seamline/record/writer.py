@@ -2,7 +2,13 @@
 
 Tasks (started by `start()`, joined by `stop()`): flusher (batches by size or age), spiller (spool writes on the
 recorder's own spool thread), replayer (drains the spool in order once the sink answers, exponential backoff with
-jitter), heartbeat (a `seamline_health` row per interval). The event loop only encodes rows (orjson, ~3 µs each).
+jitter), heartbeat (a `seamline_health` row per interval). The event loop only encodes rows (orjson, ~5 µs for a
+row with two 1 KiB bodies); the sink and the spool each run on their own thread.
+
+Loss window on SIGKILL: events still in memory — normally under flush_interval_ms of traffic plus the batch in flight
+(up to queue_size rows when the sink is slower than the traffic). Whatever reached the spool is fsynced and replayed
+at the next start; a batch that was both inserted and spooled is dropped by ClickHouse via its dedup token.
+SIGTERM (`stop()`) flushes to the sink, and anything the sink does not take within the timeout goes to the spool.
 """
 
 from __future__ import annotations
@@ -177,14 +183,15 @@ class Recorder:
                     return True
                 if not await self._insert(batch.token, batch.payload, batch.rows, path="replay"):
                     return False
+                # Counted as soon as ClickHouse has the rows (before the ack), so metrics never lag the table.
+                self.metrics.replayed_rows.inc(batch.rows)
+                self.metrics.replayed_batches.inc()
+                self._totals["rows_replayed"] += batch.rows
                 try:
                     await self._in_spool_thread(self.spool.ack)
                 except SpoolError as e:  # the batch is in ClickHouse; a re-send is deduplicated
                     self._spool_failed("spool_unwritable", e)
                     return False
-                self.metrics.replayed_rows.inc(batch.rows)
-                self.metrics.replayed_batches.inc()
-                self._totals["rows_replayed"] += batch.rows
                 self._clear_spool_problem("spool_full")
 
     async def heartbeat(self) -> bool:
