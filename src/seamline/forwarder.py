@@ -11,6 +11,7 @@ from multidict import CIMultiDict
 
 from seamline import errors
 from seamline.config import Config, Upstream
+from seamline.deadlines import Deadlines
 from seamline.netguard import GuardedResolver, RefusedAddress, check_ip_literal, find_refusal
 from seamline.routing import Target
 
@@ -30,8 +31,9 @@ def _ssl_context(up: Upstream) -> ssl.SSLContext | bool:
 class Forwarder:
     """Owns the upstream sessions; `send()` returns the response with its body still streaming."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, deadlines: Deadlines | None = None) -> None:
         self._config = config
+        self.deadlines = deadlines or Deadlines()
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._literal_ok: set[str] = set()  # upstreams whose IP-literal check passed (static per upstream)
 
@@ -50,7 +52,8 @@ class Forwarder:
                 connector=connector,
                 auto_decompress=False,
                 skip_auto_headers=_SKIP_AUTO,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=up.timeouts.connect, sock_read=up.timeouts.read),
+                # Connect timeout here (only new connections pay for it); total/read deadlines via `Deadlines`.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=up.timeouts.connect),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 requote_redirect_url=False,
                 max_line_size=16384,
@@ -65,7 +68,11 @@ class Forwarder:
             check_ip_literal(target.url.host or "", up.allow_private)
             self._literal_ok.add(target.upstream_name)
         session = self._session(target.upstream_name, up)
-        async with asyncio.timeout(up.timeouts.total):
+        task = asyncio.current_task()
+        assert task is not None
+        t = up.timeouts
+        self.deadlines.arm(task, asyncio.get_running_loop().time() + min(t.total, t.read))
+        try:
             return await session.request(
                 method,
                 target.url,
@@ -78,6 +85,12 @@ class Forwarder:
                 read_until_eof=True,
                 auto_decompress=False,
             )
+        except asyncio.CancelledError:
+            if self.deadlines.expired(task):
+                raise TimeoutError("upstream response deadline") from None
+            raise
+        finally:
+            self.deadlines.disarm(task)
 
     async def close(self) -> None:
         for s in self._sessions.values():

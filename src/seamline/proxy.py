@@ -381,16 +381,29 @@ class ProxyHandler:
         tap = ex.response_tap
         assert tap is not None
         length = resp.content_length
+        deadlines = self.forwarder.deadlines
+        task = asyncio.current_task()
+        assert task is not None
+        read_s = ex.target.upstream.timeouts.read if ex.target else 10.0
+        loop = asyncio.get_running_loop()
         if length is not None and length <= _SMALL_BODY and request.method != "HEAD" and resp.status not in (204, 304):
             # Small, known-length body: one write for headers + body (streaming it costs 3 syscalls).
+            deadlines.arm(task, loop.time() + read_s)
             try:
                 body = await resp.content.readexactly(length) if length else b""
+            except asyncio.CancelledError:
+                if not deadlines.expired(task):
+                    raise
+                resp.release()
+                ex.status = 0  # we answer instead of the upstream
+                raise classify_client_error(TimeoutError("upstream body read deadline")) from None
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
                 err = classify_client_error(e)
-                ex.error_class, ex.error_detail = err.error_class, "upstream failed mid-body: " + err.detail
+                ex.status = 0  # we answer instead of the upstream
                 resp.release()
                 raise err from None
             finally:
+                deadlines.disarm(task)
                 resp.release()
             tap.feed(body)
             return web.Response(status=resp.status, reason=resp.reason, body=body, headers=oh)
@@ -401,9 +414,20 @@ class ProxyHandler:
                 ex.error_class, ex.error_detail = "client_disconnected", str(e)[:200]
                 return out
             try:
-                async for chunk in resp.content.iter_any():
-                    tap.feed(chunk)
-                    await out.write(chunk)
+                try:
+                    while True:
+                        deadlines.arm(task, loop.time() + read_s)  # per-chunk read deadline
+                        chunk = await resp.content.readany()
+                        if not chunk:
+                            break
+                        tap.feed(chunk)
+                        await out.write(chunk)
+                except asyncio.CancelledError:
+                    if not deadlines.expired(task):
+                        raise
+                    raise TimeoutError("upstream body read deadline") from None
+                finally:
+                    deadlines.disarm(task)
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
                 # The status line is gone already: abort the client connection so it sees a broken body.
                 err = classify_client_error(e)

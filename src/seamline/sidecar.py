@@ -53,6 +53,7 @@ class Sidecar:
         self.telemetry = Telemetry(cfg.telemetry, exporter=self._span_exporter)
         self.validator = Validator(cfg, source=self.source)  # before anything starts: bad contracts fail start-up
         self.forwarder = Forwarder(cfg)
+        self.forwarder.deadlines.start()
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.writer import build_recorder
 
@@ -108,6 +109,7 @@ class Sidecar:
             await r.cleanup()
         self._runners.clear()
         await self.forwarder.close()
+        await self.forwarder.deadlines.stop()
         if self.recorder is not None and self._own_recorder:
             await self.recorder.stop(timeout)
         self.telemetry.shutdown()

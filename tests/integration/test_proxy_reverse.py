@@ -262,3 +262,53 @@ async def test_connections_to_the_upstream_are_pooled(upstream, make_sidecar):
         for _ in range(10):
             await (await s.get(sc.proxy_url + "/billing/peer")).read()
     assert len(ports) == 1
+
+
+async def test_upstream_stalling_mid_body_aborts_the_client_after_the_read_timeout(upstream, make_sidecar):
+    release = asyncio.Event()
+
+    async def stall(request):
+        resp = web.StreamResponse(headers={"Content-Length": "100000"})
+        await resp.prepare(request)
+        await resp.write(b"x" * 70000)  # over the small-body path: streamed
+        await release.wait()
+        return resp
+
+    upstream.routes["/stall"] = stall
+    cfg = proxy_config({"billing": upstream.url})
+    up = cfg.upstreams["billing"].model_copy(update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.3})})
+    sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"billing": up}}))
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(sc.proxy_url + "/billing/stall") as r:
+                assert r.status == 200
+                try:
+                    await asyncio.wait_for(r.read(), 10)
+                    raise AssertionError("the body should have been cut")
+                except aiohttp.ClientPayloadError:
+                    pass
+    finally:
+        release.set()
+
+
+async def test_small_body_stall_is_a_504(upstream, make_sidecar):
+    release = asyncio.Event()
+
+    async def stall(request):
+        resp = web.StreamResponse(headers={"Content-Length": "100"})
+        await resp.prepare(request)
+        await resp.write(b"x" * 10)
+        await release.wait()
+        return resp
+
+    upstream.routes["/stall-small"] = stall
+    cfg = proxy_config({"billing": upstream.url})
+    up = cfg.upstreams["billing"].model_copy(update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.3})})
+    sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"billing": up}}))
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(sc.proxy_url + "/billing/stall-small") as r:
+                assert r.status == 504
+                assert (await r.json())["error_class"] == "timeout"
+    finally:
+        release.set()
