@@ -50,6 +50,7 @@ class Exchange:
     run_id_source: str = ""
     trace: TraceContext | None = None
     span_id: str = ""  # our CLIENT span (sent upstream as parent-id)
+    traceparent: str = ""  # the header sent upstream (echoed back to the app)
     target: Target | None = None
     handoff: str = ""
     upstream: str = ""

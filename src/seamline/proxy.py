@@ -212,7 +212,8 @@ class ProxyHandler:
         out["Host"] = url.raw_host if url.port in (None, default_port) else f"{url.raw_host}:{url.port}"
         out[self.run_header] = ex.run_id
         assert ex.trace is not None
-        out["traceparent"] = ex.trace.child(ex.span_id).header()
+        ex.traceparent = ex.trace.child(ex.span_id).header()
+        out["traceparent"] = ex.traceparent
         if ex.trace.tracestate:
             out["tracestate"] = ex.trace.tracestate
         peer = request.remote or ""
@@ -230,7 +231,9 @@ class ProxyHandler:
 
     def _echo_headers(self, ex: Exchange) -> dict[str, str]:
         h = {self.run_header: ex.run_id}
-        if ex.trace is not None:
+        if ex.traceparent:
+            h["traceparent"] = ex.traceparent
+        elif ex.trace is not None:
             h["traceparent"] = ex.trace.child(ex.span_id or new_span_id()).header()
         return h
 
@@ -369,13 +372,13 @@ class ProxyHandler:
 
     async def _relay_response(self, request: web.BaseRequest, ex: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
         ex.status = resp.status
-        drop = HOP_BY_HOP | connection_tokens(resp.headers)
-        out = web.StreamResponse(status=resp.status, reason=resp.reason)
-        oh = out.headers
-        for k, v in resp.headers.items():
+        drop = (HOP_BY_HOP | connection_tokens(resp.headers)) if "Connection" in resp.headers else HOP_BY_HOP
+        items = list(resp.headers.items())
+        ex.response_headers = items
+        oh: CIMultiDict[str] = CIMultiDict()
+        for k, v in items:
             if k.lower() not in drop:
                 oh.add(k, v)
-        ex.response_headers = list(resp.headers.items())
         for k, v in self._echo_headers(ex).items():
             oh[k] = v
         tap = ex.response_tap
@@ -407,6 +410,7 @@ class ProxyHandler:
                 resp.release()
             tap.feed(body)
             return web.Response(status=resp.status, reason=resp.reason, body=body, headers=oh)
+        out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=oh)
         try:
             try:
                 await out.prepare(request)
