@@ -105,6 +105,9 @@ class Sidecar:
         return state
 
     async def stop(self, timeout: float = 10.0) -> None:
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
         for r in reversed(self._runners):
             await r.cleanup()
         self._runners.clear()
