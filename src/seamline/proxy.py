@@ -86,7 +86,7 @@ class ProxyHandler:
         forwarder: Forwarder,
         metrics: ProxyMetrics,
         telemetry: Telemetry,
-        on_complete: Callable[[Exchange], None],
+        on_complete: Callable[[Exchange], None] | None,
         validator: Any = None,
     ) -> None:
         self.config = config
@@ -109,19 +109,21 @@ class ProxyHandler:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = Exchange(ts_us=time.time_ns() // 1000, t0=time.perf_counter(), mode="reverse", method=request.method)
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         try:
             return await self._handle(request, ex)
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
             ex.duration_s = time.perf_counter() - ex.t0
-            # Validate + record after aiohttp has written the response (a returned Response is sent
-            # after this handler exits): the app never waits for redaction, contracts or the event.
-            asyncio.get_running_loop().call_soon(self._complete, ex)
+            self.metrics.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, ex.duration_s)
+            if self.on_complete is not None:
+                # Validate + record after aiohttp has written the response (a returned Response is sent
+                # after this handler exits): the app never waits for redaction, contracts or the event.
+                asyncio.get_running_loop().call_soon(self._complete, ex)
 
     def _complete(self, ex: Exchange) -> None:
+        assert self.on_complete is not None
         try:
-            self.metrics.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, ex.duration_s)
             self.on_complete(ex)
         except Exception:  # a broken concern must never break traffic
             self.metrics.stage_errors.labels("record").inc()

@@ -66,7 +66,7 @@ class Sidecar:
             forwarder=self.forwarder,
             metrics=self.metrics,
             telemetry=self.telemetry,
-            on_complete=self._record,
+            on_complete=self._record if self.recorder is not None else None,
             validator=self.validator,
         )
         srv = cfg.server
