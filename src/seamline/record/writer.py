@@ -383,7 +383,9 @@ class Recorder:
             self._spool_failed("spool_unwritable", e)
             return
         self.metrics.spooled_batches.labels(reason).inc()
-        if self._spool_problem:
+        # "spool_full" is sticky until a replay makes room: a small batch that still fits must not
+        # flip readiness back to green while bigger ones are being dropped.
+        if self._spool_problem and self._spool_problem != "spool_full":
             self._clear_spool_problem(self._spool_problem)
         self._wake_replay.set()
 
