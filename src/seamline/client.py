@@ -104,12 +104,8 @@ def async_client(
     https:// goes through a CONNECT tunnel the sidecar cannot read, so no run ID and no payloads).
     Other keyword arguments go to httpx.
     """
-    header = run_id_header
-
     async def add_run_id(request: httpx.Request) -> None:
-        rid = _run_id.get()
-        if rid is not None and header not in request.headers:
-            request.headers[header] = rid
+        _set_run_id(request, run_id_header)
 
     url = _base_url(upstream, base_url, sidecar, proxy)
     client = httpx.AsyncClient(
@@ -121,6 +117,13 @@ def async_client(
     )
     _instrument(client, tracer_provider, instrument)
     return client
+
+
+def _set_run_id(request: httpx.Request, header: str) -> None:
+    """The request hook both httpx clients share: the current run ID, unless the caller set one."""
+    rid = _run_id.get()
+    if rid is not None and header not in request.headers:
+        request.headers[header] = rid
 
 
 def client(
@@ -136,12 +139,8 @@ def client(
     **kwargs: Any,
 ) -> httpx.Client:
     """The synchronous twin of `async_client` (same arguments)."""
-    header = run_id_header
-
     def add_run_id(request: httpx.Request) -> None:
-        rid = _run_id.get()
-        if rid is not None and header not in request.headers:
-            request.headers[header] = rid
+        _set_run_id(request, run_id_header)
 
     url = _base_url(upstream, base_url, sidecar, proxy)
     c = httpx.Client(

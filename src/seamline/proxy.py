@@ -105,7 +105,6 @@ class ProxyHandler:
             n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else self.capture_cap)
             for n, h in config.handoffs.items()
         }
-        self._steps = {n: (h.step or n) for n, h in config.handoffs.items()}
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = Exchange(ts_us=time.time_ns() // 1000, t0=time.perf_counter(), mode="reverse", method=request.method)

@@ -45,12 +45,12 @@ class Validator:
     def enforces_request(self, handoff: str) -> bool:
         return handoff in self._enforced
 
-    def request_view(self, ex: Exchange, body: Any) -> dict[str, Any]:
+    def request_view(self, ex: Exchange, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         target = ex.target
         return {
             "method": ex.method,
             "path": target.path if target else "",
-            "headers": _lower(ex.request_headers),
+            "headers": _lower(ex.request_headers) if headers is None else headers,
             "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target else {},
             "body": body,
         }
@@ -69,7 +69,7 @@ class Validator:
                 body = orjson.loads(decoded.data)
             except orjson.JSONDecodeError:
                 not_json = True
-        return contract.check_request(self.request_view(ex, body), not_json=not_json, truncated=tap.truncated)
+        return contract.check_request(self.request_view(ex, body, headers), not_json=not_json, truncated=tap.truncated)
 
     def evaluate(self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody) -> tuple[Evaluation | None, Classification, list[str]]:
         """(evaluation, classification, request violations) for a finished exchange."""
@@ -80,10 +80,11 @@ class Validator:
         req_violations = list(ex.request_violations)
         enforce = contract.enforce if contract is not None else "record"
         if contract is not None and ex.status:
-            req = self.request_view(ex, req_body.parsed_json if req_body.is_json else None)
+            req_headers = _lower(ex.request_headers)
+            req = self.request_view(ex, req_body.parsed_json if req_body.is_json else None, req_headers)
             if not req_violations:
                 req_violations = contract.check_request(
-                    req, not_json=_not_json(req_body, ex.request_headers), truncated=req_body.truncated
+                    req, not_json=_not_json(req_body, req_headers), truncated=req_body.truncated
                 )
             resp = {
                 "status": ex.status,
@@ -94,7 +95,7 @@ class Validator:
                 req,
                 resp,
                 response_truncated=resp_body.truncated,
-                response_not_json=_not_json(resp_body, ex.response_headers),
+                response_not_json=_not_json(resp_body, resp_headers),
                 request_truncated=req_body.truncated,
             )
         if ex.error_status and not ex.status:
@@ -109,8 +110,9 @@ class Validator:
         return evaluation, result, req_violations
 
 
-def _not_json(body: RenderedBody, headers: list[tuple[str, str]]) -> bool:
+def _not_json(body: RenderedBody, headers: dict[str, str]) -> bool:
+    """Did a body that should be JSON fail to be (headers lower-cased)?"""
     if body.empty or body.is_json:
         return False
-    mime, _ = parse_content_type(_lower(headers).get("content-type"))
+    mime, _ = parse_content_type(headers.get("content-type"))
     return body.json_error is not None or (bool(mime) and "json" in mime) or (not body.binary and bool(body.text))
