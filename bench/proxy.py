@@ -6,8 +6,11 @@
 Starts an upstream (nginx if installed, else an aiohttp app), the bare pass-through baseline and
 Seamline as separate processes, loads each with wrk, and prints req/s, p50/p99 and ratios to the
 bare proxy. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0; `onecore` pins everything to
-CPU 0 (the control for added latency: no cross-core wake-ups). Variants are interleaved per round
-and the median of `--rounds` is reported (single runs vary ±20 % on these VMs).
+CPU 0 (the control for added latency: no cross-core wake-ups). Recording variants keep the embedded
+ClickHouse process (`storage.embedded_cpus`) on the load generator's CPU, off the proxy's, as on a
+multi-core host or with a ClickHouse server; `+samecore` leaves it on the proxy's CPU (everything Seamline
+does on one core). Variants are interleaved per round and the median of `--rounds` is reported (single
+runs vary ±20 % on these VMs).
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ http {{ access_log off; keepalive_requests 1000000;
     return subprocess.Popen(pinned([PY, str(HERE / "_upstream.py"), str(port)], cpu))
 
 
-def seamline_config(tmp: Path, upstream_port: int, variant: str) -> Path:
+def seamline_config(tmp: Path, upstream_port: int, variant: str, engine_cpu: str | None = None) -> Path:
     contract = {
         "status": [200, 201],
         "request_schema": {"type": "object", "required": ["amount", "currency"], "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}}},
@@ -90,15 +93,17 @@ def seamline_config(tmp: Path, upstream_port: int, variant: str) -> Path:
             "spool_dir": str(dir_) + "-spool",
         },
     }
+    if engine_cpu is not None and "samecore" not in variant:
+        cfg["storage"]["embedded_cpus"] = [int(engine_cpu)]
     path = tmp / f"seamline-{variant.replace('+', '_')}.json"
     path.write_text(json.dumps(cfg))
     return path
 
 
-def start_proxy(kind: str, port: int, upstream_port: int, cpu: str | None, tmp: Path) -> subprocess.Popen:
+def start_proxy(kind: str, port: int, upstream_port: int, cpu: str | None, tmp: Path, engine_cpu: str | None = None) -> subprocess.Popen:
     if kind == "bare":
         return subprocess.Popen(pinned([PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{upstream_port}"], cpu))
-    cfg = seamline_config(tmp, upstream_port, kind)
+    cfg = seamline_config(tmp, upstream_port, kind, engine_cpu)
     cmd = [PY, "-m", "seamline", "serve", "--config", str(cfg), "--port", str(port), "--admin-port", str(free_port()), "--log-level", "WARNING"]
     env = dict(os.environ)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
@@ -129,7 +134,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--layout", choices=["split", "onecore"], default="split")
-    ap.add_argument("--variants", default="seamline,seamline+record,seamline+contracts")
+    ap.add_argument("--variants", default="seamline,seamline+record,seamline+contracts,seamline+record+samecore")
     ap.add_argument("--method", default="GET")
     ap.add_argument("--json", default=None, help="write results here too")
     args = ap.parse_args()
@@ -146,7 +151,7 @@ def main() -> int:
         targets = {"direct": f"http://127.0.0.1:{up_port}/item"}
         for kind in ["bare", *args.variants.split(",")]:
             port = free_port()
-            procs.append(start_proxy(kind, port, up_port, proxy_cpu, tmp))
+            procs.append(start_proxy(kind, port, up_port, proxy_cpu, tmp, engine_cpu=load_cpu))
             wait_port(port, 60)
             targets[kind] = f"http://127.0.0.1:{port}/bench/item"
         for url in targets.values():  # warm up pools, imports, first chdb parts

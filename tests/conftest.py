@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -9,6 +10,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# In-process sidecars share this process's one chdb directory with the tests that read it back, so their embedded
+# engine is a thread here; tests/integration/test_engine_process.py and every `seamline serve` subprocess (which
+# drops SEAMLINE_* variables) run the default, the engine process.
+os.environ.setdefault("SEAMLINE_STORAGE__EMBEDDED_ENGINE", "thread")
 
 from support.upstream import Upstream  # noqa: E402
 

@@ -197,6 +197,14 @@ class Storage(_Model):
         description="chdb:///path (embedded) or http(s)://user:pass@host:8123/db (ClickHouse server). Env: SEAMLINE_CLICKHOUSE_URL.",
     )
     database: str = Field("seamline", description="Database for Seamline's tables (a URL path overrides it).")
+    embedded_engine: Literal["process", "thread"] = Field(
+        "process",
+        description="Where embedded ClickHouse (chdb) runs: a child process owned by the sidecar, off the proxy's event loop and "
+        "core (recommended), or a thread of the proxy process.",
+    )
+    embedded_cpus: list[int] | None = Field(
+        None, description="CPUs the embedded ClickHouse process may use (Linux), e.g. [2, 3]; default: those of the sidecar."
+    )
     enabled: bool = Field(True, description="Record handoffs (false: proxy only).")
     queue_size: int = Field(50_000, ge=1, description="Events held in memory before spilling to the spool.")
     batch_size: int = Field(2_000, ge=1, description="Rows per insert.")
@@ -213,6 +221,13 @@ class Storage(_Model):
         scheme = v.split("://", 1)[0] if "://" in v else ""
         if scheme not in ("chdb", "http", "https"):
             raise ValueError("must start with chdb:// (embedded) or http(s):// (ClickHouse server)")
+        return v
+
+    @field_validator("embedded_cpus")
+    @classmethod
+    def _check_cpus(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 0):
+            raise ValueError("must be a non-empty list of CPU numbers (0, 1, …), or null to inherit the sidecar's")
         return v
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""One ClickHouse client for both stores: chdb embedded (sync client on one owned thread) or a server (async client).
+"""One ClickHouse client for both stores: chdb embedded (sync client in one owned process or thread) or a server (async client).
 
 `open_store("chdb:///path", db)` or `open_store("http(s)://user:pass@host:8123/db", db)`; every method is a
 coroutine and every failure is a `StoreError` (message without credentials, cause chained).
@@ -10,17 +10,16 @@ import asyncio
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import zstandard
 
-log = logging.getLogger("seamline.record.store")
+from seamline.record.engine import Engine, EngineError, EngineProcess, describe_error
 
-T = TypeVar("T")
+log = logging.getLogger("seamline.record.store")
 
 # JSON payloads above this size are zstd-compressed before they go over HTTP.
 _COMPRESS_OVER = 64 * 1024
@@ -91,83 +90,88 @@ class Store(ABC):
 
 
 def _wrap(op: str, e: BaseException) -> StoreError:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return StoreError(f"{op} failed: {type(e).__name__}: {msg[:500]}")
+    return StoreError(describe_error(op, e))
 
 
 class ChdbStore(Store):
-    """chdb in-process: the sync client lives on one dedicated thread; all calls are marshalled there."""
+    """chdb embedded: its client in one child process the store owns (`engine="process"`) or on one owned thread.
+
+    The process keeps chdb's parsing, compression and merge threads off the proxy's event loop and GIL (and, with
+    `cpus`, off its core); if it dies, the failing call raises StoreError and the next call starts a new one.
+    See `seamline.record.engine`.
+    """
 
     kind = "chdb"
 
-    def __init__(self, path: str, database: str) -> None:
+    def __init__(self, path: str, database: str, *, engine: str = "thread", cpus: Sequence[int] | None = None) -> None:
+        if engine not in ("thread", "process"):
+            raise StoreError(f"embedded engine must be thread or process, not {engine!r}")
         self.path = path
         self.database = database
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seamline-chdb")
-        self._client: Any = None
+        self.engine = engine
+        self._process = EngineProcess(path, database, cpus) if engine == "process" else None
+        self._local = Engine(path, database) if engine == "thread" else None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seamline-chdb") if self._local else None
         self._closed = False
 
-    async def _run(self, op: str, fn: Callable[[], T], *, opening: bool = False) -> T:
+    async def _call(self, op: str, method: str, *args: Any) -> Any:
         if self._closed:
             raise StoreError(f"{op} failed: store is closed")
-        if not opening:
-            await self._ensure_open()
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn)
-        except StoreError:
-            raise
-        except Exception as e:
-            raise _wrap(op, e) from e
+            if self._process is not None:
+                return await self._process.call(op, method, *args)
+            assert self._local is not None
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._local.call, op, method, args)
+        except EngineError as e:
+            raise StoreError(str(e)) from None
+
+    async def _run(self, op: str, method: str, *args: Any) -> Any:
+        await self._ensure_open()
+        return await self._call(op, method, *args)
 
     async def _open(self) -> None:
         """Create the directory, connect, create the database and make it the default."""
-
-        def _open() -> None:
-            import clickhouse_connect
-
-            Path(self.path).mkdir(parents=True, exist_ok=True)
-            client = clickhouse_connect.get_client(dsn=f"chdb://{self.path}")
-            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
-            client.database = self.database
-            self._client = client
-
-        await self._run("open", _open, opening=True)
-        log.info("store opened", extra={"store": "chdb", "path": self.path, "database": self.database})
+        # A new engine process opens its client before its first call (see EngineProcess.call).
+        await (self._call("open", "ping") if self._process is not None else self._call("open", "open"))
+        log.info("store opened", extra={"store": "chdb", "engine": self.engine, "path": self.path, "database": self.database})
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return await self._run("query", lambda: list(self._client.query(sql, parameters=parameters).named_results()))
+        return await self._run("query", "query", sql, parameters)
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> None:
-        await self._run("command", lambda: self._client.command(sql, parameters=parameters, settings=settings))
+        await self._run("command", "command", sql, parameters, settings)
 
     async def insert(
         self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict[str, Any] | None = None
     ) -> None:
-        await self._run("insert", lambda: self._client.insert(table, rows, column_names=list(column_names), settings=settings))
+        await self._run("insert", "insert", table, rows, list(column_names), settings)
 
     async def insert_json(self, table: str, payload: bytes, settings: dict[str, Any] | None = None) -> None:
-        await self._run("insert", lambda: self._client.raw_insert(table, None, payload, settings=settings, fmt="JSONEachRow"))
+        await self._run("insert", "insert_json", table, payload, settings)
 
     async def ping(self) -> bool:
+        if self._closed:
+            return False
         try:
-            return bool(await self._run("ping", lambda: self._client.ping()))
+            return bool(await self._run("ping", "ping"))
         except StoreError:
             return False
 
     async def close(self) -> None:
         if self._closed:
             return
-        client, self._client = self._client, None
-        if client is not None:
-            loop = asyncio.get_running_loop()
+        if self._process is not None:
+            self._closed = True
+            await self._process.stop()  # the child closes its client and exits, releasing the directory lock
+            return
+        if self._opened:
             try:
-                await loop.run_in_executor(self._executor, client.close)
-            except Exception as e:  # closing is best effort; the thread is joined below
-                log.warning("store close failed", extra={"store": "chdb", "error": type(e).__name__})
+                await self._call("close", "close")
+            except StoreError as e:  # closing is best effort; the thread is joined below
+                log.warning("store close failed", extra={"store": "chdb", "error": str(e)[:200]})
         self._closed = True
         # Join the worker thread without blocking the event loop.
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)  # type: ignore[union-attr]
 
 
 class HttpStore(Store):
@@ -283,11 +287,14 @@ def chdb_path_from_url(url: str) -> str:
     return os.path.realpath(rest)
 
 
-def open_store(url: str, database: str) -> Store:
-    """The store named by `url` (chdb:///path or http(s)://user:pass@host:port/db); `await` it to connect now."""
+def open_store(url: str, database: str, *, engine: str = "thread", cpus: Sequence[int] | None = None) -> Store:
+    """The store named by `url` (chdb:///path or http(s)://user:pass@host:port/db); `await` it to connect now.
+
+    `engine` and `cpus` apply to chdb only: where its engine runs (see ChdbStore).
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme == "chdb":
-        return ChdbStore(chdb_path_from_url(url), database)
+        return ChdbStore(chdb_path_from_url(url), database, engine=engine, cpus=cpus)
     if scheme in ("http", "https"):
         return HttpStore(url, database)
     raise StoreError("storage URL must start with chdb:// or http(s)://")

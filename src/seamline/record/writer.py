@@ -483,6 +483,9 @@ class Recorder:
 
 async def build_recorder(storage: Storage, registry: CollectorRegistry, instance: str, **options: Any) -> Recorder:
     """A started Recorder on the configured store (schema migrated when the sink answers; spooling until then)."""
-    recorder = Recorder(storage, lambda: open_store(storage.clickhouse_url, storage.database), registry, instance, **options)
+    def opener() -> Store:
+        return open_store(storage.clickhouse_url, storage.database, engine=storage.embedded_engine, cpus=storage.embedded_cpus)
+
+    recorder = Recorder(storage, opener, registry, instance, **options)
     await recorder.start()
     return recorder

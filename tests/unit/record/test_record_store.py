@@ -55,10 +55,13 @@ async def test_errors_are_store_errors_and_closed_store_refuses() -> None:
 
 
 async def test_all_engine_calls_run_on_one_owned_thread() -> None:
-    store = await open_store(chdb_url(), unique_database("store_thread"))
+    store = await open_store(chdb_url(), unique_database("store_thread"), engine="thread")
     seen: set[int] = set()
+    engine = store._local  # type: ignore[attr-defined]
+    real_ping = engine.ping
+    engine.ping = lambda: seen.add(threading.get_ident()) or real_ping()
     for _ in range(3):
-        await store._run("probe", lambda: seen.add(threading.get_ident()))  # type: ignore[attr-defined]
+        assert await store.ping()
     assert len(seen) == 1 and threading.get_ident() not in seen
     await store.command(f"DROP DATABASE `{store.database}`")
     await store.close()

@@ -1,0 +1,168 @@
+"""The embedded engine in its own process (the default): round trips, a killed engine, a dead parent, CPU pinning,
+and a recording sidecar whose engine is killed under traffic.
+
+Each test gives the engine process its own directory (the test process holds its own chdb directory elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import proxy_config
+
+from seamline.record.store import ChdbStore, StoreError, open_store
+
+pytestmark = pytest.mark.slow
+
+
+def engine_pid(store: ChdbStore) -> int:
+    pid = store._process.pid  # type: ignore[union-attr]
+    assert pid is not None and pid != os.getpid()
+    return pid
+
+
+async def wait_exit(pid: int, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            try:  # our own child: reap it, or it stays a zombie that kill(pid, 0) still finds
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def test_round_trip_and_errors_through_the_engine_process(tmp_path: Path) -> None:
+    store = await open_store(f"chdb://{tmp_path / 'data'}", "eng", engine="process")
+    assert isinstance(store, ChdbStore)
+    try:
+        pid = engine_pid(store)
+        await store.command("CREATE TABLE t (id UInt32, s String, tags Array(String)) ENGINE = MergeTree ORDER BY id")
+        await store.insert("t", [[1, "a", ["x"]]], ["id", "s", "tags"])
+        await store.insert_json("t", b'[{"id": 2, "s": "\\u00e9", "tags": []}]', settings={"insert_deduplicate": 1})
+        rows = await store.query("SELECT * FROM t WHERE id >= {m:UInt32} ORDER BY id", {"m": 1})
+        assert rows == [{"id": 1, "s": "a", "tags": ["x"]}, {"id": 2, "s": "é", "tags": []}]
+        with pytest.raises(StoreError, match="query failed: .*no_such_table"):
+            await store.query("SELECT * FROM no_such_table")
+        assert await store.ping() and engine_pid(store) == pid  # an error does not cost the process
+    finally:
+        await store.close()
+    await wait_exit(pid)
+    with pytest.raises(StoreError, match="closed"):
+        await store.query("SELECT 1")
+
+
+async def test_a_killed_engine_fails_the_call_and_the_next_call_starts_a_new_one(tmp_path: Path) -> None:
+    store = await open_store(f"chdb://{tmp_path / 'data'}", "eng", engine="process")
+    try:
+        await store.command("CREATE TABLE t (id UInt32) ENGINE = MergeTree ORDER BY id")
+        await store.insert_json("t", b'[{"id": 1}]')
+        first = engine_pid(store)
+        slow = asyncio.ensure_future(store.query("SELECT sleepEachRow(0.5) FROM numbers(4)"))
+        await asyncio.sleep(0.3)
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(StoreError, match="exited"):
+            await slow
+        rows = await store.query("SELECT count() AS n FROM t")  # new process, same directory, data intact
+        assert rows == [{"n": 1}] and engine_pid(store) != first
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_call_does_not_hand_its_reply_to_the_next_one(tmp_path: Path) -> None:
+    store = await open_store(f"chdb://{tmp_path / 'data'}", "eng", engine="process")
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(store.query("SELECT 'late' AS v, sleep(0.5)"), 0.1)
+        assert await store.query("SELECT 'mine' AS v") == [{"v": "mine"}]
+    finally:
+        await store.close()
+
+
+async def test_the_engine_dies_with_its_parent_and_releases_the_directory(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from seamline.record.store import open_store
+        async def main():
+            store = await open_store("chdb://{data}", "eng", engine="process")
+            print(store._process.pid, flush=True)
+            await asyncio.sleep(60)
+        asyncio.run(main())
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(await asyncio.wait_for(asyncio.to_thread(parent.stdout.readline), 30))  # type: ignore[union-attr]
+        parent.kill()
+        parent.wait(10)
+        await wait_exit(child)
+    finally:
+        parent.kill()
+    store = await open_store(f"chdb://{data}", "eng", engine="process")  # the lock went with the process
+    try:
+        assert await store.query("SELECT 1 AS one") == [{"one": 1}]
+    finally:
+        await store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+async def test_embedded_cpus_pin_the_engine_process(tmp_path: Path) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    store = await open_store(f"chdb://{tmp_path / 'data'}", "eng", engine="process", cpus=[cpu])
+    try:
+        assert os.sched_getaffinity(engine_pid(store)) == {cpu}
+    finally:
+        await store.close()
+
+
+async def test_recording_survives_its_engine_being_killed_under_traffic(upstream, make_sidecar, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SEAMLINE_STORAGE__EMBEDDED_ENGINE")  # the default: an engine process (see conftest)
+    storage = {
+        "enabled": True, "clickhouse_url": f"chdb://{tmp_path / 'data'}", "database": "eng",
+        "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20, "batch_size": 10,
+    }  # fmt: skip
+    sc = await make_sidecar(proxy_config({"up": upstream.url}, storage=storage))
+    store = sc.recorder.store
+    assert isinstance(store, ChdbStore) and store.engine == "process"
+    sent = 0
+
+    async def burst(n: int) -> None:
+        nonlocal sent
+        async with aiohttp.ClientSession() as s:
+            for _ in range(n):
+                async with s.post(f"{sc.proxy_url}/up/echo", json={"i": sent}, headers={"X-Run-ID": "engine-kill"}) as r:
+                    assert r.status == 200
+                    sent += 1
+
+    await burst(40)
+    assert await sc.recorder.flush(10)
+    killed = engine_pid(store)
+    os.kill(killed, signal.SIGKILL)
+    await burst(40)  # traffic never waits for the engine; batches that fail go to the spool
+    async with asyncio.timeout(30):
+        while True:
+            await sc.recorder.flush(5)
+            if not sc.recorder.spool.records:
+                try:
+                    rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'")
+                    n, distinct = rows[0]["n"], rows[0]["u"]
+                except StoreError:
+                    n = distinct = -1
+                if n >= sent:
+                    break
+            await sc.recorder.replay_now()
+            await asyncio.sleep(0.05)
+    assert (n, distinct) == (sent, sent)
+    assert engine_pid(store) != killed
