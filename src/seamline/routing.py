@@ -94,7 +94,7 @@ class Router:
         if name not in self.upstreams:
             raise UnknownUpstream(name)
         rest = slash + rest
-        return self._target(name, method, rest or "/", query)
+        return self.target(name, method, rest or "/", query)
 
     def resolve_forward(self, method: str, url: URL) -> Target:
         """Absolute-form `http://host/...` → Target, only when host:port is a configured upstream."""
@@ -107,9 +107,10 @@ class Router:
         raw_path = url.raw_path
         if base_path and (raw_path == base_path or raw_path.startswith(base_path + "/")):
             raw_path = raw_path[len(base_path) :] or "/"
-        return self._target(name, method, raw_path, url.raw_query_string)
+        return self.target(name, method, raw_path, url.raw_query_string)
 
-    def _target(self, name: str, method: str, raw_path: str, query: str) -> Target:
+    def target(self, name: str, method: str, raw_path: str, query: str) -> Target:
+        """The Target of upstream `name` for a raw path and query (checked; also rebuilds a shipped exchange's)."""
         check_path(raw_path)
         up = self.upstreams[name]
         base = up.base_url

@@ -61,6 +61,11 @@ class Sidecar:
         if self.recorder is not None:
             self.store = self.store or getattr(self.recorder, "store", None)
         self.events = EventBuilder(cfg, self.instance, self.validator)
+        self.offload = None
+        if self.recorder is not None and self._own_recorder:
+            from seamline.record.offload import start_offload
+
+            self.offload = await start_offload(self.store, self.recorder, cfg, self.instance, self._build_here, self.registry)
         self.handler = ProxyHandler(
             cfg,
             forwarder=self.forwarder,
@@ -94,8 +99,29 @@ class Sidecar:
         log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
 
     def _record(self, ex: Exchange) -> None:
-        if self.recorder is not None:
+        if self.offload is not None:
+            self.offload.submit(ex)  # built in the engine process, off this loop
+        elif self.recorder is not None:
             self.recorder.submit(self.events.build(ex))
+
+    def _build_here(self, ex: Exchange) -> None:
+        """Build and queue an event in this process (the offload's fallback); never raises into its caller."""
+        try:
+            self.recorder.submit(self.events.build(ex))  # type: ignore[union-attr]
+        except Exception:
+            self.metrics.stage_errors.labels("record").inc()
+            log.exception("record stage failed", extra={"run_id": ex.run_id})
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Everything recorded so far into ClickHouse (or the spool); True when nothing is left in memory."""
+        if self.recorder is None:
+            return True
+        if self.offload is not None:
+            try:
+                await self.offload.drain(timeout)
+            except TimeoutError:
+                return False
+        return bool(await self.recorder.flush(timeout))
 
     def readiness(self) -> dict[str, Any]:
         if self.recorder is None:
@@ -113,6 +139,8 @@ class Sidecar:
         self._runners.clear()
         await self.forwarder.close()
         await self.forwarder.deadlines.stop()
+        if self.offload is not None:
+            await self.offload.stop(timeout)
         if self.recorder is not None and self._own_recorder:
             await self.recorder.stop(timeout)
         self.telemetry.shutdown()

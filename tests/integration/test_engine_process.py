@@ -147,13 +147,16 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(upstream
                     sent += 1
 
     await burst(40)
-    assert await sc.recorder.flush(10)
+    assert await sc.flush(10)
+    built = sc.registry.get_sample_value
+    assert built("seamline_record_events_built_total", {"where": "engine"}) == 40  # offloaded, none built here
+    assert not built("seamline_record_events_built_total", {"where": "proxy"})
     killed = engine_pid(store)
     os.kill(killed, signal.SIGKILL)
     await burst(40)  # traffic never waits for the engine; batches that fail go to the spool
     async with asyncio.timeout(30):
         while True:
-            await sc.recorder.flush(5)
+            await sc.flush(5)
             if not sc.recorder.spool.records:
                 try:
                     rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'")

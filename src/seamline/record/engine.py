@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import marshal
 import os
 import pickle
 import signal
@@ -79,6 +80,36 @@ class Engine:
     def ping(self) -> bool:
         return bool(self.client.ping())
 
+    def configure_builder(self, config: Any, instance: str) -> None:
+        """Compile what building events needs (routes, redaction policies, contracts), as the sidecar does."""
+        from seamline.routing import Router
+        from seamline.stages.record import EventBuilder
+        from seamline.stages.validate import Validator
+
+        self.router = Router(config)
+        self.builder = EventBuilder(config, instance, Validator(config))
+
+    def build_rows(self, payload: bytes) -> list[tuple[bytes | None, str]]:
+        """Shipped exchanges -> (encoded row, event_id), or (None, error) for one that failed to build.
+
+        `payload` is `marshal.dumps([(to_wire(exchange), (upstream, raw path, query) or None), ...])` from the
+        same interpreter; the target is resolved again here from the same config.
+        """
+        from seamline.exchange import from_wire
+        from seamline.record.rows import encode_event
+
+        out: list[tuple[bytes | None, str]] = []
+        for wire, key in marshal.loads(payload):
+            try:
+                ex = from_wire(wire)
+                if key is not None:
+                    ex.target = self.router.target(key[0], ex.method, key[1], key[2])
+                event = self.builder.build(ex)
+                out.append((encode_event(event), event["event_id"]))
+            except Exception as e:  # noqa: BLE001 - one bad exchange must not cost the batch; the sidecar rebuilds it
+                out.append((None, f"{type(e).__name__}: {e}"[:300]))
+        return out
+
     def close(self) -> None:
         client, self.client = self.client, None
         if client is not None:
@@ -107,6 +138,7 @@ class EngineProcess:
         self._sock: socket.socket | None = None
         self._lock = asyncio.Lock()
         self._next_id = 0
+        self.on_start: list[tuple[str, str, tuple[Any, ...]]] = [("open", "open", ())]  # replayed on every new child
 
     @property
     def pid(self) -> int | None:
@@ -137,7 +169,8 @@ class EngineProcess:
                 await self._reap()
                 await self._spawn()
                 try:
-                    await self._exchange("open", "open", ())
+                    for step in self.on_start:
+                        await self._exchange(*step)
                 except EngineError:
                     await self._reap()
                     raise

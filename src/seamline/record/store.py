@@ -157,6 +157,18 @@ class ChdbStore(Store):
         except StoreError:
             return False
 
+    async def configure_builder(self, config: Any, instance: str) -> None:
+        """Let the engine process build events from this config (now, and in every process started later)."""
+        if self._process is None:
+            raise StoreError("configure_builder needs the engine process (storage.embedded_engine: process)")
+        self._process.on_start.append(("configure builder", "configure_builder", (config, instance)))
+        if self._process.pid is not None:
+            await self._call("configure builder", "configure_builder", config, instance)
+
+    async def build_rows(self, payload: bytes) -> list[tuple[bytes | None, str]]:
+        """Build and encode events in the engine process (payload: see Engine.build_rows) -> [(row or None, event_id or error)]."""
+        return await self._run("build", "build_rows", payload)
+
     async def close(self) -> None:
         if self._closed:
             return

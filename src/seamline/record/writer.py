@@ -128,11 +128,21 @@ class Recorder:
     def submit(self, event: dict[str, Any]) -> None:
         """Queue one event; never blocks, never raises (overflow spills to the spool, failures are counted)."""
         try:
+            row = encode_event(event)
+        except Exception as e:  # isolate the request path from any recording bug
+            self._drop(1, "invalid_event")
+            log.error("event not recorded", extra={"error": f"{type(e).__name__}: {e}"[:300]})
+            return
+        self.submit_encoded(row, str(event.get("event_id", "")))
+
+    def submit_encoded(self, row: bytes, event_id: str) -> None:
+        """Queue one event already encoded by `rows.encode_event` (e.g. built in the engine process); as `submit`."""
+        try:
             if not self._accepting:
                 self._drop(1, "stopped")
                 return
-            self._rows.append(encode_event(event))
-            self._ids.append(str(event.get("event_id", "")))
+            self._rows.append(row)
+            self._ids.append(event_id)
             if self._buf_since is None:
                 self._buf_since = self._clock()
                 self._wake_flush.set()  # the flusher idles without a deadline: start this buffer's timer
