@@ -3,8 +3,10 @@
 Usage: python bench/ingest.py [--events 100000] [--batch 2000] [--modes recorder-chdb,baseline-native,...]
 Each mode runs in its own subprocess (clean RSS; chdb allows one data directory per process) on a fresh database:
 
-- recorder-chdb    Recorder.submit() for every event (JSON row encode on the loop), batches into chdb; the clock stops
-                   when every row is in ClickHouse (batches that overflowed the queue to the spool are replayed first)
+- recorder-chdb    Recorder.submit() for every event (JSON row encode on the loop), batches into chdb in its engine
+                   process (the default); the clock stops when every row is in ClickHouse (batches that overflowed
+                   the queue to the spool are replayed first)
+- recorder-chdb-thread  the same with chdb on a thread of this process (storage.embedded_engine: thread)
 - recorder-http    the same through clickhouse-connect's async client and the ClickHouse-HTTP adapter (tests/support)
 - baseline-native  clickhouse-connect sync client.insert() of pre-built row lists (Native), same batch size, no Recorder
 - baseline-json    client.raw_insert() of pre-encoded JSONEachRow batches, no Recorder
@@ -59,7 +61,7 @@ def events(n: int) -> list[dict[str, Any]]:
     return [{**t, "event_id": str(uuid.uuid4()), "ts": now + i, "run_id": f"run-{i // 20}"} for i in range(n)]
 
 
-async def run_recorder(url: str, db: str, n: int, batch: int) -> dict[str, Any]:
+async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "process") -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     from seamline.config import Storage
@@ -69,7 +71,7 @@ async def run_recorder(url: str, db: str, n: int, batch: int) -> dict[str, Any]:
     # queue_size >= events: measure the pipeline's sustained rate, not the overflow detour through the spool
     # (a proxy cannot produce events as fast as this loop; overflow is exercised by the tests).
     queue = n + batch if os.environ.get("SEAMLINE_BENCH_OVERFLOW") is None else 50_000
-    storage = Storage(clickhouse_url=url, database=db, batch_size=batch, queue_size=queue, spool_dir=spool)
+    storage = Storage(clickhouse_url=url, database=db, batch_size=batch, queue_size=queue, spool_dir=spool, embedded_engine=engine)
     rec = await build_recorder(storage, CollectorRegistry(), "bench", heartbeat_interval_s=0)
     evs = events(n)
     t0 = time.perf_counter()
@@ -143,8 +145,8 @@ def run_spool(batch: int) -> dict[str, Any]:
 
 def child(mode: str, path: str, n: int, batch: int) -> dict[str, Any]:
     db = f"bench_ingest_{mode.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
-    if mode == "recorder-chdb":
-        res = asyncio.run(run_recorder(f"chdb://{path}", db, n, batch))
+    if mode in ("recorder-chdb", "recorder-chdb-thread"):
+        res = asyncio.run(run_recorder(f"chdb://{path}", db, n, batch, "thread" if mode.endswith("thread") else "process"))
     elif mode == "recorder-http":
         sys.path.insert(0, str(ROOT / "tests"))
         os.environ["SEAMLINE_TEST_CHDB_PATH"] = path  # the adapter serves this process's chdb directory
@@ -175,7 +177,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=2000)
-    ap.add_argument("--modes", default="recorder-chdb,recorder-http,baseline-native,baseline-json,spool")
+    ap.add_argument("--modes", default="recorder-chdb,recorder-chdb-thread,recorder-http,baseline-native,baseline-json,spool")
     ap.add_argument("--path", default=os.environ.get("SEAMLINE_BENCH_CHDB", "/tmp/seamline-bench-ingest"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
