@@ -169,3 +169,32 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(upstream
             await asyncio.sleep(0.05)
     assert (n, distinct) == (sent, sent)
     assert engine_pid(store) != killed
+
+
+async def test_an_engine_that_cannot_start_is_retried_after_a_backoff_not_on_every_call(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = open_store(f"chdb://{blocker / 'data'}", "eng", engine="process")  # its directory cannot be created
+    try:
+        with pytest.raises(StoreError, match="open failed"):
+            await store.query("SELECT 1")
+        assert store._process.pid is None  # type: ignore[union-attr]
+        spawn = store._process._spawn  # type: ignore[union-attr]
+        spawned = 0
+
+        async def counting() -> None:
+            nonlocal spawned
+            spawned += 1
+            await spawn()
+
+        store._process._spawn = counting  # type: ignore[union-attr]
+        for _ in range(5):
+            with pytest.raises(StoreError, match="did not start .*retrying in"):
+                await store.query("SELECT 1")
+        assert spawned == 0
+        await asyncio.sleep(0.6)  # the first backoff is 0.5 s
+        with pytest.raises(StoreError, match="open failed"):
+            await store.query("SELECT 1")
+        assert spawned == 1
+    finally:
+        await store.close()

@@ -22,6 +22,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,9 @@ class EngineProcess:
         self._lock = asyncio.Lock()
         self._next_id = 0
         self.on_start: list[tuple[str, str, tuple[Any, ...]]] = [("open", "open", ())]  # replayed on every new child
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._start_error = ""
 
     @property
     def pid(self) -> int | None:
@@ -163,18 +167,35 @@ class EngineProcess:
         log.info("embedded clickhouse process started", extra={"pid": self.proc.pid, "path": self.path})
 
     async def call(self, op: str, method: str, *args: Any) -> Any:
-        """Run `Engine.<method>(*args)` in the child (started, and its client opened, first if need be)."""
+        """Run `Engine.<method>(*args)` in the child (started, and its client opened, first if need be).
+
+        A child that fails to start (its directory is locked or unwritable, chdb cannot load) is not started again
+        before a backoff (0.5 s doubling to 30 s): calls in between fail at once instead of spawning interpreters.
+        """
         async with self._lock:
             if self.pid is None:
-                await self._reap()
-                await self._spawn()
-                try:
-                    for step in self.on_start:
-                        await self._exchange(*step)
-                except EngineError:
-                    await self._reap()
-                    raise
+                await self._start(op)
             return await self._exchange(op, method, args)
+
+    async def _start(self, op: str) -> None:
+        await self._reap()
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise EngineError(f"{op} failed: the embedded ClickHouse process did not start ({self._start_error}); retrying in {self._retry_at - now:.1f} s")
+        try:
+            try:
+                await self._spawn()
+            except OSError as e:  # no interpreter, no file descriptors left, ...
+                raise EngineError(describe_error(op, e)) from None
+            for step in self.on_start:
+                await self._exchange(*step)
+        except EngineError as e:
+            await self._reap()
+            self._start_error = str(e)[:300]
+            self._backoff = min(self._backoff * 2, 30.0) if self._backoff else 0.5
+            self._retry_at = time.monotonic() + self._backoff
+            raise
+        self._backoff = 0.0
 
     async def _exchange(self, op: str, method: str, args: tuple[Any, ...]) -> Any:
         sock = self._sock
