@@ -1,12 +1,14 @@
 """Recording: events -> bounded queue -> batches -> ClickHouse (chdb embedded or a server), spool on failure.
 
-Modules: `store` (one client for both stores), `schema` (DDL + migrations), `rows` (event -> JSON row, batch token),
+Modules: `store` (one client for both stores), `engine` (chdb operations, in the store's child process or thread),
+`offload` (events built in that process), `schema` (DDL + migrations), `rows` (event -> JSON row, batch token),
 `spool` (durable on-disk batches), `writer` (the Recorder), `metrics` (its Prometheus metrics), `cli` (migrate, schema).
 
 Interfaces other modules rely on (keep them):
 
-- `seamline.record.store.open_store(url, database) -> Store` picks chdb (sync client on one owned thread) or HTTP
-  (async client); it connects lazily on first use, or now with `await open_store(...)` / `await store.open()`.
+- `seamline.record.store.open_store(url, database, *, engine="thread", cpus=None) -> Store` picks chdb (sync client
+  in one owned child process with `engine="process"`, the sidecar's default, or on one owned thread) or HTTP (async
+  client); it connects lazily on first use, or now with `await open_store(...)` / `await store.open()`.
   `await store.query(sql, parameters=None) -> list[dict]` (server-side `{name:Type}` parameters),
   `await store.command(sql, parameters=None, settings=None)`, `await store.insert(table, rows, column_names, settings=None)`,
   `await store.insert_json(table, payload, settings=None)`, `await store.ping() -> bool`, `await store.close()`;
@@ -15,6 +17,7 @@ Interfaces other modules rely on (keep them):
   and `await migrate(store, database, *, ttl_days, body_ttl_days, cluster) -> int`: versioned, idempotent DDL
   generated from `seamline.event.COLUMNS`.
 - `seamline.record.writer.Recorder`: `await start()`, `submit(event) -> None` (never blocks, never raises),
+  `submit_encoded(row, event_id)` (a row built elsewhere, e.g. by the engine process),
   `await flush(timeout) -> bool`, `await stop(timeout)`, `health() -> dict` (ready, sink_up, reasons, …), `.store`;
   `await build_recorder(storage, registry, instance) -> Recorder` (started).
 """

@@ -55,7 +55,7 @@ class Engine:
         try:
             return getattr(self, method)(*args)
         except Exception as e:  # noqa: BLE001 - whatever the engine raises becomes one picklable error
-            raise EngineError(describe_error(op, e)) from None
+            raise EngineError(describe_error(op, e)) from e  # (the cause does not cross the process boundary)
 
     def open(self) -> None:
         import clickhouse_connect

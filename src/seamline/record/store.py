@@ -123,7 +123,7 @@ class ChdbStore(Store):
             assert self._local is not None
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._local.call, op, method, args)
         except EngineError as e:
-            raise StoreError(str(e)) from None
+            raise StoreError(str(e)) from (e.__cause__ or e)
 
     async def _run(self, op: str, method: str, *args: Any) -> Any:
         await self._ensure_open()
@@ -131,8 +131,10 @@ class ChdbStore(Store):
 
     async def _open(self) -> None:
         """Create the directory, connect, create the database and make it the default."""
-        # A new engine process opens its client before its first call (see EngineProcess.call).
-        await (self._call("open", "ping") if self._process is not None else self._call("open", "open"))
+        if self._process is not None:
+            await self._call("open", "ping")  # a new engine process opens its client first (EngineProcess.call)
+        else:
+            await self._call("open", "open")
         log.info("store opened", extra={"store": "chdb", "engine": self.engine, "path": self.path, "database": self.database})
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
