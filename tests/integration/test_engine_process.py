@@ -169,6 +169,7 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(upstream
             await asyncio.sleep(0.05)
     assert (n, distinct) == (sent, sent)
     assert engine_pid(store) != killed
+    assert sc.registry.get_sample_value("seamline_record_engine_process_starts") == 2  # on-call sees the restart
 
 
 async def test_an_engine_that_cannot_start_is_retried_after_a_backoff_not_on_every_call(tmp_path: Path) -> None:

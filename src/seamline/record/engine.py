@@ -143,6 +143,7 @@ class EngineProcess:
         self._backoff = 0.0
         self._retry_at = 0.0
         self._start_error = ""
+        self.starts = 0  # children started (the first, then restarts)
 
     @property
     def pid(self) -> int | None:
@@ -164,6 +165,7 @@ class EngineProcess:
             theirs.close()  # the child has its copy: its death now means EOF here
         ours.setblocking(False)
         self._sock = ours
+        self.starts += 1
         log.info("embedded clickhouse process started", extra={"pid": self.proc.pid, "path": self.path})
 
     async def call(self, op: str, method: str, *args: Any) -> Any:

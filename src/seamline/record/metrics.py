@@ -34,6 +34,11 @@ class RecordMetrics:
         )
         self.sink_up = Gauge(p + "sink_up", "1 when the last contact with ClickHouse succeeded.", registry=registry)
         self.ready = Gauge(p + "ready", "1 when recording is healthy (spool writable, nothing dropped now).", registry=registry)
+        self.engine_starts = Gauge(
+            p + "engine_process_starts",
+            "Embedded ClickHouse engine processes started by this sidecar (above 1: the engine was restarted).",
+            registry=registry,
+        )
         self.heartbeats = Counter(
             p + "heartbeats", "Heartbeat rows written to seamline_health, by result.", ["result"], registry=registry
         )

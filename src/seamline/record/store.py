@@ -114,6 +114,11 @@ class ChdbStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seamline-chdb") if self._local else None
         self._closed = False
 
+    @property
+    def engine_starts(self) -> int:
+        """Engine processes started so far (0 with the thread engine)."""
+        return self._process.starts if self._process is not None else 0
+
     async def _call(self, op: str, method: str, *args: Any) -> Any:
         if self._closed:
             raise StoreError(f"{op} failed: store is closed")

@@ -31,7 +31,7 @@ from seamline.record.metrics import RecordMetrics
 from seamline.record.rows import INSERT_SETTINGS, Batch, encode_event, seal
 from seamline.record.schema import migrate
 from seamline.record.spool import Spool, SpoolBatch, SpoolError, SpoolFull
-from seamline.record.store import Store, open_store
+from seamline.record.store import ChdbStore, Store, open_store
 
 log = logging.getLogger("seamline.record")
 
@@ -102,6 +102,8 @@ class Recorder:
         self._spill_idle.set()
         self._stop_event = asyncio.Event()
         self.metrics.bind(lambda: len(self._rows) + self._ready_rows, lambda: self.spool.bytes, lambda: self.spool.records)
+        if isinstance(self.store, ChdbStore):
+            self.metrics.engine_starts.set_function(lambda: self.store.engine_starts)  # type: ignore[attr-defined]
         self.metrics.sink_up.set(0)
         self.metrics.ready.set(0)
 
