@@ -199,3 +199,16 @@ async def test_an_engine_that_cannot_start_is_retried_after_a_backoff_not_on_eve
         assert spawned == 1
     finally:
         await store.close()
+
+
+async def test_the_engine_outlives_group_signals_until_its_sidecar_lets_it_go(tmp_path: Path) -> None:
+    store = await open_store(f"chdb://{tmp_path / 'data'}", "eng", engine="process")
+    pid = engine_pid(store)
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # what Ctrl-C or systemd send to the whole group
+            os.kill(pid, sig)
+        await asyncio.sleep(0.2)
+        assert await store.query("SELECT 1 AS one") == [{"one": 1}] and engine_pid(store) == pid  # still serving the shutdown flush
+    finally:
+        await store.close()
+    await wait_exit(pid)

@@ -45,6 +45,7 @@ class Proc:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "seamline", "serve", "--config", str(self.path), "--log-level", "WARNING",
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group, as under a service manager
         )
         async with asyncio.timeout(60):
             async with aiohttp.ClientSession() as s:
@@ -65,9 +66,13 @@ class Proc:
         m = re.search(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.M)
         return float(m.group(1)) if m else 0.0
 
-    async def signal(self, sig: int) -> int:
+    async def signal(self, sig: int, *, group: bool = False) -> int:
+        """Signal the sidecar, or its whole process group (its engine process too), as Ctrl-C or systemd do."""
         assert self.proc is not None
-        self.proc.send_signal(sig)
+        if group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
         async with asyncio.timeout(30):
             return await self.proc.wait()
 
@@ -79,7 +84,8 @@ async def send_requests(port: int, run_id: str, upstream_path: str = "/up/x") ->
                 assert r.status == 200
 
 
-async def test_sigterm_flushes_every_buffered_event(upstream, tmp_path):
+@pytest.mark.parametrize("group", [False, True], ids=["sidecar", "process-group"])
+async def test_sigterm_flushes_every_buffered_event(upstream, tmp_path, group):
     data = tmp_path / "data"
     cfg = {
         "upstreams": {"up": {"base_url": upstream.url, "allow_private": True}},
@@ -88,13 +94,15 @@ async def test_sigterm_flushes_every_buffered_event(upstream, tmp_path):
     }
     first = await Proc(cfg, tmp_path, "first").start()
     await send_requests(first.port, "term-run")
-    assert await first.signal(signal.SIGTERM) == 0
+    assert await first.signal(signal.SIGTERM, group=group) == 0
+    assert b"embedded clickhouse process exited" not in await first.proc.stderr.read()  # it served the final flush
     second = await Proc(cfg, tmp_path, "second").start()
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(f"http://127.0.0.1:{second.admin}/api/runs/term-run") as r:
                 body = await r.json()
         assert len(body["handoffs"]) == N
+        assert await second.metric("seamline_record_replayed_rows_total") == 0  # written at shutdown, not spooled
     finally:
         await second.signal(signal.SIGTERM)
 

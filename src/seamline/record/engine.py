@@ -321,6 +321,10 @@ def serve(engine: Engine, sock: socket.socket) -> None:
 def main(argv: list[str] | None = None) -> int:
     path, database, cpus = argv if argv is not None else sys.argv[1:4]
     _die_with_parent()
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the sidecar still needs its engine to
+    # flush while it shuts down, then closes the socket, which ends this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if cpus:
         try:
             os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # chdb's threads, started later, inherit it
