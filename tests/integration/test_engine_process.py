@@ -212,3 +212,26 @@ async def test_the_engine_outlives_group_signals_until_its_sidecar_lets_it_go(tm
     finally:
         await store.close()
     await wait_exit(pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+async def test_an_impossible_cpu_set_is_a_structured_warning_and_the_engine_still_runs(tmp_path: Path) -> None:
+    import json
+
+    script = textwrap.dedent(f"""
+        import asyncio
+        from seamline.logs import setup_logging
+        from seamline.record.store import open_store
+        async def main():
+            setup_logging("INFO")
+            store = await open_store("chdb://{tmp_path / 'data'}", "eng", engine="process", cpus=[4096])
+            print(await store.query("SELECT 1 AS one"), flush=True)
+            await store.close()
+        asyncio.run(main())
+    """)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0 and b"[{'one': 1}]" in out
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    warning = next(r for r in lines if r["msg"].startswith("storage.embedded_cpus not applied"))
+    assert warning["level"] == "warning" and warning["cpus"] == "4096"

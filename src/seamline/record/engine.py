@@ -3,7 +3,7 @@
 Why a process: chdb parses, compresses and merges on threads of the process that hosts it; in the proxy's
 process they take the proxy's core and its GIL (measured: +170 µs of event-loop CPU per recorded request, of which
 ~70 µs disappear once chdb lives elsewhere; see docs/benchmarks.md). The child is `python -m
-seamline.record.engine PATH DATABASE [CPUS]`, speaking length-prefixed pickled frames over a Unix socketpair
+seamline.record.engine PATH DATABASE CPUS LOG_LEVEL`, speaking length-prefixed pickled frames over a Unix socketpair
 passed as its fd 0: request `(id, op, method, args)`, reply `(id, ok, value_or_error_text)`. It exits when the
 parent's end closes (the sidecar stopped or died: the chdb directory lock never outlives it) and, on Linux, by
 PDEATHSIG too.
@@ -155,7 +155,8 @@ class EngineProcess:
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        args = [sys.executable, "-m", "seamline.record.engine", self.path, self.database, ",".join(map(str, self.cpus))]
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        args = [sys.executable, "-m", "seamline.record.engine", self.path, self.database, ",".join(map(str, self.cpus)), level]
         try:
             self.proc = await asyncio.create_subprocess_exec(*args, stdin=theirs.fileno(), stdout=_stderr_fd())
         except BaseException:
@@ -319,7 +320,10 @@ def serve(engine: Engine, sock: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    path, database, cpus = argv if argv is not None else sys.argv[1:4]
+    path, database, cpus, level = argv if argv is not None else sys.argv[1:5]
+    from seamline.logs import setup_logging
+
+    setup_logging(level)  # the sidecar's level and JSON lines, on the sidecar's stderr
     _die_with_parent()
     # Ctrl-C and a service manager's SIGTERM reach the whole process group; the sidecar still needs its engine to
     # flush while it shuts down, then closes the socket, which ends this process.
@@ -329,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # chdb's threads, started later, inherit it
         except (OSError, AttributeError, ValueError) as e:
-            print(f"seamline: storage.embedded_cpus {cpus} not applied: {e}", file=sys.stderr)
+            log.warning("storage.embedded_cpus not applied; the engine runs on the sidecar's CPUs", extra={"cpus": cpus, "error": str(e)[:200]})
     sock = socket.socket(fileno=os.dup(0))  # the parent's socketpair end (fd 0)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     sock.setblocking(True)
