@@ -257,7 +257,7 @@ class EngineProcess:
             self.proc = None
 
 
-async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytearray:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
@@ -266,7 +266,7 @@ async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n:
         if k == 0:
             raise EOFError("engine process closed the connection")
         got += k
-    return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]
+    return buf
 
 
 def _stderr_fd() -> int | None:
