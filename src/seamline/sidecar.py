@@ -65,7 +65,7 @@ class Sidecar:
         if self.recorder is not None and self._own_recorder:
             from seamline.record.offload import start_offload
 
-            self.offload = await start_offload(self.store, self.recorder, cfg, self.instance, self._build_here, self.registry)
+            self.offload = await start_offload(self.recorder.store, self.recorder, cfg, self.instance, self._build_here, self.registry)
         self.handler = ProxyHandler(
             cfg,
             forwarder=self.forwarder,
