@@ -228,33 +228,29 @@ class EngineProcess:
             raise EngineError(value)
         return value
 
-    async def _reap(self) -> None:
+    async def _reap(self, grace: float = 0.0) -> None:
+        """Close our end; give the child `grace` seconds to exit on its own (it does once its socket closes), then kill it."""
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
-        proc = self.proc
+        proc, self.proc = self.proc, None
         if proc is None:
             return
+        if grace and proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+                return  # a clean exit
+            except TimeoutError:
+                pass
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-        self.proc = None
         log.warning("embedded clickhouse process exited", extra={"pid": proc.pid, "returncode": proc.returncode})
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Close the socket (the child closes its client and exits); kill it if it has not exited within `timeout`."""
         async with self._lock:
-            sock, self._sock = self._sock, None
-            if sock is not None:
-                sock.close()
-            proc = self.proc
-            if proc is None:
-                return
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                await self._reap()
-            self.proc = None
+            await self._reap(grace=timeout)
 
 
 async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytearray:
