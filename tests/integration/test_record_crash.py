@@ -8,17 +8,14 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
-from support.chdb_path import chdb_url, unique_database
 from support.chhttp import ClickHouseHttpAdapter
-from support.recording import counts
+from support.recording import counts, db  # noqa: F401  (fixture)
 
 from seamline.config import Storage
-from seamline.record.store import Store, open_store
+from seamline.record.store import open_store
 from seamline.record.writer import Recorder
 
 CHILD = textwrap.dedent(
@@ -51,17 +48,8 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def reader(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, str]]:
-    name = unique_database(request.node.name)
-    store = await open_store(chdb_url(), name)
-    yield store, name
-    await store.command(f"DROP DATABASE IF EXISTS `{name}`")
-    await store.close()
-
-
-async def test_spool_is_replayed_at_start_up_after_sigkill(reader, tmp_path: Path) -> None:
-    store, name = reader
+async def test_spool_is_replayed_at_start_up_after_sigkill(db, tmp_path: Path) -> None:
+    store, name = db
     spool_dir = tmp_path / "spool"
     down_url = f"http://default:@127.0.0.1:{_closed_port()}/{name}"
     proc = await asyncio.create_subprocess_exec(

@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
-from support.chdb_path import chdb_url, unique_database
-from support.chhttp import ClickHouseHttpAdapter
-from support.recording import counts, make_event
+from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
+from support.recording import counts, db, make_event  # noqa: F401  (fixture)
 
 from seamline.config import Storage
 from seamline.record.spool import Spool
-from seamline.record.store import Store, open_store
+from seamline.record.store import open_store
 from seamline.record.writer import Recorder
-
-
-@pytest.fixture
-async def adapter() -> AsyncIterator[ClickHouseHttpAdapter]:
-    ad = ClickHouseHttpAdapter()
-    await ad.start()
-    yield ad
-    await ad.stop()
-
-
-@pytest.fixture
-async def reader(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, str]]:
-    name = unique_database(request.node.name)
-    store = await open_store(chdb_url(), name)
-    yield store, name
-    await store.command(f"DROP DATABASE IF EXISTS `{name}`")
-    await store.close()
 
 
 def http_storage(adapter: ClickHouseHttpAdapter, database: str, spool_dir: Path, **kw: object) -> Storage:
@@ -55,8 +35,8 @@ def recorder(storage: Storage, registry: CollectorRegistry | None = None) -> Rec
     )
 
 
-async def test_sink_down_under_sustained_submit_loses_and_duplicates_nothing(adapter, reader, tmp_path: Path) -> None:
-    store, name = reader
+async def test_sink_down_under_sustained_submit_loses_and_duplicates_nothing(adapter, db, tmp_path: Path) -> None:
+    store, name = db
     reg = CollectorRegistry()
     rec = recorder(http_storage(adapter, name, tmp_path / "spool", batch_size=50, flush_interval_ms=20), reg)
     await rec.start()
@@ -91,8 +71,8 @@ async def _replay_until_empty(rec: Recorder) -> bool:
     return True
 
 
-async def test_unwritable_spool_is_loud_and_submit_still_returns(adapter, reader, tmp_path: Path, caplog) -> None:
-    store, name = reader
+async def test_unwritable_spool_is_loud_and_submit_still_returns(adapter, db, tmp_path: Path, caplog) -> None:
+    store, name = db
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     reg = CollectorRegistry()
@@ -112,8 +92,8 @@ async def test_unwritable_spool_is_loud_and_submit_still_returns(adapter, reader
     await rec.stop(5)
 
 
-async def test_full_spool_drops_counts_and_turns_unready(adapter, reader, tmp_path: Path) -> None:
-    store, name = reader
+async def test_full_spool_drops_counts_and_turns_unready(adapter, db, tmp_path: Path) -> None:
+    store, name = db
     reg = CollectorRegistry()
     rec = recorder(http_storage(adapter, name, tmp_path / "spool", batch_size=20), reg)
     rec.spool.max_bytes = 100_000  # two batches of 20 rows of ~2.1 KB
@@ -134,8 +114,8 @@ async def test_full_spool_drops_counts_and_turns_unready(adapter, reader, tmp_pa
     assert n == u == 200 - dropped
 
 
-async def test_corrupt_spool_record_is_skipped_and_counted(adapter, reader, tmp_path: Path) -> None:
-    store, name = reader
+async def test_corrupt_spool_record_is_skipped_and_counted(adapter, db, tmp_path: Path) -> None:
+    store, name = db
     spool_dir = tmp_path / "spool"
     reg = CollectorRegistry()
     # Batches spooled while the sink is down …

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from uuid import uuid4
 
 import orjson
 import pytest
 from support.chdb_path import unique_database
-from support.chhttp import ClickHouseHttpAdapter
+from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
 
 from seamline.record.store import StoreError, open_store
-
-
-@pytest.fixture
-async def adapter() -> AsyncIterator[ClickHouseHttpAdapter]:
-    ad = ClickHouseHttpAdapter()
-    await ad.start()
-    yield ad
-    await ad.stop()
 
 
 async def test_http_store_round_trip_with_compressed_inserts(adapter: ClickHouseHttpAdapter) -> None:

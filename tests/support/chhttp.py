@@ -15,11 +15,13 @@ import re
 import tempfile
 import uuid
 import zlib
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import chdb
 import orjson
+import pytest
 from aiohttp import web
 
 from support.chdb_path import chdb_path
@@ -187,6 +189,15 @@ class ClickHouseHttpAdapter:
             return b"", None, {"written_rows": str(res.rows_read()), "written_bytes": str(len(body))}
         finally:
             os.unlink(path)
+
+
+@pytest.fixture
+async def adapter() -> AsyncIterator[ClickHouseHttpAdapter]:
+    """A started adapter on an ephemeral 127.0.0.1 port, stopped after the test."""
+    ad = ClickHouseHttpAdapter()
+    await ad.start()
+    yield ad
+    await ad.stop()
 
 
 class _SqlError(Exception):
