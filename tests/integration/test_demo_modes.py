@@ -7,13 +7,14 @@ import asyncio
 import io
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
+from support.chdb_path import chdb_url, unique_database
+from support.servers import free_ports
 
 from seamline.config import load_config
 from seamline.demo.cli import drive_external, serve_mocks
@@ -21,20 +22,8 @@ from seamline.demo.config import demo_config
 from seamline.demo.mocks import SERVICES, plan_fault
 from seamline.record.store import open_store
 from seamline.sidecar import Sidecar
-from support.chdb_path import chdb_url, unique_database
 
 SEED, RATE, RUNS = 11, 0.3, 20
-
-
-def free_ports(n: int) -> tuple[int, ...]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return tuple(s.getsockname()[1] for s in socks)
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def _start_sidecar(mock_urls: dict[str, str], tmp_path: Path) -> tuple[Sidecar, str]:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import aiohttp
 import pytest
 from support.chdb_path import chdb_url, unique_database
 from support.chhttp import ClickHouseHttpAdapter
+from support.servers import free_ports
 
 from seamline.record.store import open_store
 
@@ -26,15 +26,9 @@ pytestmark = pytest.mark.slow
 N = 30
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Proc:
     def __init__(self, cfg: dict, tmp: Path, name: str) -> None:
-        self.port, self.admin = free_port(), free_port()
+        self.port, self.admin = free_ports(2)
         cfg = {**cfg, "server": {"port": self.port, "admin_port": self.admin}}
         self.path = tmp / f"{name}.json"
         self.path.write_text(json.dumps(cfg))

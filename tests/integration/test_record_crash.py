@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from support.chhttp import ClickHouseHttpAdapter
 from support.recording import counts, db  # noqa: F401  (fixture)
+from support.servers import free_ports
 
 from seamline.config import Storage
 from seamline.record.store import open_store
@@ -42,16 +42,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_spool_is_replayed_at_start_up_after_sigkill(db, tmp_path: Path) -> None:
     store, name = db
     spool_dir = tmp_path / "spool"
-    down_url = f"http://default:@127.0.0.1:{_closed_port()}/{name}"
+    down_url = f"http://default:@127.0.0.1:{free_ports(1)[0]}/{name}"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CHILD, down_url, str(spool_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -16,30 +16,18 @@ import pytest
 import yaml
 from aiohttp import web
 from rich.console import Console
+from support.servers import free_ports, serve
 
 from seamline.cli import build_parser
 from seamline.demo.cli import check_args, cmd_demo, demo_mode, serve_mocks
 from seamline.demo.driver import SidecarUnavailable, wait_for_sidecar
 from seamline.demo.mocks import SERVICES
-from support.servers import serve
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["demo", *argv])
-
-
-def free_ports(n: int) -> tuple[int, ...]:
-    """n distinct ports free on 127.0.0.1 right now (held open together so they differ)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return tuple(s.getsockname()[1] for s in socks)
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_no_new_flag_keeps_the_embedded_demo_and_its_defaults():
