@@ -269,13 +269,12 @@ class ProxyHandler:
         return Target(name, up, route, URL.build(scheme="tcp", host=host, port=int(port_s)), "", "")
 
     def _upstream_headers(self, request: web.BaseRequest, heads: Inbound, ex: Exchange, target: Target) -> CIMultiDict[str]:
-        out: CIMultiDict[str] = CIMultiDict(heads.relay)
+        # Host first (RFC 9112 §3.2): the upstream's host, bracketed if IPv6, without a default port.
+        out: CIMultiDict[str] = CIMultiDict(Host=target.url.host_port_subcomponent or "")
+        out.extend(heads.relay)
         cl = heads.all("content-length")
         if cl and "chunked" not in heads.first("transfer-encoding").lower():
             out["Content-Length"] = cl[0]
-        url = target.url
-        default_port = 443 if url.scheme == "https" else 80
-        out["Host"] = url.raw_host if url.port in (None, default_port) else f"{url.raw_host}:{url.port}"
         out[self.run_header] = ex.run_id
         assert ex.trace is not None
         ex.traceparent = ex.trace.child(ex.span_id).header()

@@ -33,6 +33,20 @@ async def test_request_is_relayed_faithfully(upstream, make_sidecar):
     assert got.header("X-Forwarded-Host") == f"127.0.0.1:{sc.proxy_port}"
 
 
+async def test_upstream_gets_exactly_the_callers_headers_plus_correlation(upstream, make_sidecar):
+    """No client auto headers (Accept, Accept-Encoding, User-Agent, a default Content-Type); Host first."""
+    sc = await make_sidecar(proxy_config({"billing": upstream.url}))
+    raw = b"POST /billing/v1/x HTTP/1.1\r\nHost: app.local\r\nX-Mine: 1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
+    r = await raw_request(sc.proxy_port, raw)
+    assert r.status == 200
+    names = [k.lower() for k, _ in upstream.last.headers]
+    assert names[0] == "host" and upstream.last.header("Host") == f"127.0.0.1:{upstream.port}"
+    assert sorted(names) == sorted(
+        ["host", "x-mine", "content-length", "x-run-id", "traceparent", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+    )
+    assert upstream.last.body == b"body"
+
+
 async def test_x_forwarded_headers_are_appended(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
     async with aiohttp.ClientSession() as s:
