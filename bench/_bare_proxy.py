@@ -1,4 +1,9 @@
-"""The baseline: a bare aiohttp + uvloop pass-through proxy (pooled client, streamed bodies, nothing else)."""
+"""The baseline: a bare aiohttp + uvloop pass-through proxy (pooled client, streamed bodies, nothing else).
+
+`_bare_proxy.py PORT UPSTREAM [--correlation-headers]`: with the flag it also sends the five headers Seamline must
+add upstream (run ID, traceparent, X-Forwarded-For/-Proto/-Host) and echoes two (run ID, traceparent), as constants:
+the cost of the mandated headers alone, inside aiohttp, with none of Seamline's logic.
+"""
 
 import sys
 
@@ -11,6 +16,15 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 
 def main() -> None:
     upstream = sys.argv[2]
+    correlation = "--correlation-headers" in sys.argv[3:]
+    extra_up = {
+        "X-Run-ID": "0193a6b2-7c1e-7d2a-9f3b-1c2d3e4f5a6b",
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+        "X-Forwarded-For": "127.0.0.1",
+        "X-Forwarded-Proto": "http",
+        "X-Forwarded-Host": "127.0.0.1",
+    }
+    extra_down = {k: extra_up[k] for k in ("X-Run-ID", "traceparent")}
     session: aiohttp.ClientSession | None = None
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
@@ -21,6 +35,8 @@ def main() -> None:
             )
         path = request.raw_path.split("/", 2)[2] if request.raw_path.count("/") >= 2 else ""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+        if correlation:
+            headers.update(extra_up)
         if request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
         data = request.content if request.body_exists else None
@@ -29,6 +45,8 @@ def main() -> None:
             for k, v in r.headers.items():
                 if k.lower() not in HOP or k.lower() == "content-length":
                     out.headers.add(k, v)
+            if correlation:
+                out.headers.update(extra_down)
             try:
                 await out.prepare(request)
                 async for chunk in r.content.iter_any():

@@ -1,11 +1,12 @@
 """Proxy throughput and added latency: direct vs bare aiohttp pass-through vs Seamline, in one run.
 
     .venv/bin/python bench/proxy.py [--duration 5] [--concurrency 1,16,64] [--layout split|onecore]
-                                    [--variants seamline,seamline+record,seamline+contracts] [--method GET|POST]
+                                    [--variants bare+headers,seamline,seamline+record,seamline+contracts] [--method GET|POST]
 
 Starts an upstream (nginx if installed, else an aiohttp app), the bare pass-through baseline and
 Seamline as separate processes, loads each with wrk, and prints req/s, p50/p99 and ratios to the
-bare proxy. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0; `onecore` pins everything to
+bare proxy. `bare+headers` is the bare proxy sending the correlation headers Seamline must add (constants):
+what those headers alone cost inside aiohttp. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0; `onecore` pins everything to
 CPU 0 (the control for added latency: no cross-core wake-ups). Recording variants keep the embedded
 ClickHouse process (`storage.embedded_cpus`) on the load generator's CPU, off the proxy's, as on a
 multi-core host or with a ClickHouse server; `+samecore` leaves it on the proxy's CPU (everything Seamline
@@ -101,8 +102,9 @@ def seamline_config(tmp: Path, upstream_port: int, variant: str, engine_cpu: str
 
 
 def start_proxy(kind: str, port: int, upstream_port: int, cpu: str | None, tmp: Path, engine_cpu: str | None = None) -> subprocess.Popen:
-    if kind == "bare":
-        return subprocess.Popen(pinned([PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{upstream_port}"], cpu))
+    if kind in ("bare", "bare+headers"):
+        flags = ["--correlation-headers"] if kind == "bare+headers" else []
+        return subprocess.Popen(pinned([PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{upstream_port}", *flags], cpu))
     cfg = seamline_config(tmp, upstream_port, kind, engine_cpu)
     cmd = [PY, "-m", "seamline", "serve", "--config", str(cfg), "--port", str(port), "--admin-port", str(free_port()), "--log-level", "WARNING"]
     env = dict(os.environ)
