@@ -207,7 +207,14 @@ class Storage(_Model):
     )
     enabled: bool = Field(True, description="Record handoffs (false: proxy only).")
     queue_size: int = Field(50_000, ge=1, description="Events held in memory before spilling to the spool.")
-    batch_size: int = Field(2_000, ge=1, description="Rows per insert.")
+    batch_size: int = Field(2_000, ge=1, description="Rows per batch: a batch is sealed at this size or after flush_interval_ms.")
+    max_insert_bytes: int = Field(
+        32 << 20,
+        ge=0,
+        description="When sealed batches queue up behind a slow insert, the next insert takes as many as fit in this "
+        "many bytes (group commit): fewer, larger parts, which ClickHouse merges with far less work. A failed insert "
+        "is spooled as it was sent. 0: one insert per batch.",
+    )
     flush_interval_ms: int = Field(500, ge=1, description="Max time an event waits in memory.")
     spool_dir: str = Field("./.seamline/spool", description="Durable on-disk spool for batches the sink could not take.")
     spool_max_bytes: int = Field(1 << 30, ge=1 << 16, description="Spool size cap; beyond it events are dropped and counted (loudly).")

@@ -118,8 +118,8 @@ async def test_corrupt_spool_record_is_skipped_and_counted(adapter, db, tmp_path
     store, name = db
     spool_dir = tmp_path / "spool"
     reg = CollectorRegistry()
-    # Batches spooled while the sink is down …
-    rec = recorder(http_storage(adapter, name, spool_dir, batch_size=10), reg)
+    # Batches spooled while the sink is down (one insert per batch: a failed insert is spooled as it was sent) …
+    rec = recorder(http_storage(adapter, name, spool_dir, batch_size=10, max_insert_bytes=0), reg)
     await rec.start()
     await adapter.stop()
     for _ in range(30):

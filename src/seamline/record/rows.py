@@ -49,3 +49,16 @@ def dedup_token(event_ids: list[str]) -> str:
 def seal(rows: list[bytes], event_ids: list[str]) -> Batch:
     """Frame encoded rows as one batch."""
     return Batch(dedup_token(event_ids), len(rows), b"[" + b",".join(rows) + b"]")
+
+
+def coalesce(batches: list[Batch]) -> Batch:
+    """Several sealed batches as one insert, with a token derived from theirs (deterministic, like theirs).
+
+    The coalesced batch is what gets inserted, or spooled and replayed as a whole, so a re-send always carries the
+    token of what was sent.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    h = hashlib.blake2b("\n".join(b.token for b in batches).encode(), digest_size=16)
+    payload = b"[" + b",".join(b.payload[1:-1] for b in batches) + b"]"
+    return Batch("sl1c-" + h.hexdigest(), sum(b.rows for b in batches), payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ async def recorders() -> AsyncIterator[Callable[..., Recorder]]:
 async def test_batches_by_size(storage, recorders, db) -> None:
     clock = FakeClock()
     reg = CollectorRegistry()
-    rec = recorders(storage(batch_size=10, flush_interval_ms=3_600_000), clock=clock, registry=reg)
+    rec = recorders(storage(batch_size=10, flush_interval_ms=3_600_000, max_insert_bytes=0), clock=clock, registry=reg)
     await rec.start()
     for _ in range(25):
         rec.submit(make_event())
@@ -51,6 +52,23 @@ async def test_batches_by_size(storage, recorders, db) -> None:
     clock.advance(3600)
     await rec.poll()
     assert await counts(*db) == (25, 25)
+
+
+async def test_batches_queued_behind_an_insert_go_as_one(storage, recorders, db) -> None:
+    """Group commit: sealed batches waiting for the sink are inserted together (one larger part), none lost."""
+    store, name = db
+    reg = CollectorRegistry()
+    rec = recorders(storage(batch_size=10, flush_interval_ms=3_600_000), clock=FakeClock(), registry=reg)
+    await rec.start()
+    for _ in range(45):
+        rec.submit(make_event())  # 4 batches sealed before the flusher gets a turn
+    await rec.poll()
+    assert await counts(store, name) == (40, 40)
+    assert reg.get_sample_value("seamline_record_batches_written_total", {"path": "direct"}) == 1
+    assert reg.get_sample_value("seamline_record_rows_written_total", {"path": "direct"}) == 40
+    assert reg.get_sample_value("seamline_record_queue_depth") == 5
+    parts = await store.query(f"SELECT count() AS n FROM system.parts WHERE database = '{name}' AND table = 'handoffs' AND active")
+    assert parts[0]["n"] == 1
 
 
 async def test_batches_by_time(storage, recorders, db) -> None:
@@ -97,13 +115,17 @@ async def test_sink_failure_spools_then_replays_without_loss(storage, recorders,
         rec.submit(make_event())
     assert await rec.flush(10)
     assert not rec.health()["sink_up"]
-    assert rec.spool.records == 4
-    assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "sink_down"}) == 4
+    assert rec.spool.records == 1  # the failed insert (4 batches, coalesced) is spooled as it was sent
+    assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "sink_down"}) == 1
+    for _ in range(12):  # the sink is known down now: batches go to the spool as sealed
+        rec.submit(make_event())
+    assert await rec.flush(10)
+    assert rec.spool.records == 3
     await migrate(store, name)
     assert await rec.replay_now()
-    assert await counts(store, name) == (35, 35)
+    assert await counts(store, name) == (47, 47)
     assert rec.spool.records == 0
-    assert reg.get_sample_value("seamline_record_replayed_rows_total") == 35
+    assert reg.get_sample_value("seamline_record_replayed_rows_total") == 47
     assert reg.get_sample_value("seamline_record_dropped_total", {"reason": "spool_full"}) is None
 
 
@@ -125,6 +147,78 @@ async def test_replayed_batch_is_not_duplicated(storage, recorders, db, tmp_path
     assert await counts(store, name) == (50, 50)
     rollup = await store.query(f"SELECT sum(calls) AS c FROM `{name}`.handoffs_1m")
     assert rollup[0]["c"] == 50  # the materialized view is deduplicated too
+
+
+class LostAck:
+    """A store whose next insert lands in ClickHouse, then reports a failure (the reply was lost)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lose_next = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def insert_json(self, table: str, payload: bytes, settings: Any = None) -> None:
+        await self.inner.insert_json(table, payload, settings)
+        if self.lose_next:
+            self.lose_next = False
+            raise ConnectionResetError("reply lost after the insert")
+
+
+async def test_coalesced_insert_whose_ack_is_lost_is_replayed_once(storage, db) -> None:
+    store, name = db
+    cfg = storage(batch_size=10, flush_interval_ms=3_600_000)
+    reg = CollectorRegistry()
+    rec = Recorder(cfg, LostAck(open_store(cfg.clickhouse_url, cfg.database)), reg, "test-1", heartbeat_interval_s=0)  # type: ignore[arg-type]
+    try:
+        await rec.start()
+        for _ in range(30):
+            rec.submit(make_event())
+        assert await rec.flush(10)
+        assert rec.spool.records == 1 and await counts(store, name) == (30, 30)  # landed, and spooled as sent
+        assert await rec.replay_now()
+        assert await counts(store, name) == (30, 30)  # its token was deduplicated
+        assert rec.spool.records == 0
+    finally:
+        await rec.stop(5)
+
+
+class Stalling(LostAck):
+    """A store whose inserts land, then hang until released (a slow sink); records the tokens it was sent."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.release = asyncio.Event()
+        self.tokens: list[str] = []
+
+    async def insert_json(self, table: str, payload: bytes, settings: Any = None) -> None:
+        self.tokens.append(settings["insert_deduplication_token"])
+        await self.inner.insert_json(table, payload, settings)
+        await self.release.wait()
+
+
+async def test_stop_with_a_hung_insert_spools_it_as_sent(storage, db) -> None:
+    """Shutdown while an insert hangs (it may have landed): nothing is lost, and its replay is deduplicated."""
+    store, name = db
+    cfg = storage(batch_size=10, flush_interval_ms=3_600_000)
+    stalling = Stalling(open_store(cfg.clickhouse_url, cfg.database))
+    rec = Recorder(cfg, stalling, CollectorRegistry(), "test-1", heartbeat_interval_s=0)  # type: ignore[arg-type]
+    await rec.start()
+    for _ in range(25):
+        rec.submit(make_event())
+    await asyncio.sleep(0.2)  # the flusher's insert (20 rows, coalesced) landed and hangs
+    await rec.stop(1)
+    assert len(stalling.tokens) == 1 and await counts(store, name) == (20, 20)
+    assert rec.spool.records == 2  # the hung insert as it was sent, and the 5 rows left in memory
+
+    nxt = Recorder(cfg, open_store(cfg.clickhouse_url, cfg.database), CollectorRegistry(), "test-2", heartbeat_interval_s=0)
+    try:
+        await nxt.start()
+        assert await nxt.replay_now()
+        assert await counts(store, name) == (25, 25)
+    finally:
+        await nxt.stop(5)
 
 
 async def test_overflow_spills_to_the_spool_instead_of_dropping(storage, recorders, db) -> None:
