@@ -61,7 +61,7 @@ def events(n: int) -> list[dict[str, Any]]:
     return [{**t, "event_id": str(uuid.uuid4()), "ts": now + i, "run_id": f"run-{i // 20}"} for i in range(n)]
 
 
-async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "process") -> dict[str, Any]:
+async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "process", max_insert: int = 32 << 20) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     from seamline.config import Storage
@@ -71,7 +71,9 @@ async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "pro
     # queue_size >= events: measure the pipeline's sustained rate, not the overflow detour through the spool
     # (a proxy cannot produce events as fast as this loop; overflow is exercised by the tests).
     queue = n + batch if os.environ.get("SEAMLINE_BENCH_OVERFLOW") is None else 50_000
-    storage = Storage(clickhouse_url=url, database=db, batch_size=batch, queue_size=queue, spool_dir=spool, embedded_engine=engine)
+    storage = Storage(
+        clickhouse_url=url, database=db, batch_size=batch, queue_size=queue, spool_dir=spool, embedded_engine=engine, max_insert_bytes=max_insert
+    )
     rec = await build_recorder(storage, CollectorRegistry(), "bench", heartbeat_interval_s=0)
     evs = events(n)
     t0 = time.perf_counter()
@@ -89,7 +91,8 @@ async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "pro
     elapsed = time.perf_counter() - t0
     rows = (await rec.store.query("SELECT count() AS n FROM handoffs"))[0]["n"]
     await rec.stop(60)
-    return {"events_s": n / elapsed, "submit_us": submit_s / n * 1e6, "rows": rows, "overflow_batches_replayed": spooled}
+    inserts = rec.metrics.batches_written.labels("direct")._value.get()
+    return {"events_s": n / elapsed, "submit_us": submit_s / n * 1e6, "rows": rows, "inserts": int(inserts), "overflow_batches_replayed": spooled}
 
 
 def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, Any]:
@@ -143,10 +146,10 @@ def run_spool(batch: int) -> dict[str, Any]:
     return out
 
 
-def child(mode: str, path: str, n: int, batch: int) -> dict[str, Any]:
+def child(mode: str, path: str, n: int, batch: int, max_insert: int) -> dict[str, Any]:
     db = f"bench_ingest_{mode.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
     if mode in ("recorder-chdb", "recorder-chdb-thread"):
-        res = asyncio.run(run_recorder(f"chdb://{path}", db, n, batch, "thread" if mode.endswith("thread") else "process"))
+        res = asyncio.run(run_recorder(f"chdb://{path}", db, n, batch, "thread" if mode.endswith("thread") else "process", max_insert))
     elif mode == "recorder-http":
         sys.path.insert(0, str(ROOT / "tests"))
         os.environ["SEAMLINE_TEST_CHDB_PATH"] = path  # the adapter serves this process's chdb directory
@@ -156,7 +159,7 @@ def child(mode: str, path: str, n: int, batch: int) -> dict[str, Any]:
             ad = ClickHouseHttpAdapter()
             await ad.start()
             try:
-                return await run_recorder(f"{ad.url}/{db}", db, n, batch)
+                return await run_recorder(f"{ad.url}/{db}", db, n, batch, max_insert=max_insert)
             finally:
                 await ad.stop()
 
@@ -177,18 +180,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--max-insert-bytes", type=int, default=32 << 20, help="storage.max_insert_bytes (0: one insert per batch)")
     ap.add_argument("--modes", default="recorder-chdb,recorder-chdb-thread,recorder-http,baseline-native,baseline-json,spool")
     ap.add_argument("--path", default=os.environ.get("SEAMLINE_BENCH_CHDB", "/tmp/seamline-bench-ingest"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.path, args.events, args.batch)), flush=True)
+        print(json.dumps(child(args.child, args.path, args.events, args.batch, args.max_insert_bytes)), flush=True)
         return 0
     print(f"# {os.cpu_count()} vCPU shared with other jobs (load avg {os.getloadavg()[0]:.1f}); {args.events:,} events, "
-          f"1 KiB request + 1 KiB response bodies, batch {args.batch}", flush=True)
+          f"1 KiB request + 1 KiB response bodies, batch {args.batch}, max_insert_bytes {args.max_insert_bytes}", flush=True)
     results: dict[str, dict[str, Any]] = {}
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch), "--path", args.path]
+        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch), "--path", args.path,
+               "--max-insert-bytes", str(args.max_insert_bytes)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             print(f"{mode}: FAILED\n{proc.stderr[-3000:]}")

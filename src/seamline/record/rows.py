@@ -60,5 +60,10 @@ def coalesce(batches: list[Batch]) -> Batch:
     if len(batches) == 1:
         return batches[0]
     h = hashlib.blake2b("\n".join(b.token for b in batches).encode(), digest_size=16)
-    payload = b"[" + b",".join(b.payload[1:-1] for b in batches) + b"]"
+    # One copy: the inside of each "[...]" payload as a memoryview, joined once (slicing bytes would copy each).
+    pieces: list[bytes | memoryview] = [b"["]
+    for b in batches:
+        pieces += (memoryview(b.payload)[1:-1], b",")
+    pieces[-1] = b"]"
+    payload = b"".join(pieces)
     return Batch("sl1c-" + h.hexdigest(), sum(b.rows for b in batches), payload)

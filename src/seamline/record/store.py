@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -154,7 +155,9 @@ class ChdbStore(Store):
         await self._run("insert", "insert", table, rows, list(column_names), settings)
 
     async def insert_json(self, table: str, payload: bytes, settings: dict[str, Any] | None = None) -> None:
-        await self._run("insert", "insert_json", table, payload, settings)
+        # To the engine process out of band (no copy into the pickle); the child receives it as a bytearray.
+        body: Any = pickle.PickleBuffer(payload) if self.engine == "process" else payload
+        await self._run("insert", "insert_json", table, body, settings)
 
     async def ping(self) -> bool:
         if self._closed:
