@@ -211,9 +211,10 @@ class Storage(_Model):
     max_insert_bytes: int = Field(
         32 << 20,
         ge=0,
+        le=256 << 20,
         description="When sealed batches queue up behind a slow insert, the next insert takes as many as fit in this "
         "many bytes (group commit): fewer, larger parts, which ClickHouse merges with far less work. A failed insert "
-        "is spooled as it was sent. 0: one insert per batch.",
+        "is spooled as it was sent, so inserts are also kept under a quarter of spool_max_bytes. 0: one insert per batch.",
     )
     flush_interval_ms: int = Field(500, ge=1, description="Max time an event waits in memory.")
     spool_dir: str = Field("./.seamline/spool", description="Durable on-disk spool for batches the sink could not take.")

@@ -85,3 +85,10 @@ def test_contract_file_reference_is_loaded_relative_to_the_config(tmp_path):
 def test_missing_contract_file_is_named(tmp_path):
     msg = error_of(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n"))
     assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg
+
+
+def test_out_of_range_storage_sizes_name_the_field_and_the_bound(tmp_path):
+    msg = error_of(write(tmp_path, "storage:\n  max_insert_bytes: 1073741824\n"))
+    assert "seamline.yaml" in msg and "storage.max_insert_bytes" in msg and "268435456" in msg
+    msg = error_of(write(tmp_path, "storage:\n  batch_size: 0\n"))
+    assert "storage.batch_size" in msg and "1" in msg

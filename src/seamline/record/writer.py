@@ -81,6 +81,8 @@ class Recorder:
         self._ready_rows = 0
         self._inflight_rows = 0  # the batch being inserted (off the queue, still in memory)
         self._resend_alone: Batch | None = None
+        # A failed insert is spooled whole: keep it well inside the spool's cap.
+        self._max_insert = min(storage.max_insert_bytes, storage.spool_max_bytes // 4)
         self._spill: deque[tuple[Batch, str]] = deque()
         self._spill_rows = 0
         # health
@@ -367,8 +369,8 @@ class Recorder:
         size = len(parts[0].payload)
         if parts[0] is self._resend_alone:
             self._resend_alone = None
-            size = self.storage.max_insert_bytes + 1
-        while self._ready and size + len(self._ready[0].payload) <= self.storage.max_insert_bytes:
+            size = self._max_insert + 1
+        while self._ready and size + len(self._ready[0].payload) <= self._max_insert:
             size += len(self._ready[0].payload)
             parts.append(self._ready.popleft())
         batch = coalesce(parts)
