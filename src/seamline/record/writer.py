@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from seamline import __version__
 from seamline.config import Storage
 from seamline.record.metrics import RecordMetrics
-from seamline.record.rows import coalesce, INSERT_SETTINGS, Batch, encode_event, seal
+from seamline.record.rows import INSERT_SETTINGS, Batch, coalesce, encode_event, seal
 from seamline.record.schema import migrate
 from seamline.record.spool import Spool, SpoolBatch, SpoolError, SpoolFull
 from seamline.record.store import ChdbStore, Store, open_store
@@ -105,7 +105,7 @@ class Recorder:
         self._spill_idle = asyncio.Event()
         self._spill_idle.set()
         self._stop_event = asyncio.Event()
-        self.metrics.bind(lambda: len(self._rows) + self._ready_rows + self._inflight_rows, lambda: self.spool.bytes, lambda: self.spool.records)
+        self.metrics.bind(self._in_memory, lambda: self.spool.bytes, lambda: self.spool.records)
         if isinstance(self.store, ChdbStore):
             self.metrics.engine_starts.set_function(lambda: self.store.engine_starts)  # type: ignore[attr-defined]
         self.metrics.sink_up.set(0)
@@ -155,7 +155,7 @@ class Recorder:
             if len(self._rows) >= self.storage.batch_size:
                 self._seal()
                 self._wake_flush.set()
-            if len(self._rows) + self._ready_rows + self._inflight_rows >= self.storage.queue_size:
+            if self._in_memory() >= self.storage.queue_size:
                 self._overflow()
         except Exception as e:  # isolate the request path from any recording bug
             self._drop(1, "invalid_event")
@@ -279,7 +279,7 @@ class Recorder:
             "ready": ready,
             "sink_up": self._sink_up,
             "reasons": reasons,
-            "queue_depth": len(self._rows) + self._ready_rows + self._inflight_rows,
+            "queue_depth": self._in_memory(),
             "spool_records": self.spool.records,
             "spool_bytes": self.spool.bytes,
             "dropped": self._totals["dropped"],
@@ -356,6 +356,10 @@ class Recorder:
                     self._to_spill_all("sink_down")
                     self._wake_replay.set()
                     return
+
+    def _in_memory(self) -> int:
+        """Rows held in memory: buffered, sealed and queued, or being inserted."""
+        return len(self._rows) + self._ready_rows + self._inflight_rows
 
     def _take_ready(self) -> Batch:
         """The next insert: the oldest sealed batch, plus those queued behind it that fit in max_insert_bytes.
