@@ -131,7 +131,11 @@ async def test_sigkill_while_the_sink_is_down_loses_nothing_after_restart(upstre
                     pass
                 await asyncio.sleep(0.05)
         assert (rows[0]["n"], rows[0]["u"]) == (N, N)
-        assert await second.metric("seamline_record_replayed_rows_total") == N
+        # Rows are visible once ClickHouse commits; the sidecar counts them when the insert's reply reaches it.
+        async with asyncio.timeout(10):
+            while (replayed := await second.metric("seamline_record_replayed_rows_total")) < N:
+                await asyncio.sleep(0.05)
+        assert replayed == N
     finally:
         await second.signal(signal.SIGTERM)
         await store.close()
