@@ -43,6 +43,7 @@ class Sidecar:
         self._own_recorder = recorder is None
         self._span_exporter = span_exporter
         self._runners: list[web.BaseRunner] = []
+        self._stopped = False
         self.proxy_url = ""
         self.admin_url = ""
         self.instance = config.server.instance or socket.gethostname()
@@ -131,7 +132,7 @@ class Sidecar:
         return state
 
     async def stop(self, timeout: float = 10.0) -> None:
-        if getattr(self, "_stopped", False):
+        if self._stopped:
             return
         self._stopped = True
         for r in reversed(self._runners):

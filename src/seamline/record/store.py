@@ -156,7 +156,7 @@ class ChdbStore(Store):
 
     async def insert_json(self, table: str, payload: bytes, settings: dict[str, Any] | None = None) -> None:
         # To the engine process out of band (no copy into the pickle); the child receives it as a bytearray.
-        body: Any = pickle.PickleBuffer(payload) if self.engine == "process" else payload
+        body: Any = pickle.PickleBuffer(payload) if self._process is not None else payload
         await self._run("insert", "insert_json", table, body, settings)
 
     async def ping(self) -> bool:

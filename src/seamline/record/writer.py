@@ -369,14 +369,15 @@ class Recorder:
         20,000, most of the difference being background merges; docs/benchmarks.md). The batch is taken off the
         queue while it is in flight, so an overflow meanwhile spills only what is still queued.
         """
-        parts = [self._ready.popleft()]
-        size = len(parts[0].payload)
-        if parts[0] is self._resend_alone:
+        first = self._ready.popleft()
+        parts = [first]
+        if first is self._resend_alone:  # re-sent exactly as it went before
             self._resend_alone = None
-            size = self._max_insert + 1
-        while self._ready and size + len(self._ready[0].payload) <= self._max_insert:
-            size += len(self._ready[0].payload)
-            parts.append(self._ready.popleft())
+        else:
+            size = len(first.payload)
+            while self._ready and size + len(self._ready[0].payload) <= self._max_insert:
+                size += len(self._ready[0].payload)
+                parts.append(self._ready.popleft())
         batch = coalesce(parts)
         self._ready_rows -= batch.rows
         return batch
