@@ -51,8 +51,13 @@ class Timeouts(_Model):
     """Per-upstream timeouts in seconds."""
 
     connect: float = Field(2.0, gt=0, description="TCP/TLS connect timeout.")
-    read: float = Field(10.0, gt=0, description="Max wait for the next chunk of the response.")
-    total: float = Field(30.0, gt=0, description="Whole-exchange deadline, excluding the body stream relay.")
+    read: float = Field(
+        10.0, gt=0, description="Max wait for the upstream's response headers (once the request body is sent) and for each response chunk."
+    )
+    total: float = Field(30.0, gt=0, description="Deadline for the response headers, excluding the request and response body streams.")
+    request_body_idle: float = Field(
+        30.0, gt=0, description="Max gap between two chunks of the client's request body (then 408, class client_timeout)."
+    )
 
 
 class HeaderRedaction(_Model):
@@ -73,6 +78,11 @@ class Upstream(_Model):
     ca_bundle: str | None = Field(None, description="Path to a PEM CA bundle for this upstream.")
     max_connections: int = Field(100, ge=1, description="Connection pool size.")
     redact_headers: HeaderRedaction = Field(default_factory=HeaderRedaction)
+    rewrite_redirects: bool = Field(
+        True,
+        description="Reverse mode: rewrite a Location/Content-Location that points under base_url to the Seamline route "
+        "that reaches it (as nginx's default proxy_redirect), so clients that follow redirects stay routed and recorded.",
+    )
 
     @field_validator("base_url")
     @classmethod

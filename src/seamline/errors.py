@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from seamline.responses import ExactResponse
+
 PROBLEM_BASE = "https://seamline.dev/problems/"
 
 
@@ -53,6 +55,10 @@ class NotImplementedYet(ProxyError):
     status, slug, title, error_class = 501, "not-implemented", "Not implemented", "not_implemented"
 
 
+class ClientBodyTimeout(ProxyError):
+    status, slug, title, error_class = 408, "request-body-timeout", "The client stopped sending its request body", "client_timeout"
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", "connect"
 
@@ -76,7 +82,7 @@ def problem_response(err: ProxyError, *, run_id: str, trace_id: str, headers: di
         "error_class": err.error_class,
     }
     body.update(err.extra)
-    return web.Response(
+    return ExactResponse(
         status=err.status,
         body=orjson.dumps(body),
         content_type="application/problem+json",

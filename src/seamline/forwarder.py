@@ -124,6 +124,9 @@ class Forwarder:
 
 def classify_client_error(exc: BaseException) -> errors.ProxyError:
     """Map an aiohttp/asyncio failure to a typed proxy error with a stable error class."""
+    own = _own_cause(exc)
+    if own is not None:  # raised by our request-body generator inside aiohttp's body writer (see seamline.upload)
+        return own
     refusal = exc if isinstance(exc, RefusedAddress) else find_refusal(exc)
     if refusal is not None:
         return errors.Forbidden(str(refusal))
@@ -147,3 +150,15 @@ def classify_client_error(exc: BaseException) -> errors.ProxyError:
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}: {exc}", "connect")
     return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}", "connect")
+
+
+def _own_cause(exc: BaseException) -> errors.ProxyError | None:
+    """A ProxyError somewhere in the cause chain (aiohttp wraps what the body writer raised)."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 8:
+        if isinstance(e, errors.ProxyError):
+            return e
+        e = e.__cause__
+        seen += 1
+    return None

@@ -23,14 +23,20 @@ from yarl import URL
 
 from seamline import errors
 from seamline.config import Config
+from seamline.error_text import safe_error_text
 from seamline.exchange import BodyTap, Exchange
 from seamline.forwarder import Forwarder, classify_client_error
 from seamline.ids import is_valid_run_id, mint_run_id, new_span_id
 from seamline.metrics import ProxyMetrics
+from seamline.redact import RedactionPolicy
+from seamline.redirects import REWRITTEN_HEADERS, RedirectBase, rewrite_location
+from seamline.responses import ExactResponse, ExactStreamResponse
 from seamline.routing import Router, Target
 from seamline.telemetry import Telemetry
 from seamline.tracecontext import TraceContext, incoming_context
+from seamline.tlsprobe import TLS_HINT, answers_tls
 from seamline.tunnel import run_tunnel
+from seamline.upload import BodyDeadlines, read_known_body, send_continue, stream_body
 
 log = logging.getLogger("seamline.proxy")
 
@@ -78,7 +84,7 @@ _WATCHED = frozenset(
     {
         "connection", "content-length", "transfer-encoding", "host", "upgrade", "traceparent", "tracestate",
         "baggage", "x-correlation-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-        "x-seamline-app", "x-seamline-tenant", "x-seamline-attempt", "x-seamline-token", "idempotency-key",
+        "x-seamline-app", "x-seamline-tenant", "x-seamline-attempt", "x-seamline-token", "idempotency-key", "expect",
     }
 )
 _NONE: tuple[str, ...] = ()
@@ -161,6 +167,8 @@ class ProxyHandler:
         self.max_body = srv.max_request_body_bytes
         self.tokens = dict(srv.client_tokens)
         self.capture_cap = config.capture.max_body_bytes
+        self._error_policy = RedactionPolicy.from_config(config.capture)
+        self._redirects = {n: RedirectBase.of(n, up.url) for n, up in config.upstreams.items() if up.rewrite_redirects}
         self._caps = {
             n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else self.capture_cap)
             for n, h in config.handoffs.items()
@@ -351,9 +359,13 @@ class ProxyHandler:
         if not ex.span_id:
             ex.span_id = new_span_id()
         ex.error_class = err.error_class
-        ex.error_detail = err.detail
+        err.detail = ex.error_detail = self._safe(err.detail)
         ex.error_status = err.status
         return errors.problem_response(err, run_id=ex.run_id, trace_id=ex.trace.trace_id, headers=self._echo_headers(ex))
+
+    def _safe(self, text: str) -> str:
+        """An error text as it may be shown, stored, logged and put on a span (see seamline.error_text)."""
+        return safe_error_text(text, self._error_policy)
 
     def _end_span(self, span: Any, ex: Exchange, server: bool = False) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -375,19 +387,21 @@ class ProxyHandler:
             raise errors.PayloadTooLarge(f"request body of {request.content_length} bytes exceeds {self.max_body}")
         headers = self._upstream_headers(request, heads, ex, target)
         ex.request_headers = list(headers.items())
+        task = asyncio.current_task()
+        assert task is not None
+        t = target.upstream.timeouts
+        timing = BodyDeadlines(self.forwarder.deadlines, task, t.request_body_idle, t.read, min(t.total, t.read))
         data: Any = None
         if request.body_exists:
+            await send_continue(request, heads.first("expect"))
             if self.validator is not None and self.validator.enforces_request(ex.handoff):
-                data = await self._precheck(request, ex)
+                data = await self._precheck(request, ex, timing)
             elif request.content_length is not None and request.content_length <= _SMALL_BODY:
                 # Small, known-length body: read it (bounded) so headers + body leave in one write.
-                try:
-                    data = await request.content.readexactly(request.content_length)
-                except asyncio.IncompleteReadError:
-                    raise errors.BadRequest("the request body ended before its Content-Length") from None
+                data = await read_known_body(request, request.content_length, timing)
                 ex.request_tap.feed(data)
             else:
-                data = self._stream_request_body(request, ex.request_tap)
+                data = stream_body(request, ex.request_tap, timing, self.max_body)
         elif request.method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = "0"
         try:
@@ -397,44 +411,40 @@ class ProxyHandler:
         except BaseException as exc:  # noqa: BLE001 - every client failure is classified
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise classify_client_error(exc) from None
+            err = classify_client_error(exc)
+            if isinstance(exc, aiohttp.ServerDisconnectedError) and target.url.scheme == "http":
+                up = target.upstream
+                if await answers_tls(target.url.host or "", target.url.port or 80, up.allow_private, up.timeouts.connect):
+                    err = errors.UpstreamError(TLS_HINT, "tls")
+            raise err from None
+        finally:
+            timing.answered = True
         ex.ttfb_s = time.perf_counter() - ex.t0
         return await self._relay_response(request, ex, upstream_resp)
 
-    async def _stream_request_body(self, request: web.BaseRequest, tap: BodyTap) -> AsyncIterator[bytes]:
-        limit = self.max_body
-        async for chunk in request.content.iter_any():
-            tap.feed(chunk)
-            if limit is not None and tap.total > limit:
-                raise errors.PayloadTooLarge(f"request body exceeds {limit} bytes")
-            yield chunk
-
-    async def _precheck(self, request: web.BaseRequest, ex: Exchange) -> Any:
+    async def _precheck(self, request: web.BaseRequest, ex: Exchange, timing: BodyDeadlines) -> Any:
         """`enforce: request`: read the body up to the cap, validate, then forward it (or 422)."""
-        assert ex.request_tap is not None
+        assert ex.request_tap is not None and self.validator is not None
         tap = ex.request_tap
         head: list[bytes] = []
-        async for chunk in request.content.iter_any():
+        while tap.total <= tap.cap:
+            chunk = await timing.read_chunk(request)
+            if not chunk:
+                break
             tap.feed(chunk)
             head.append(chunk)
-            if tap.total > tap.cap:
-                break
+            if self.max_body is not None and tap.total > self.max_body:
+                raise errors.PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
         if not tap.truncated:
             violations = self.validator.check_request(ex, request)
             if violations:
                 ex.request_violations = violations
-                raise errors.ContractRejected(
-                    "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
-                )
-
-        async def rest() -> AsyncIterator[bytes]:
-            for c in head:
-                yield c
-            async for chunk in request.content.iter_any():
-                tap.feed(chunk)
-                yield chunk
-
-        return rest()
+                # Only real violations reject: a validator that crashed says nothing about the request.
+                if self.validator.rejects(ex.handoff, violations):
+                    raise errors.ContractRejected(
+                        "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
+                    )
+        return stream_body(request, tap, timing, self.max_body, head)
 
     async def _relay_response(self, request: web.BaseRequest, ex: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
         ex.status = resp.status
@@ -445,6 +455,10 @@ class ProxyHandler:
         items = list(resp.headers.items())
         ex.response_headers = items
         oh = [(k, v) for k, v in items if k.lower() not in drop]  # aiohttp copies it into the response's multidict
+        if ex.mode == "reverse" and ("Location" in resp.headers or "Content-Location" in resp.headers):
+            base = self._redirects.get(ex.upstream)
+            if base is not None:
+                self._rewrite_redirects(request, base, oh)
         oh.extend(self._echo_headers(ex).items())
         tap = ex.response_tap
         assert tap is not None
@@ -474,13 +488,13 @@ class ProxyHandler:
                 deadlines.disarm(task)
                 resp.release()
             tap.feed(body)
-            return web.Response(status=resp.status, reason=resp.reason, body=body, headers=oh)
-        out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=oh)
+            return ExactResponse(status=resp.status, reason=resp.reason, body=body, headers=oh)
+        out = ExactStreamResponse(status=resp.status, reason=resp.reason, headers=oh)
         try:
             try:
                 await out.prepare(request)
             except (ConnectionError, RuntimeError) as e:
-                ex.error_class, ex.error_detail = "client_disconnected", str(e)[:200]
+                ex.error_class, ex.error_detail = "client_disconnected", self._safe(str(e))
                 return out
             try:
                 try:
@@ -500,17 +514,25 @@ class ProxyHandler:
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
                 # The status line is gone already: abort the client connection so it sees a broken body.
                 err = classify_client_error(e)
-                ex.error_class, ex.error_detail = err.error_class, "upstream failed mid-body: " + err.detail
+                ex.error_class, ex.error_detail = err.error_class, self._safe("upstream failed mid-body: " + err.detail)
                 if request.transport is not None:
                     request.transport.close()
                 return out
             except ConnectionError as e:
-                ex.error_class, ex.error_detail = "client_disconnected", str(e)[:200]
+                ex.error_class, ex.error_detail = "client_disconnected", self._safe(str(e))
                 return out
             await out.write_eof()
             return out
         finally:
             resp.release()
+
+    def _rewrite_redirects(self, request: web.BaseRequest, base: RedirectBase, headers: list[tuple[str, str]]) -> None:
+        """Location/Content-Location under the upstream's base URL → the Seamline route (see seamline.redirects)."""
+        host = request.headers.get("Host")
+        origin = f"{request.scheme}://{host}" if host else ""
+        for i, (k, v) in enumerate(headers):
+            if k.title() in REWRITTEN_HEADERS:
+                headers[i] = (k, rewrite_location(v, base, origin))
 
     async def _tunnel(self, request: web.BaseRequest, ex: Exchange, target: Target) -> web.StreamResponse:
         ex.url = f"{target.url.host}:{target.url.port}"

@@ -12,6 +12,7 @@ from seamline import errors
 from seamline.exchange import Exchange
 from seamline.metrics import ProxyMetrics
 from seamline.netguard import is_public
+from seamline.responses import ExactStreamResponse
 from seamline.routing import Target
 
 _CHUNK = 64 * 1024
@@ -74,7 +75,7 @@ async def run_tunnel(
         raise errors.UpstreamTimeout("upstream did not accept the tunnel in time", timeout="connect") from None
     ex.ttfb_s = time.perf_counter() - ex.t0
     ex.status = 200
-    resp = web.StreamResponse(status=200, reason="Connection Established", headers=echo)
+    resp = ExactStreamResponse(status=200, reason="Connection Established", headers=echo)
     await resp.prepare(request)
     transport = request.transport
     protocol = request.protocol

@@ -192,6 +192,43 @@ async def test_enforce_request_forwards_a_valid_request_unchanged(rec, upstream)
     assert row["outcome"] == "ok"
 
 
+async def test_enforce_request_validator_crash_is_recorded_but_forwarded(rec, upstream):
+    """The live 422 decision is the contract's own: a request validator that raises rejects nothing."""
+    upstream.routes["/v1/strict"] = reply(200, {"id": "ch_s", "status": "succeeded", "amount": 5, "currency": "eur"})
+    sc = await rec()
+
+    class Broken:
+        def is_valid(self, _: Any) -> bool:
+            raise ValueError("validator bug")
+
+    sc.validator.contracts["billing.charge_strict"]._req_validator = Broken()  # a crash of the validator library
+    r = await post(sc, "/billing/v1/strict", "run-strict-crash", {"amount": 5, "currency": "eur"})
+    assert r.status == 200
+    assert upstream.last.body == b'{"amount": 5, "currency": "eur"}'
+    (row,) = await rows_of(sc, "run-strict-crash")
+    assert row["status"] == 200 and row["outcome"] != "contract_violation"
+    assert "request:validator_error:ValueError" in row["violations"]
+
+
+async def test_error_detail_is_stored_short_and_redacted(rec):
+    from support.canned import CannedServer
+
+    secret = "sk_live_51Habc0123456789SECRET"
+    garbage = (b"HTTP/1.1 2OO OK api_key=" + secret.encode() + b" " + b"x" * 70_000)
+    server = await CannedServer({"/v1/x": garbage}).start()
+    try:
+        sc = await rec(upstreams={"billing": {"base_url": server.url, "allow_private": True}})
+        async with aiohttp.ClientSession() as s:
+            async with s.get(sc.proxy_url + "/billing/v1/x", headers={"X-Run-ID": "run-garbage"}) as r:
+                assert r.status == 502
+                detail = (await r.json(content_type=None))["detail"]
+        (row,) = await rows_of(sc, "run-garbage")
+    finally:
+        await server.stop()
+    assert row["error_detail"] == detail
+    assert 0 < len(row["error_detail"]) <= 512 and secret not in row["error_detail"]
+
+
 async def test_transport_errors_are_recorded(rec, upstream):
     release = asyncio.Event()
 

@@ -45,6 +45,11 @@ class Validator:
     def enforces_request(self, handoff: str) -> bool:
         return handoff in self._enforced
 
+    def rejects(self, handoff: str, request_violations: list[str]) -> bool:
+        """The live path's 422 decision: the contract's own (`CompiledContract.rejects`), never a validator crash."""
+        contract = self.contracts.get(handoff)
+        return contract is not None and contract.rejects(request_violations)
+
     def request_view(self, ex: Exchange, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         target = ex.target
         return {
