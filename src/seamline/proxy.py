@@ -387,12 +387,13 @@ class ProxyHandler:
             raise errors.PayloadTooLarge(f"request body of {request.content_length} bytes exceeds {self.max_body}")
         headers = self._upstream_headers(request, heads, ex, target)
         ex.request_headers = list(headers.items())
-        task = asyncio.current_task()
-        assert task is not None
-        t = target.upstream.timeouts
-        timing = BodyDeadlines(self.forwarder.deadlines, task, t.request_body_idle, t.read, min(t.total, t.read))
         data: Any = None
+        timing: BodyDeadlines | None = None
         if request.body_exists:
+            task = asyncio.current_task()
+            assert task is not None
+            t = target.upstream.timeouts
+            timing = BodyDeadlines(self.forwarder.deadlines, task, t.request_body_idle, t.read, min(t.total, t.read))
             await send_continue(request, heads.first("expect"))
             if self.validator is not None and self.validator.enforces_request(ex.handoff):
                 data = await self._precheck(request, ex, timing)
@@ -418,7 +419,8 @@ class ProxyHandler:
                     err = errors.UpstreamError(TLS_HINT, "tls")
             raise err from None
         finally:
-            timing.answered = True
+            if timing is not None:
+                timing.answered = True
         ex.ttfb_s = time.perf_counter() - ex.t0
         return await self._relay_response(request, ex, upstream_resp)
 
