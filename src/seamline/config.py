@@ -70,7 +70,10 @@ class HeaderRedaction(_Model):
 class Upstream(_Model):
     """An external API Seamline may forward to."""
 
-    base_url: str = Field(description="http(s) URL of the API, e.g. https://api.billing.example")
+    base_url: str = Field(
+        description="http(s) URL of the API, e.g. https://api.billing.example. Upstreams on one scheme+host+port must "
+        "have distinct base paths: forward mode picks the longest that prefixes the request path."
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     headers: dict[str, str] = Field(default_factory=dict, description="Headers added to every upstream request.")
     allow_private: bool = Field(False, description="Allow loopback/private/link-local targets (tests, internal APIs).")
@@ -311,6 +314,27 @@ class Config(BaseSettings):
                 raise ValueError(f"handoffs.{name}.upstream: unknown upstream {h.upstream!r} (known: {known})")
         return self
 
+    @model_validator(mode="after")
+    def _check_shared_hosts(self) -> "Config":
+        # Forward mode finds an upstream by scheme + host + port, then by the longest base path prefixing the
+        # request path: two upstreams equal in all four could not be told apart. Compared as yarl normalises them
+        # (host lower-cased, default port 80/443 made explicit, trailing '/' dropped by _check_base_url).
+        seen: dict[tuple[str, str, int, str], str] = {}
+        for name, up in self.upstreams.items():
+            u = up.url
+            key = (u.scheme, u.host or "", u.port or 0, u.raw_path.rstrip("/"))
+            first = seen.setdefault(key, name)
+            if first != name:
+                # Rebuilt from the parsed parts: a base_url's userinfo (credentials) never reaches the message.
+                host = f"[{key[1]}]" if ":" in key[1] else key[1]
+                both = f"{key[0]}://{host}:{key[2]}" + (key[3] or ", no base path")
+                raise ValueError(
+                    f"upstreams.{name}.base_url: same scheme, host, port and base path as upstreams.{first}.base_url "
+                    f"(both {both}), so forward mode could not tell {first!r} and {name!r} apart; "
+                    "give one a distinct base path, or merge them"
+                )
+        return self
+
 
 class ConfigError(Exception):
     """A configuration problem, already phrased for a person: file, field, fix."""
@@ -350,6 +374,7 @@ def _field_annotation(model: type[BaseModel], part: Any) -> Any:
     return field.annotation
 
 
+_FIELD_FIRST = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_.-]+)+: ")
 _UNION_TAGS = {"Contract", "str", "none", "int", "list[int]", "dict[str,any]"}
 
 
@@ -361,6 +386,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in _UNION_TAGS)))
         path = ".".join(str(p) for p in loc) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
+        if not loc and _FIELD_FIRST.match(msg):
+            lines.append(f"  {msg}")  # a cross-field check that names its own field (upstreams.x.base_url: …)
+            continue
         if e["type"] == "extra_forbidden":
             allowed = _allowed_fields(Config, loc)
             hint = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"

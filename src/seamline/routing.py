@@ -15,6 +15,11 @@ from seamline.config import Config, Handoff, Upstream
 from seamline.errors import BadRequest, Forbidden, UnknownUpstream
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Spellings of this machine a client may use instead of the configured one. A static table, never a DNS lookup:
+# the refusal's hint must not depend on (or leak timing of) name resolution.
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_DEFAULT_PORTS = frozenset({80, 443})
+_MAX_HINTS = 3
 _DOT_SEGMENT = {".", ".."}
 _ABS_URL = re.compile(r"^/*[A-Za-z][A-Za-z0-9+.-]*:/")
 
@@ -59,9 +64,17 @@ class Router:
         self.config = config
         self.upstreams = dict(config.upstreams)
         self._by_host: dict[tuple[str, int], str] = {}
+        # Forward mode: (scheme, host, port) → its upstreams as (base path, name), longest base path first. Config
+        # validation refuses two upstreams with one scheme+host+port+base path; should a Config built by hand hold
+        # some anyway, the stable sort keeps the first configured in front, as before.
+        self._forward: dict[tuple[str, str, int], list[tuple[str, str]]] = {}
         self._base_urls = {name: up.url for name, up in self.upstreams.items()}  # parsed once, not per request
         for name, u in self._base_urls.items():
-            self._by_host.setdefault((u.host or "", u.port or 0), name)
+            host, port = u.host or "", u.port or 0
+            self._by_host.setdefault((host, port), name)
+            self._forward.setdefault((u.scheme or "", host, port), []).append((u.raw_path.rstrip("/"), name))
+        for entries in self._forward.values():
+            entries.sort(key=lambda e: -len(e[0]))
         routes: dict[str, list[HandoffRoute]] = {n: [] for n in self.upstreams}
         for name, h in config.handoffs.items():
             rx, lit = _compile_template(h.path_template)
@@ -81,6 +94,7 @@ class Router:
         return self._other[upstream]
 
     def upstream_for_host(self, host: str, port: int) -> str | None:
+        """The first configured upstream on host:port, whatever its scheme and base path (for CONNECT)."""
         return self._by_host.get((host.lower(), port))
 
     def resolve_reverse(self, method: str, raw_target: str) -> Target:
@@ -97,17 +111,67 @@ class Router:
         return self.target(name, method, rest or "/", query)
 
     def resolve_forward(self, method: str, url: URL) -> Target:
-        """Absolute-form `http://host/...` → Target, only when host:port is a configured upstream."""
+        """Absolute-form `http://host/...` → Target, only when scheme, host and port are a configured upstream's.
+
+        Upstreams sharing a host:port are told apart by base path: the longest one that prefixes the request path
+        on a segment boundary wins, and the path is sent on as requested (never under another upstream's base).
+        """
         if url.scheme != "http":
             raise Forbidden(f"forward proxying supports http:// targets only (use CONNECT for {url.scheme})")
-        name = self.upstream_for_host(url.host or "", url.port or 80)
-        if name is None:
-            raise Forbidden(f"{url.host}:{url.port} is not a configured upstream")
-        base_path = self._base_urls[name].raw_path.rstrip("/")
+        host, port = url.host or "", url.port or 80
+        entries = self._forward.get(("http", host, port))
+        if entries is None:
+            raise self.unconfigured_host(host, port, "http")
         raw_path = url.raw_path
-        if base_path and (raw_path == base_path or raw_path.startswith(base_path + "/")):
-            raw_path = raw_path[len(base_path) :] or "/"
-        return self.target(name, method, raw_path, url.raw_query_string)
+        if len(entries) == 1:
+            # One upstream on this host:port: a path under its base path is taken relative to it, and any other
+            # path is put under it (unchanged from before base paths told upstreams apart).
+            base_path, name = entries[0]
+            if base_path and _under(raw_path, base_path):
+                raw_path = raw_path[len(base_path) :] or "/"
+            return self.target(name, method, raw_path, url.raw_query_string)
+        for base_path, name in entries:
+            if _under(raw_path, base_path):
+                return self.target(name, method, raw_path[len(base_path) :] or "/", url.raw_query_string)
+        listed = ", ".join(f"{b or '/'} (upstream {n!r})" for n, b in self._config_order(entries))
+        raise Forbidden(
+            f"{_authority(host, port)} is shared by several upstreams, told apart by base path, and the request path "
+            f"is under none of them; configured base paths: {listed}"
+        )
+
+    def unconfigured_host(self, host: str, port: int, scheme: str | None = None) -> Forbidden:
+        """The refusal of a host:port no upstream has, naming a configured spelling it may have meant.
+
+        `scheme` None (CONNECT) accepts any upstream scheme. Near misses: a loopback alias (localhost, 127.0.0.1,
+        [::1]) on the same port, the same host under another scheme, or, on a non-default port, another host on
+        that port. Pure: a fixed table, no DNS.
+        """
+        detail = f"{_authority(host, port)} is not a configured upstream"
+        hints = self._near_misses(host, port, scheme)
+        if hints:
+            detail += f"; did you mean {' or '.join(hints)}? Forward-mode hosts must match base_url exactly"
+        return Forbidden(detail)
+
+    def _near_misses(self, host: str, port: int, scheme: str | None) -> list[str]:
+        aliases = _LOOPBACK if host in _LOOPBACK else frozenset({host})
+        ranked: list[tuple[int, int, str]] = []
+        for order, ((up_scheme, up_host, up_port), entries) in enumerate(self._forward.items()):
+            same_scheme = scheme is None or up_scheme == scheme
+            if up_port == port and up_host in aliases and (up_host != host or not same_scheme):
+                rank = 0 if same_scheme else 1  # another spelling of this machine, or only the scheme differs
+            elif up_port == port and port not in _DEFAULT_PORTS and same_scheme:
+                rank = 2  # a distinctive port: likely the same server under another name
+            else:
+                continue
+            names = ", ".join(repr(n) for n, _ in self._config_order(entries))
+            where = _authority(up_host, up_port) if same_scheme else f"{up_scheme}://{_authority(up_host, up_port)}"
+            ranked.append((rank, order, f"{where} (upstream{'s' if len(entries) > 1 else ''} {names})"))
+        return [text for _, _, text in sorted(ranked)[:_MAX_HINTS]]
+
+    def _config_order(self, entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(name, base path) of `entries` in the order the config lists them (error texts read like the file)."""
+        by_name = dict((n, b) for b, n in entries)
+        return [(n, by_name[n]) for n in self.upstreams if n in by_name]
 
     def target(self, name: str, method: str, raw_path: str, query: str) -> Target:
         """The Target of upstream `name` for a raw path and query (checked; also rebuilds a shipped exchange's)."""
@@ -120,6 +184,15 @@ class Router:
             raise Forbidden("target escapes its upstream")  # defence in depth; check_path stops it first
         decoded = unquote(raw_path)
         return Target(name, up, self.handoff_for(name, method, decoded), url, raw_path, query)
+
+
+def _under(raw_path: str, base_path: str) -> bool:
+    """Whether `raw_path` is `base_path` or below it, on a segment boundary ('' is the root, above every path)."""
+    return raw_path.startswith(base_path) and (len(raw_path) == len(base_path) or raw_path[len(base_path)] == "/")
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 _SUSPECT = re.compile(r"[%.\\:\x00-\x1f\x7f]|//")

@@ -149,7 +149,8 @@ async def test_tracestate_lines_are_merged_in_order(sc, upstream):
     [
         ",".join(f"k{i}=v" for i in range(33)),  # over 32 members
         "UPPER=1",  # bad key
-        "a=1,a=2",  # duplicate key
+        "@vendor=1",  # a key starts with a letter or a digit
+        "z" * 257 + "=1",  # key over 256 chars
         "a=bad,value",  # comma inside value splits into an invalid member
         "a=tab\tx",  # bad value char
     ],
@@ -158,6 +159,13 @@ async def test_invalid_tracestate_is_dropped_whole(sc, upstream, ts):
     await _call(sc, [("traceparent", VALID), ("tracestate", ts)])
     assert upstream.last.header("tracestate") is None
     assert TP.match(upstream.last.header("traceparent")).group(1) == TRACE
+
+
+async def test_level2_keys_and_duplicated_keys_are_propagated(sc, upstream):
+    # Trace Context Level 2 §3.3.2.2.1 (digit first, '@' anywhere) and §3.5 (foreign duplicates are sent on).
+    ts = "1abc=1,foo@=2,foo@bar@baz=3,a=1,a=2"
+    await _call(sc, [("traceparent", VALID), ("tracestate", ts)])
+    assert upstream.last.header("tracestate") == ts
 
 
 async def test_32_tracestate_members_are_kept(sc, upstream):

@@ -57,3 +57,14 @@ def test_schema_prints_ddl_and_cluster_variant(capsys):
     assert main(["schema", "--cluster", "prod"]) == 0
     clustered = capsys.readouterr().out
     assert "ON CLUSTER `prod`" in clustered and "Replicated" in clustered and "Distributed" in clustered
+
+
+def test_check_config_refuses_two_upstreams_on_one_host_and_base_path(tmp_path, capsys):
+    p = tmp_path / "dup.yaml"
+    p.write_text("upstreams:\n  crm: {base_url: 'http://localhost:9000'}\n  billing: {base_url: 'http://LOCALHOST:9000/'}\n")
+    assert main(["check-config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "upstreams.billing.base_url" in err and "upstreams.crm.base_url" in err
+    assert "give one a distinct base path, or merge them" in err
+    p.write_text("upstreams:\n  crm: {base_url: 'http://localhost:9000/crm'}\n  billing: {base_url: 'http://localhost:9000/billing'}\n")
+    assert main(["check-config", str(p)]) == 0

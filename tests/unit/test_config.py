@@ -92,3 +92,39 @@ def test_out_of_range_storage_sizes_name_the_field_and_the_bound(tmp_path):
     assert "seamline.yaml" in msg and "storage.max_insert_bytes" in msg and "268435456" in msg
     msg = error_of(write(tmp_path, "storage:\n  batch_size: 0\n"))
     assert "storage.batch_size" in msg and "1" in msg
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "both"),
+    [
+        ("http://h.example:9000/api", "http://h.example:9000/api/", "http://h.example:9000/api"),
+        ("http://h.example", "http://H.EXAMPLE:80", "http://h.example:80, no base path"),  # case, default port
+        ("https://h.example/", "https://h.example:443", "https://h.example:443, no base path"),
+        ("http://[::1]:9000/v1", "http://[0:0::1]:9000/v1", "http://[::1]:9000/v1"),
+    ],
+)
+def test_two_upstreams_on_one_host_and_base_path_are_refused_naming_both_and_the_fix(tmp_path, first, second, both):
+    msg = error_of(write(tmp_path, f"upstreams:\n  up:\n    base_url: '{first}'\n  billing:\n    base_url: '{second}'\n"))
+    assert "seamline.yaml" in msg
+    assert "upstreams.billing.base_url" in msg and "upstreams.up.base_url" in msg
+    assert f"(both {both})" in msg
+    assert "give one a distinct base path, or merge them" in msg
+    assert "(top level)" not in msg
+
+
+def test_duplicate_upstream_message_keeps_credentials_out(tmp_path):
+    msg = error_of(write(tmp_path, "upstreams:\n  a:\n    base_url: https://user:s3cret@h.example\n  b:\n    base_url: https://h.example\n"))
+    assert "upstreams.b.base_url" in msg and "s3cret" not in msg and "user" not in msg
+
+
+def test_upstreams_sharing_a_host_with_distinct_base_paths_load(tmp_path):
+    cfg = load_config(write(tmp_path, """
+upstreams:
+  root: {base_url: 'http://h.example:9000'}
+  up: {base_url: 'http://h.example:9000/ok'}
+  billing: {base_url: 'http://h.example:9000/api'}
+  billing_v2: {base_url: 'http://h.example:9000/api/v2'}
+  other_scheme: {base_url: 'https://h.example:9000/ok'}
+  other_port: {base_url: 'http://h.example:9001/ok'}
+"""))
+    assert len(cfg.upstreams) == 6
