@@ -271,7 +271,7 @@ class ProxyHandler:
             raise errors.BadRequest("CONNECT target must be host:port")
         name = self.router.upstream_for_host(host, int(port_s))
         if name is None:
-            raise errors.Forbidden(f"{host}:{port_s} is not a configured upstream")
+            raise self.router.unconfigured_host(host, int(port_s))
         up = self.router.upstreams[name]
         route = self.router.handoff_for(name, "CONNECT", "")
         return Target(name, up, route, URL.build(scheme="tcp", host=host, port=int(port_s)), "", "")

@@ -42,7 +42,7 @@ class Telemetry:
 
         ctx = None
         if not tc.started_here:
-            state = TraceState.from_header([tc.tracestate]) if tc.tracestate else TraceState()
+            state = _otel_trace_state(tc.tracestate) if tc.tracestate else TraceState()
             parent = SpanContext(
                 trace_id=int(tc.trace_id, 16),
                 span_id=int(tc.caller_span_id, 16),
@@ -68,3 +68,20 @@ class Telemetry:
     def shutdown(self) -> None:
         if self._provider is not None:
             self._provider.shutdown()
+
+
+def _otel_trace_state(header: str) -> Any:
+    """The span's TraceState: the members OpenTelemetry's (Level 1) grammar accepts, the first of each key.
+
+    The header was validated (Level 2) and is sent upstream as received; OpenTelemetry's own parser would log a
+    warning with the member's value for a Level 2 key (e.g. `1abc`) or a duplicate and drop the whole state.
+    """
+    from opentelemetry.trace import TraceState
+    from opentelemetry.trace.span import _is_valid_pair
+
+    pairs: dict[str, str] = {}
+    for member in header.split(","):
+        key, _, value = member.strip().partition("=")
+        if key not in pairs and _is_valid_pair(key, value) and len(pairs) < 32:
+            pairs[key] = value
+    return TraceState(list(pairs.items()))

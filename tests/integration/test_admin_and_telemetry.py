@@ -64,3 +64,17 @@ def test_telemetry_is_off_without_an_endpoint(monkeypatch):
 
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     assert Telemetry(Cfg()).enabled is False
+
+
+async def test_level2_tracestate_keeps_the_span_parent_state_and_logs_no_member(upstream, make_sidecar, caplog):
+    """OpenTelemetry's parser is Level 1: a digit-first key or a duplicate must not drop the span's state or log it."""
+    exporter = InMemorySpanExporter()
+    sc = await make_sidecar(proxy_config({"billing": upstream.url}), span_exporter=exporter)
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    ts = "1abc=secretish-value,vendor=v1,vendor=v2,tenant@sys=t"
+    async with aiohttp.ClientSession() as s:
+        await (await s.get(sc.proxy_url + "/billing/x", headers={"traceparent": tp, "tracestate": ts})).read()
+    assert upstream.last.header("tracestate") == ts  # sent on as received (Level 2)
+    server = next(sp for sp in exporter.get_finished_spans() if sp.kind == SpanKind.SERVER)
+    assert dict(server.parent.trace_state) == {"vendor": "v1", "tenant@sys": "t"}
+    assert "secretish-value" not in caplog.text
