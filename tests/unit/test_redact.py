@@ -193,7 +193,7 @@ def test_luhn_valid_card_numbers_are_redacted_in_text(number: str) -> None:
     assert redact_cards(f"card {number} ok") == f"card {REDACTED} ok"
 
 
-# 1715000000000 is a fixed Luhn-invalid ms timestamp: a current one would be Luhn-valid one time in ten.
+# Its 13-digit value is a fixed Luhn-invalid ms timestamp: a current one would be Luhn-valid one time in ten.
 @pytest.mark.parametrize("number", ["4111111111111112", "1715000000000", "411111111111", "41111111111111111111"])  # date-ok
 def test_luhn_invalid_short_long_or_timestamp_numbers_are_kept(number: str) -> None:
     assert redact_cards(f"n={number}") == f"n={number}"
