@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -165,7 +164,7 @@ async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str],
     await migrate(store, name, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days)
     now = await engine_now_us(store)
     old = now - s.ttl_days * DAY_US - HOUR_US
-    await insert_events(store, [full_event("new", now - HOUR_US, tenant="new"), full_event("old", old, tenant="old")])  # and handoffs_1m
+    await insert_events(store, [full_event("new", now - HOUR_US, tenant="new"), full_event("old", old, tenant="old")])  # the MV copies both into handoffs_1m
     await store.command(
         f"INSERT INTO `{name}`.seamline_health (ts, proxy_instance) "
         "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new'), (fromUnixTimestamp64Micro({old:Int64}), 'old')",
@@ -175,7 +174,7 @@ async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str],
         f"INSERT INTO `{name}`.otel_traces (Timestamp, TraceId, SpanId, ServiceName) "
         "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new', 'a', 'app'), (fromUnixTimestamp64Micro({old:Int64}), 'old', 'b', 'app')",
         parameters={"new": now - HOUR_US, "old": old},
-    )  # also feeds otel_traces_trace_id_ts
+    )  # the MV copies both into otel_traces_trace_id_ts
     keys = {
         "handoffs": "run_id",
         "handoffs_1m": "tenant",
@@ -183,7 +182,6 @@ async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str],
         "otel_traces": "TraceId",
         "otel_traces_trace_id_ts": "TraceId",
     }
-
     left = {}
     for table, key in keys.items():
         await apply_ttls(store, table)
