@@ -10,7 +10,7 @@ import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import clickhouse_connect
@@ -179,7 +179,3 @@ def query(client: Any, sql: str) -> tuple[list[str], list[str], list[dict[str, A
     # An empty result may come back without its header: ask the engine for the shape.
     shape = client.query(f"DESCRIBE TABLE ({sql})").result_rows
     return [c[0] for c in shape], [c[1] for c in shape], rows
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)

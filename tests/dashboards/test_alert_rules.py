@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
-from dashboards_engine import handoff, insert_handoffs, insert_health, new_database, query, render, utc
+from dashboards_engine import handoff, insert_handoffs, insert_health, new_database, query, render
+from support.clock import utc_now
 from seamline.dashboards import alerts
 
-T = utc(2026, 11, 20, 12, 0, 0)  # evaluation time
+# Evaluation time: now (rows older than the 30-day TTL would be dropped), on a whole minute like the per-minute
+# rollup the baselines read, so each call falls in the minute bucket it was placed in.
+T = utc_now(timedelta(minutes=1))
 SPECS = {s.uid: s for s in alerts.RULES}
 
 

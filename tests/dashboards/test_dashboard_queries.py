@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 from seamline.dashboards.generate import DASHBOARDS, dashboard_json
-from dashboards_engine import ALL, handoff, insert_handoffs, insert_health, new_database, query, render, utc
+from dashboards_engine import ALL, handoff, insert_handoffs, insert_health, new_database, query, render
+from support.clock import utc_now
 
-NOW = utc(2026, 11, 20, 12, 0, 0)
+# Relative to the engine's clock: the health panels compare heartbeats with now(), and a week of baseline traffic
+# must stay inside the 30-day row TTL. On a whole minute, like the per-minute rollup.
+NOW = utc_now(timedelta(minutes=1))
 FROM = NOW - timedelta(hours=6)
 RUN_WITH_TRACE = "run-0003"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 from uuid import uuid4
 
 import orjson
 import pytest
 from support.chdb_path import unique_database
+from support.clock import utc_now
 from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
 
 from seamline.record.store import StoreError, open_store
@@ -23,13 +24,16 @@ async def test_http_store_round_trip_with_compressed_inserts(adapter: ClickHouse
             "ENGINE = MergeTree ORDER BY ts SETTINGS non_replicated_deduplication_window = 100"
         )
         ids = [uuid4() for _ in range(300)]
-        await store.insert("t", [[i, 1_795_219_200_000_000 + n, {"k": str(n)}, "x" * 10] for n, i in enumerate(ids)], ["id", "ts", "m", "body"])
-        big = orjson.dumps([{"id": str(uuid4()), "ts": "1795219200000000", "m": {}, "body": "y" * 1000} for _ in range(200)])
+        at = utc_now()
+        us = int(at.timestamp()) * 1_000_000
+        await store.insert("t", [[i, us + n, {"k": str(n)}, "x" * 10] for n, i in enumerate(ids)], ["id", "ts", "m", "body"])
+        big = orjson.dumps([{"id": str(uuid4()), "ts": str(us), "m": {}, "body": "y" * 1000} for _ in range(200)])
         assert len(big) > 64 * 1024  # zstd-compressed on the wire
         await store.insert_json("t", big, settings={"insert_deduplication_token": "once"})
         await store.insert_json("t", big, settings={"insert_deduplication_token": "once"})
         rows = await store.query("SELECT id, ts, m FROM t WHERE id = {id:UUID}", {"id": str(ids[7])})
-        assert rows == [{"id": ids[7], "ts": datetime(2026, 11, 21, 0, 0, 0, 7), "m": {"k": "7"}}]
+        # DateTime64(6, 'UTC') comes back naive, in UTC, to the microsecond.
+        assert rows == [{"id": ids[7], "ts": at.replace(tzinfo=None) + timedelta(microseconds=7), "m": {"k": "7"}}]
         assert (await store.query("SELECT count() AS n FROM t"))[0]["n"] == 500
         assert adapter.requests > 0
     finally:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from seamline.event import COLUMN_NAMES, new_event
 from seamline.record.schema import statements
 from seamline.record.store import Store, open_store
 from support.chdb_path import chdb_url, unique_database
+from support.clock import utc_now
 
-T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+# Two hours ago: the rows a test places at T0 + up to an hour are all in the past yet far inside every TTL.
+T0 = utc_now() - timedelta(hours=2)
 
 
 def handoff_row(run_id: str, handoff: str, *, at_ms: float, duration_ms: float = 10.0, **values: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from email.utils import formatdate
 from typing import Any
 
@@ -13,7 +14,7 @@ from seamline.classify import Classification, classify, parse_retry_after, token
 from seamline.config import Contract
 from seamline.contracts import Evaluation, compile_contract
 
-NOW = 1_750_000_000.0
+NOW = float(int(time.time()))  # whole seconds: an HTTP date has no finer resolution
 PASSED = Evaluation()
 
 
@@ -87,7 +88,7 @@ def test_401_with_expired_description_only_is_auth_expired() -> None:
     [
         {"error": "invalid_token"},
         {"error": {"code": "TOKEN_EXPIRED", "message": "x"}},
-        {"errors": [{"detail": "JWT expired at 2024-01-01"}]},
+        {"errors": [{"detail": "JWT expired at 2024-01-01"}]},  # date-ok: message text, never parsed as a time
         {"message": "Your session has expired"},
     ],
 )
@@ -115,7 +116,7 @@ def test_retry_after_in_the_past_is_zero() -> None:
     assert parse_retry_after(formatdate(NOW - 60, usegmt=True), NOW) == 0.0
 
 
-@pytest.mark.parametrize("value", [None, "", "soon", "-5", "Fri, 99 Foo 2024"])
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "Fri, 99 Foo 2024"])  # date-ok: not a date at all
 def test_missing_or_invalid_retry_after_is_minus_one(value: str | None) -> None:
     assert parse_retry_after(value, NOW) == -1.0
 

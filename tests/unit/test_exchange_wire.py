@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshal
+import time
 from dataclasses import fields
 
 from multidict import istr
@@ -18,7 +19,7 @@ def full_exchange() -> Exchange:
         req.feed(chunk)
     resp.feed(b'{"ok": true}')
     return Exchange(
-        ts_us=1_700_000_000_000_001, t0=12.5, mode="forward", method="PATCH", run_id="run-1", run_id_source="header",
+        ts_us=time.time_ns() // 1_000, t0=12.5, mode="forward", method="PATCH", run_id="run-1", run_id_source="header",
         trace=TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", 1, "k=v", False),
         span_id="b7ad6b7169203331", traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
         target=None, handoff="crm.update", upstream="crm", url="http://crm.example/c/1?x=1", tenant="acme",

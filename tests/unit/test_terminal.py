@@ -7,17 +7,20 @@ import asyncio
 import io
 import json
 import socket
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
 from rich.console import Console
 
 from seamline import terminal
+from support.clock import utc_now
 from support.servers import serve
 
+STARTED = utc_now()
 RUN = {
     "run_id": "order-0007-ab12cd",
-    "summary": {"first_ts": "2026-11-20T12:00:00+00:00", "duration_ms": 1500.0, "handoffs": 3, "failed": 2,
+    "summary": {"first_ts": STARTED.isoformat(), "duration_ms": 1500.0, "handoffs": 3, "failed": 2,
                 "worst_outcome": "transport_error", "error_classes": ["contract", "timeout"],
                 "trace_ids": ["4bf92f3577b34da6a3ce929d0e0e4736"]},
     "handoffs": [
@@ -34,7 +37,7 @@ RUN = {
     ],
 }
 LISTING = {"runs": [
-    {"run_id": "order-0007-ab12cd", "last_ts": "2026-11-20T12:00:01+00:00", "handoffs": 3, "failed": 2,
+    {"run_id": "order-0007-ab12cd", "last_ts": (STARTED + timedelta(seconds=1)).isoformat(), "handoffs": 3, "failed": 2,
      "worst_outcome": "transport_error", "error_classes": ["contract", "timeout"],
      "failed_handoffs": ["billing.charge", "crm.create_contact"], "duration_ms": 1500.0},
 ], "count": 1}

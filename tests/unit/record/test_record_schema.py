@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable
+from typing import Any
 
-from support.recording import db  # noqa: F401  (fixture)
+import pytest
+from support.recording import db, storage  # noqa: F401  (fixtures)
 
-from seamline.event import COLUMNS
+from seamline.config import Storage
+from seamline.event import COLUMNS, new_event
+from seamline.record.rows import INSERT_SETTINGS, encode_event, seal
 from seamline.record.schema import SCHEMA_VERSION, current_version, migrate, statements
 from seamline.record.store import Store
+
+BODY_COLUMNS = tuple(c.name for c in COLUMNS if c.body)
+META_COLUMNS = tuple(c.name for c in COLUMNS if not c.body)
+HOUR_US = 3_600 * 1_000_000
+DAY_US = 24 * HOUR_US
 
 
 async def test_migrate_creates_every_table_and_is_idempotent(db: tuple[Store, str]) -> None:
@@ -72,3 +83,107 @@ def test_single_node_handoffs_deduplicates_resent_blocks() -> None:
     [handoffs] = [s for s in statements("db") if "`db`.`handoffs` (" in s]
     assert "non_replicated_deduplication_window = 10000" in handoffs
     assert "PARTITION BY toDate(ts)" in handoffs
+
+
+# ---- retention: the TTL clauses as behaviour on the engine ------------------------------------------------------
+
+
+async def engine_now_us(store: Store) -> int:
+    """The engine's clock in µs: TTLs are judged by it, so rows are aged against it rather than Python's."""
+    [row] = await store.query("SELECT toUnixTimestamp64Micro(now64(6)) AS us")
+    return int(row["us"])
+
+
+async def apply_ttls(store: Store, table: str) -> None:
+    """Merge every part now, as a background merge eventually would, applying row and column TTLs on the way."""
+    await store.command(f"OPTIMIZE TABLE `{store.database}`.`{table}` FINAL", settings={"optimize_throw_if_noop": 1})
+
+
+async def insert_events(store: Store, events: list[dict[str, Any]]) -> None:
+    """The sink's own write: JSONEachRow rows sealed into one batch, with the recorder's insert settings."""
+    batch = seal([encode_event(e) for e in events], [e["event_id"] for e in events])
+    await store.insert_json("handoffs", batch.payload, settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token})
+
+
+def full_event(run_id: str, ts_us: int, **values: Any) -> dict[str, Any]:
+    """An event with bodies, headers and non-default metadata, so a column TTL that clears too much shows."""
+    values = {"tenant": "acme", **values}
+    return new_event(
+        event_id=str(uuid.uuid4()), ts=ts_us, run_id=run_id, run_id_source="header", trace_id=uuid.uuid4().hex,
+        span_id=uuid.uuid4().hex[:16], source_app="shop", handoff="billing.charge", upstream="billing",
+        step="charge", mode="reverse", attempt=2, idempotency_key="k-1", method="POST", url="http://billing.test/v1/charges",
+        route="/v1/charges", status=402, duration_ms=12.5, ttfb_ms=4.0, outcome="http_error", error_class="client_error",
+        error_detail="declined", violations=["assert:paid"], external_ids={"charge_id": "ch_1"}, retry_after_s=3.0,
+        request_headers={"content-type": "application/json"}, response_headers={"x-request-id": "req-1"},
+        request_body='{"amount":100}', response_body='{"error":"declined"}', request_content_type="application/json",
+        response_content_type="application/json", request_bytes=14, response_bytes=20, proxy_instance="seamline-a",
+        attributes={"k": "v"}, **values,
+    )  # fmt: skip
+
+
+async def stored_rows(store: Store) -> dict[str, dict[str, Any]]:
+    """run_id → every column of its row, in the event's own types (event_id as text, ts as µs)."""
+    cols = ", ".join(
+        "toString(event_id) AS event_id" if c == "event_id" else "toUnixTimestamp64Micro(ts) AS ts" if c == "ts" else f"`{c}`"
+        for c in (c.name for c in COLUMNS)
+    )
+    return {r["run_id"]: r for r in await store.query(f"SELECT {cols} FROM `{store.database}`.handoffs")}
+
+
+@pytest.mark.parametrize("retention", [{}, {"ttl_days": 3, "body_ttl_days": 1}], ids=["defaults", "short"])
+async def test_ttls_clear_old_bodies_and_headers_then_drop_old_rows(
+    db: tuple[Store, str], storage: Callable[..., Storage], retention: dict[str, int]
+) -> None:
+    store, name = db
+    s = storage(**retention)
+    await migrate(store, name, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days)  # as the recorder does at start
+    now = await engine_now_us(store)
+    body_ttl, row_ttl = s.body_ttl_days * DAY_US, s.ttl_days * DAY_US
+    ages = {  # an hour either side of each TTL
+        "fresh": HOUR_US,
+        "bodies-kept": body_ttl - HOUR_US,
+        "bodies-cleared": body_ttl + HOUR_US,
+        "row-kept": row_ttl - HOUR_US,
+        "row-dropped": row_ttl + HOUR_US,
+    }
+    events = {run: full_event(run, now - age) for run, age in ages.items()}
+    await insert_events(store, list(events.values()))
+    await apply_ttls(store, "handoffs")
+    rows = await stored_rows(store)
+    assert set(rows) == {"fresh", "bodies-kept", "bodies-cleared", "row-kept"}
+    assert rows["fresh"] == events["fresh"] and rows["bodies-kept"] == events["bodies-kept"]
+    cleared = {c.name: c.default for c in COLUMNS if c.body}
+    for run in ("bodies-cleared", "row-kept"):
+        assert {c: rows[run][c] for c in BODY_COLUMNS} == cleared, run
+        assert {c: rows[run][c] for c in META_COLUMNS} == {c: events[run][c] for c in META_COLUMNS}, run
+
+
+async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str], storage: Callable[..., Storage]) -> None:
+    store, name = db
+    s = storage(ttl_days=2, body_ttl_days=1)
+    await migrate(store, name, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days)
+    now = await engine_now_us(store)
+    old = now - s.ttl_days * DAY_US - HOUR_US
+    await insert_events(store, [full_event("new", now - HOUR_US, tenant="new"), full_event("old", old, tenant="old")])  # the MV copies both into handoffs_1m
+    await store.command(
+        f"INSERT INTO `{name}`.seamline_health (ts, proxy_instance) "
+        "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new'), (fromUnixTimestamp64Micro({old:Int64}), 'old')",
+        parameters={"new": now - HOUR_US, "old": old},
+    )
+    await store.command(
+        f"INSERT INTO `{name}`.otel_traces (Timestamp, TraceId, SpanId, ServiceName) "
+        "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new', 'a', 'app'), (fromUnixTimestamp64Micro({old:Int64}), 'old', 'b', 'app')",
+        parameters={"new": now - HOUR_US, "old": old},
+    )  # the MV copies both into otel_traces_trace_id_ts
+    keys = {
+        "handoffs": "run_id",
+        "handoffs_1m": "tenant",
+        "seamline_health": "proxy_instance",
+        "otel_traces": "TraceId",
+        "otel_traces_trace_id_ts": "TraceId",
+    }
+    left = {}
+    for table, key in keys.items():
+        await apply_ttls(store, table)
+        left[table] = {r["k"] for r in await store.query(f"SELECT {key} AS k FROM `{name}`.`{table}`")}
+    assert left == dict.fromkeys(keys, {"new"})
