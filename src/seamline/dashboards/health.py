@@ -96,6 +96,7 @@ def build() -> dsb.Dashboard:
             f"FROM {HANDOFFS} WHERE $__timeFilter(ts) AND {INSTANCE} AND {IS_REFUSED} GROUP BY time, series ORDER BY time",
             description="Calls an instance answered itself (unknown upstream, refused target, too large, unknown client token, "
             "not implemented, malformed request), by reason. A burst after a deploy usually means a config or client mismatch.",
+            w=24,
             bars=True,
             stacked=True,
         )
