@@ -11,6 +11,12 @@ Precedence, first match wins:
 6. the contract could not run (body over the cap, validator crashed) → unvalidated / none
 7. → ok / none
 
+A handoff Seamline answered itself (no upstream status) is classified by `classify_own_answer()` instead:
+refused / its own class when the class is in `SEAMLINE_REFUSAL_CLASSES` (unknown upstream, refused target, too
+large, unauthorized, not implemented, bad request…), so upstream health never counts a call that was not made;
+the 422 of `enforce: request` → contract_violation; a 502/504 for a failed upstream → transport_error.
+The vocabulary (outcomes, classes, violation prefixes) lives in seamline.outcomes.
+
 auth_expired: a 401/403 whose `WWW-Authenticate` carries `error="invalid_token"` (RFC 6750: expired,
 revoked or malformed — the client must get a new token either way) or an `error_description`
 mentioning expiry, or whose JSON body's error fields (error, error_description, message, code,
@@ -29,9 +35,10 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, NamedTuple
 
+from seamline import outcomes as o
 from seamline.contracts import Evaluation
 
-TRANSPORT_CLASSES: Final = ("timeout", "connect", "tls", "dns")
+TRANSPORT_CLASSES: Final = o.TRANSPORT_CLASSES
 _DELAY_RE = re.compile(r"\d+(?:\.\d+)?")
 _EXPIRED_RE = re.compile(r"expired", re.I)
 _CREDENTIAL_RE = re.compile(r"token|jwt|session|credential", re.I)
@@ -63,35 +70,52 @@ def classify(
 ) -> Classification:
     """Outcome, error class and Retry-After of one exchange (`headers` with lower-case names)."""
     # A request validator that crashed says nothing about the request (and never rejects it).
-    request_violations = [v for v in request_violations if not v.startswith("request:validator_error:")]
+    request_violations = [v for v in request_violations if not v.startswith(o.REQUEST_VALIDATOR_ERROR)]
     if request_violations and enforce == "request":
-        return Classification("contract_violation", "contract", -1.0)
+        return Classification(o.CONTRACT_VIOLATION, o.CONTRACT, -1.0)
     if transport_error is not None or status is None:
-        cls = transport_error_class(transport_error) if transport_error is not None else "connect"
-        return Classification("transport_error", cls, -1.0)
+        cls = transport_error_class(transport_error) if transport_error is not None else o.CONNECT
+        return Classification(o.TRANSPORT_ERROR, cls, -1.0)
     retry = parse_retry_after(headers.get("retry-after"), time.time() if now is None else now)
     accepted = evaluation is not None and evaluation.status_expected
     http_class = http_error_class(status, headers, body) if status >= 400 and not accepted else None
     if request_violations:
-        return Classification("contract_violation", http_class or "contract", retry)
+        return Classification(o.CONTRACT_VIOLATION, http_class or o.CONTRACT, retry)
     if http_class is not None:
-        return Classification("http_error", http_class, retry)
+        return Classification(o.HTTP_ERROR, http_class, retry)
     if evaluation is None:
-        return Classification("ok", "none", retry)
-    if any(not v.startswith("validator_error:") for v in evaluation.violations):
-        return Classification("silent_failure", "contract", retry)
+        return Classification(o.OK, o.NONE, retry)
+    if any(not v.startswith(o.VALIDATOR_ERROR) for v in evaluation.violations):
+        return Classification(o.SILENT_FAILURE, o.CONTRACT, retry)
     if evaluation.violations or evaluation.unvalidated_reason is not None:
-        return Classification("unvalidated", "none", retry)
-    return Classification("ok", "none", retry)
+        return Classification(o.UNVALIDATED, o.NONE, retry)
+    return Classification(o.OK, o.NONE, retry)
+
+
+def classify_own_answer(error_class: str, error_status: int) -> Classification:
+    """Outcome of a handoff Seamline answered itself (its problem+json `error_class` and status, no upstream status).
+
+    The decision is the error class, never the status number: a 404 can be an unknown upstream (refused) and
+    a 502 can be an upstream that did not answer (transport_error).
+    """
+    if error_class in o.SEAMLINE_REFUSAL_CLASSES:
+        return Classification(o.REFUSED, error_class, -1.0)
+    if error_class == o.CONTRACT:
+        return Classification(o.CONTRACT_VIOLATION, o.CONTRACT, -1.0)
+    if error_class in o.TRANSPORT_CLASSES or error_status in (502, 504):
+        # The upstream failed and Seamline said so (502/504): timeout, connect, tls or dns.
+        return Classification(o.TRANSPORT_ERROR, transport_error_class(error_class), -1.0)
+    # A class this vocabulary does not know yet: keep it visible as an error rather than guess it away.
+    return Classification(o.HTTP_ERROR if error_status < 500 else o.TRANSPORT_ERROR, error_class, -1.0)
 
 
 def http_error_class(status: int, headers: Mapping[str, str], body: Any = None) -> str:
     """rate_limited | auth_expired | auth | client_error | server_error for a status >= 400."""
     if status == 429:
-        return "rate_limited"
+        return o.RATE_LIMITED
     if status in (401, 403):
-        return "auth_expired" if token_expired(headers, body) else "auth"
-    return "server_error" if status >= 500 else "client_error"
+        return o.AUTH_EXPIRED if token_expired(headers, body) else o.AUTH
+    return o.SERVER_ERROR if status >= 500 else o.CLIENT_ERROR
 
 
 def token_expired(headers: Mapping[str, str], body: Any = None) -> bool:
@@ -145,20 +169,20 @@ def transport_error_class(error: str | BaseException) -> str:
         e = e.__cause__ or e.__context__
     names = " ".join(c.__name__.lower() for x in seen for c in type(x).__mro__)
     if "dns" in names or "gaierror" in names:
-        return "dns"
+        return o.DNS
     if "ssl" in names or "certificate" in names:
-        return "tls"
+        return o.TLS
     if "timeout" in names:
-        return "timeout"
+        return o.TIMEOUT
     return _class_from_text(" ".join(str(x).lower() for x in seen))
 
 
 def _class_from_text(text: str) -> str:
     if any(h in text for h in _DNS_HINTS):
-        return "dns"
+        return o.DNS
     # aiohttp prints "ssl:default" in every connect error, so "ssl" alone is not a TLS hint here.
     if any(h in text.replace("ssl:default", "") for h in _TLS_HINTS):
-        return "tls"
+        return o.TLS
     if any(h in text for h in _TIMEOUT_HINTS):
-        return "timeout"
-    return "connect"
+        return o.TIMEOUT
+    return o.CONNECT

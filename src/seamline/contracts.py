@@ -54,6 +54,7 @@ import orjson
 from jmespath.exceptions import JMESPathError
 from jmespath.visitor import TreeInterpreter
 
+from seamline import outcomes as o
 from seamline.config import Contract
 
 MAX_VIOLATIONS: Final = 50
@@ -175,21 +176,21 @@ class CompiledContract:
 
     def rejects(self, request_violations: list[str]) -> bool:
         """Should the proxy answer 422 instead of forwarding (enforce: request; validator crashes never reject)?"""
-        return self.enforce == "request" and any(not v.startswith("request:validator_error:") for v in request_violations)
+        return self.enforce == "request" and any(not v.startswith(o.REQUEST_VALIDATOR_ERROR) for v in request_violations)
 
     def check_request(self, req: dict[str, Any], *, not_json: bool = False, truncated: bool = False) -> list[str]:
         """Request-schema violations (a truncated body cannot be checked: [])."""
         if self._req_validator is None or truncated:
             return []
         if not_json:
-            return ["request:body:not_json"]
+            return [o.REQUEST_BODY + "not_json"]
         body = req.get("body")
         if body is None:
-            return ["request:body:empty"]
+            return [o.REQUEST_BODY + "empty"]
         try:
-            return _schema_violations(self._req_validator, body, "request:schema:")[0]
+            return _schema_violations(self._req_validator, body, o.REQUEST_SCHEMA)[0]
         except Exception as e:  # noqa: BLE001 - a validator crash is recorded, never raised into traffic
-            return [f"request:validator_error:{type(e).__name__}"]
+            return [o.REQUEST_VALIDATOR_ERROR + type(e).__name__]
 
     def evaluate(
         self,
@@ -204,7 +205,7 @@ class CompiledContract:
         try:
             return self._evaluate(req, resp, response_truncated, response_not_json, request_truncated)
         except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
-            return Evaluation([f"validator_error:{type(e).__name__}"], unvalidated_reason="validator_error")
+            return Evaluation([o.VALIDATOR_ERROR + type(e).__name__], unvalidated_reason="validator_error")
 
     def _evaluate(self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool) -> Evaluation:
         data = {"request": req, "response": resp}
@@ -212,7 +213,7 @@ class CompiledContract:
         status = resp.get("status")
         expected = status in self.status if self.status is not None else isinstance(status, int) and 200 <= status < 300
         if not expected:
-            return Evaluation([f"status:unexpected:{status}"], ids, status_expected=False)
+            return Evaluation([f"{o.STATUS_UNEXPECTED}{status}"], ids, status_expected=False)
         body = resp.get("body")
         state = "truncated" if truncated else "not_json" if not_json else "empty" if body is None else "json"
         violations: list[str] = []
@@ -221,7 +222,7 @@ class CompiledContract:
         reason: str | None = None
         if state == "json":
             if self._resp_validator is not None:
-                violations, missing = _schema_violations(self._resp_validator, body, "schema:")
+                violations, missing = _schema_violations(self._resp_validator, body, o.SCHEMA)
             if self._resp_shape is not None:
                 unknown = _unknown_fields(body, self._resp_shape)
             if req_truncated and self._echo:
@@ -231,15 +232,15 @@ class CompiledContract:
         elif self._needs_body:
             reason = f"body_{state}"
             if state != "truncated":
-                violations.append(f"body:{state}")
+                violations.append(o.BODY + state)
         for a in self._asserts:
             if a.reads_body and state != "json":
                 continue
             try:
                 if not _truthy(self._search(a, data)):
-                    violations.append(f"assert:{a.name}")
+                    violations.append(o.ASSERT + a.name)
             except Exception:  # noqa: BLE001 - e.g. a JMESPath type error on unexpected data
-                violations.append(f"assert_error:{a.name}")
+                violations.append(o.ASSERT_ERROR + a.name)
         return Evaluation(_dedupe(violations, MAX_VIOLATIONS), ids, unknown, missing, reason)
 
     def _external_ids(self, data: dict[str, Any]) -> dict[str, str]:
@@ -263,9 +264,9 @@ class CompiledContract:
                 continue  # not sent, nothing to come back
             got = _get_path(got_body, chain)
             if got is None:
-                out.append(f"echo:missing:{path}")
+                out.append(o.ECHO_MISSING + path)
             elif not _json_equal(sent, got):
-                out.append(f"echo:mismatch:{path}")
+                out.append(o.ECHO_MISMATCH + path)
         return out
 
 

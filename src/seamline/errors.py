@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from seamline import outcomes as o
 from seamline.responses import ExactResponse
 
 PROBLEM_BASE = "https://seamline.dev/problems/"
@@ -16,7 +17,7 @@ class ProxyError(Exception):
     status = 500
     slug = "internal"
     title = "Internal error"
-    error_class = "internal"
+    error_class = o.INTERNAL
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(detail)
@@ -25,42 +26,42 @@ class ProxyError(Exception):
 
 
 class BadRequest(ProxyError):
-    status, slug, title, error_class = 400, "bad-request", "Malformed request", "bad_request"
+    status, slug, title, error_class = 400, "bad-request", "Malformed request", o.BAD_REQUEST
 
 
 class Unauthorized(ProxyError):
-    status, slug, title, error_class = 401, "unauthorized", "Unknown or missing Seamline client token", "unauthorized"
+    status, slug, title, error_class = 401, "unauthorized", "Unknown or missing Seamline client token", o.UNAUTHORIZED
 
 
 class Forbidden(ProxyError):
-    status, slug, title, error_class = 403, "forbidden-target", "Target not allowed", "refused"
+    status, slug, title, error_class = 403, "forbidden-target", "Target not allowed", o.REFUSED_TARGET
 
 
 class UnknownUpstream(ProxyError):
-    status, slug, title, error_class = 404, "unknown-upstream", "Unknown upstream", "unknown_upstream"
+    status, slug, title, error_class = 404, "unknown-upstream", "Unknown upstream", o.UNKNOWN_UPSTREAM
 
     def __init__(self, name: str) -> None:
         super().__init__(f"no upstream named {name!r} is configured; the first path segment must be an upstream name")
 
 
 class PayloadTooLarge(ProxyError):
-    status, slug, title, error_class = 413, "payload-too-large", "Request body too large", "too_large"
+    status, slug, title, error_class = 413, "payload-too-large", "Request body too large", o.TOO_LARGE
 
 
 class ContractRejected(ProxyError):
-    status, slug, title, error_class = 422, "contract-violation", "Request breaks the handoff's contract", "contract"
+    status, slug, title, error_class = 422, "contract-violation", "Request breaks the handoff's contract", o.CONTRACT
 
 
 class NotImplementedYet(ProxyError):
-    status, slug, title, error_class = 501, "not-implemented", "Not implemented", "not_implemented"
+    status, slug, title, error_class = 501, "not-implemented", "Not implemented", o.NOT_IMPLEMENTED
 
 
 class ClientBodyTimeout(ProxyError):
-    status, slug, title, error_class = 408, "request-body-timeout", "The client stopped sending its request body", "client_timeout"
+    status, slug, title, error_class = 408, "request-body-timeout", "The client stopped sending its request body", o.CLIENT_TIMEOUT
 
 
 class UpstreamError(ProxyError):
-    status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", "connect"
+    status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 
     def __init__(self, detail: str, error_class: str) -> None:
         super().__init__(detail)
@@ -68,7 +69,7 @@ class UpstreamError(ProxyError):
 
 
 class UpstreamTimeout(ProxyError):
-    status, slug, title, error_class = 504, "upstream-timeout", "Upstream timed out", "timeout"
+    status, slug, title, error_class = 504, "upstream-timeout", "Upstream timed out", o.TIMEOUT
 
 
 def problem_response(err: ProxyError, *, run_id: str, trace_id: str, headers: dict[str, str] | None = None) -> web.Response:

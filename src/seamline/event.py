@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
+from seamline.outcomes import ERROR_CLASSES, NONE, OUTCOMES, doc_list
+
 
 class Column(NamedTuple):
     name: str
@@ -46,8 +48,8 @@ COLUMNS: Final[tuple[Column, ...]] = (
     Column("status", "UInt16", 0, "Upstream HTTP status (0: no response)."),
     Column("duration_ms", "Float64", 0.0, "Total time until the response body was relayed."),
     Column("ttfb_ms", "Float64", 0.0, "Time to the upstream's response headers."),
-    Column("outcome", "LowCardinality(String)", "", "ok | silent_failure | contract_violation | http_error | transport_error | unvalidated"),
-    Column("error_class", "LowCardinality(String)", "none", "timeout | connect | tls | dns | rate_limited | auth | auth_expired | client_error | server_error | contract | refused | bad_request | none"),
+    Column("outcome", "LowCardinality(String)", "", doc_list(OUTCOMES)),
+    Column("error_class", "LowCardinality(String)", NONE, doc_list(ERROR_CLASSES)),
     Column("error_detail", "String", "", "Short human-readable error text (redacted)."),
     Column("violations", "Array(LowCardinality(String))", [], "Stable violation codes, e.g. schema:/amount:type."),
     Column("unknown_fields", "Array(String)", [], "Response fields the contract schema does not know (drift)."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from seamline.outcomes import NONE
 from seamline.routing import Target
 from seamline.tracecontext import TraceContext
 
@@ -66,7 +67,7 @@ class Exchange:
     status: int = 0
     ttfb_s: float = 0.0
     duration_s: float = 0.0
-    error_class: str = "none"
+    error_class: str = NONE  # seamline.outcomes
     error_detail: str = ""
     error_status: int = 0  # our own problem+json status when we answered instead of the upstream
     request_violations: list[str] = field(default_factory=list)

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from seamline import errors
+from seamline import outcomes as o
 from seamline.config import Config
 from seamline.error_text import safe_error_text
 from seamline.exchange import BodyTap, Exchange
@@ -344,6 +345,8 @@ class ProxyHandler:
                 raise errors.NotImplementedYet("Upgrade/WebSocket requests are not proxied yet")
             return await self._forward(request, heads, ex, target)
         except errors.ProxyError as err:
+            if not ex.url:  # refused before an upstream URL existed: keep what was asked for (redacted when recorded)
+                ex.url = request.raw_path[:2048]
             return self._problem(ex, err)
         finally:
             if client_span is not None:
@@ -373,7 +376,7 @@ class ProxyHandler:
         status = ex.status or ex.error_status
         if status:
             span.set_attribute("http.response.status_code", status)
-        if ex.error_class != "none":
+        if ex.error_class != o.NONE:
             span.set_attribute("error.type", ex.error_class)
             span.set_status(Status(StatusCode.ERROR, ex.error_detail[:200]))
         span.end()
@@ -496,7 +499,7 @@ class ProxyHandler:
             try:
                 await out.prepare(request)
             except (ConnectionError, RuntimeError) as e:
-                ex.error_class, ex.error_detail = "client_disconnected", self._safe(str(e))
+                ex.error_class, ex.error_detail = o.CLIENT_DISCONNECTED, self._safe(str(e))
                 return out
             try:
                 try:
@@ -521,7 +524,7 @@ class ProxyHandler:
                     request.transport.close()
                 return out
             except ConnectionError as e:
-                ex.error_class, ex.error_detail = "client_disconnected", self._safe(str(e))
+                ex.error_class, ex.error_detail = o.CLIENT_DISCONNECTED, self._safe(str(e))
                 return out
             await out.write_eof()
             return out

@@ -10,20 +10,26 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from seamline import outcomes as o
 from seamline.event import COLUMN_NAMES
 
 # Worst first is the highest number; `worst_outcome` of a run is the outcome with the highest rank.
+# A refusal ranks with the caller's own mistakes (just above a request-contract violation): any upstream failure
+# in the same run is worse news.
 OUTCOME_SEVERITY: dict[str, int] = {
     "": 0,
-    "ok": 0,
-    "unvalidated": 1,
-    "contract_violation": 2,
-    "http_error": 3,
-    "silent_failure": 4,
-    "transport_error": 5,
+    o.OK: 0,
+    o.UNVALIDATED: 1,
+    o.CONTRACT_VIOLATION: 2,
+    o.REFUSED: 3,
+    o.HTTP_ERROR: 4,
+    o.SILENT_FAILURE: 5,
+    o.TRANSPORT_ERROR: 6,
 }
-FAILED_OUTCOMES: tuple[str, ...] = ("silent_failure", "contract_violation", "http_error", "transport_error")
-KNOWN_OUTCOMES: tuple[str, ...] = ("ok", "unvalidated", *FAILED_OUTCOMES)
+# A run failed when one of its steps did not succeed, Seamline's refusals included (`seamline runs --failed`
+# lists them; `refused` counts them apart).
+FAILED_OUTCOMES: tuple[str, ...] = o.RUN_FAILED_OUTCOMES
+KNOWN_OUTCOMES: tuple[str, ...] = (o.OK, o.UNVALIDATED, *FAILED_OUTCOMES)
 
 DEFAULT_RUN_LIMIT = 5_000
 MAX_LIST_LIMIT = 1_000
@@ -56,12 +62,13 @@ def _severity_sql(column: str = "outcome") -> str:
     return f"transform({column}, [{keys}], [{vals}], 0)"
 
 
-_FAILED_SQL = "(" + ", ".join(f"'{o}'" for o in FAILED_OUTCOMES) + ")"
+_FAILED_SQL = o.sql_list(FAILED_OUTCOMES)
+_NO_ERROR_CLASS_SQL = o.sql_list(("", o.NONE))
 
 
 def worst_outcome(outcomes: list[str]) -> str:
     """The most severe outcome of a list ('' when empty)."""
-    return max(outcomes, key=lambda o: OUTCOME_SEVERITY.get(o, 0), default="")
+    return max(outcomes, key=lambda x: OUTCOME_SEVERITY.get(x, 0), default="")
 
 
 async def get_run(
@@ -104,7 +111,8 @@ async def list_runs(
     """One row per run with activity since `since`, most recent first.
 
     `outcome` / `handoff` keep runs having at least one handoff with that outcome / name;
-    `failed` keeps runs with at least one failed handoff (see `FAILED_OUTCOMES`).
+    `failed` keeps runs with at least one failed handoff (see `FAILED_OUTCOMES`; `refused` counts Seamline's own
+    refusals among them).
     Counts cover the handoffs inside the window.
     """
     where: list[str] = []
@@ -131,11 +139,12 @@ async def list_runs(
                 AS duration_ms,
             count() AS handoffs,
             countIf(outcome IN {_FAILED_SQL}) AS failed,
+            countIf(outcome = '{o.REFUSED}') AS refused,
             argMax(outcome, {_severity_sql()}) AS worst_outcome,
             argMax(outcome, ts) AS last_outcome,
-            arraySort(groupUniqArrayIf(error_class, error_class NOT IN ('', 'none'))) AS error_classes,
+            arraySort(groupUniqArrayIf(error_class, error_class NOT IN {_NO_ERROR_CLASS_SQL})) AS error_classes,
             arraySort(groupUniqArrayIf(handoff, outcome IN {_FAILED_SQL})) AS failed_handoffs,
-            arraySort(groupUniqArrayIf(handoff, outcome = 'silent_failure')) AS silent_handoffs,
+            arraySort(groupUniqArrayIf(handoff, outcome = '{o.SILENT_FAILURE}')) AS silent_handoffs,
             any(source_app) AS source_app,
             any(tenant) AS tenant
         FROM {_table(database)}
@@ -151,6 +160,7 @@ async def list_runs(
         row["last_ts"] = _utc(row.get("last_ts"))
         row["handoffs"] = int(row["handoffs"])
         row["failed"] = int(row["failed"])
+        row["refused"] = int(row["refused"])
         row["duration_ms"] = float(row["duration_ms"])
     return rows
 
@@ -158,7 +168,7 @@ async def list_runs(
 def summarize_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Run-level figures from `get_run` rows, plus `offset_ms` added to each row (from the first start)."""
     if not rows:
-        return {"handoffs": 0, "failed": 0, "worst_outcome": "", "last_outcome": "", "error_classes": []}
+        return {"handoffs": 0, "failed": 0, "refused": 0, "worst_outcome": "", "last_outcome": "", "error_classes": []}
     t0 = rows[0]["ts"]
     end = t0
     for row in rows:
@@ -172,9 +182,10 @@ def summarize_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "last_ts": rows[-1]["ts"],
         "duration_ms": round((end - t0).total_seconds() * 1000, 3),
         "handoffs": len(rows),
-        "failed": sum(1 for o in outcomes if o in FAILED_OUTCOMES),
+        "failed": sum(1 for x in outcomes if x in FAILED_OUTCOMES),
+        "refused": outcomes.count(o.REFUSED),
         "worst_outcome": worst_outcome(outcomes),
         "last_outcome": outcomes[-1],
-        "error_classes": sorted({r.get("error_class") or "" for r in rows} - {"", "none"}),
+        "error_classes": sorted({r.get("error_class") or "" for r in rows} - {"", o.NONE}),
         "trace_ids": sorted({r.get("trace_id") or "" for r in rows} - {""}),
     }

@@ -20,17 +20,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from seamline import outcomes as o
+
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 0, 1, 2
 BAR_WIDTH = 32
 
 OUTCOME_STYLE = {
-    "ok": "green",
-    "unvalidated": "dim",
-    "silent_failure": "bold magenta",
-    "contract_violation": "yellow",
-    "http_error": "red",
-    "transport_error": "bold red",
+    o.OK: "green",
+    o.UNVALIDATED: "dim",
+    o.SILENT_FAILURE: "bold magenta",
+    o.CONTRACT_VIOLATION: "yellow",
+    o.HTTP_ERROR: "red",
+    o.TRANSPORT_ERROR: "bold red",
+    o.REFUSED: "cyan",  # Seamline answered itself: not the upstream's red
 }
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -104,6 +107,18 @@ def _ts(value: Any) -> str:
         return clean(value)
 
 
+def _failed(summary: dict[str, Any], *, short: bool = False) -> str:
+    """`3 failed (1 refused)`: Seamline's own refusals count as failed steps but are told apart."""
+    failed, refused = int(summary.get("failed") or 0), int(summary.get("refused") or 0)
+    text = str(failed) if short else f"{failed} failed"
+    return f"{text} ({refused} refused)" if refused else text
+
+
+def _failed_style(summary: dict[str, Any]) -> str:
+    failed, refused = int(summary.get("failed") or 0), int(summary.get("refused") or 0)
+    return "" if not failed else OUTCOME_STYLE[o.REFUSED] if failed == refused else "red"
+
+
 def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -> None:
     """Draw one run (the JSON of GET /api/runs/{run_id}) as a timeline."""
     s = run.get("summary") or {}
@@ -115,7 +130,7 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
     head.append(clean(run.get("run_id")), style="bold cyan")
     head.append("  ")
     head.append(clean(worst or "—"), style=OUTCOME_STYLE.get(worst, ""))
-    head.append(f"  {len(rows)} handoffs · {_ms(total)} · {s.get('failed', 0)} failed · started {_ts(s.get('first_ts'))}")
+    head.append(f"  {len(rows)} handoffs · {_ms(total)} · {_failed(s)} · started {_ts(s.get('first_ts'))}")
     traces = list(s.get("trace_ids") or [])
     if traces:
         more = f" (+{len(traces) - 2} more)" if len(traces) > 2 else ""
@@ -131,7 +146,7 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
         style = OUTCOME_STYLE.get(outcome, "")
         err = str(row.get("error_class") or "")
         attempt = int(row.get("attempt") or 1)
-        name = Text(clean(row.get("handoff")))
+        name = Text(clean(row.get("handoff") or "—"))  # unrouted (e.g. an unknown upstream)
         if attempt > 1:
             name.append(f" #{attempt}", style="dim")
         status = int(row.get("status") or 0)
@@ -139,15 +154,17 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
             Text(f"+{_ms(row.get('offset_ms'))}"),
             name,
             Text(f"{clean(row.get('method'))} {clean(_path(str(row.get('url') or '')))}"),
-            Text(str(status) if status else "—", style="red" if status >= 400 or not status else ""),
+            Text(str(status) if status else "—", style=style if outcome == o.REFUSED else "red" if status >= 400 or not status else ""),
             Text(duration_bar(float(row.get("offset_ms") or 0), float(row.get("duration_ms") or 0), total), style=style or "blue"),
             Text(_ms(row.get("duration_ms"))),
             Text(clean(outcome or "—"), style=style),
-            Text(clean("" if err == "none" else err), style="red"),
+            Text(clean("" if err == o.NONE else err), style=style if outcome == o.REFUSED else "red"),
         )
     console.print(table)
     for row in rows:
         notes = []
+        if row.get("outcome") == o.REFUSED:
+            notes.append(f"refused by Seamline ({row.get('error_class') or '?'}), not an upstream failure")
         if row.get("violations"):
             notes.append("violations: " + ", ".join(map(str, row["violations"])))
         if row.get("error_detail"):
@@ -155,7 +172,7 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
         if row.get("external_ids"):
             notes.append("ids: " + ", ".join(f"{k}={v}" for k, v in sorted(row["external_ids"].items())))
         if notes:
-            line = Text(f"  {clean(row.get('handoff'))}: ", style="bold")
+            line = Text(f"  {clean(row.get('handoff') or '—')}: ", style="bold")
             line.append(clean(" · ".join(notes)), style=OUTCOME_STYLE.get(str(row.get("outcome") or ""), ""))
             console.print(line)
     if bodies:
@@ -199,7 +216,7 @@ def render_runs(listing: dict[str, Any], console: Console) -> None:
             Text(_ts(r.get("last_ts"))),
             Text(clean(r.get("run_id")), style="cyan"),
             Text(str(r.get("handoffs", 0))),
-            Text(str(r.get("failed", 0)), style="red" if r.get("failed") else ""),
+            Text(_failed(r, short=True), style=_failed_style(r)),
             Text(clean(worst), style=OUTCOME_STYLE.get(worst, "")),
             Text(clean(", ".join(r.get("error_classes") or []))),
             Text(clean(", ".join(r.get("failed_handoffs") or []))),
@@ -265,9 +282,9 @@ def add_parsers(subparsers: Any) -> None:
     p.set_defaults(func=cmd_trace)
 
     p = subparsers.add_parser("runs", help="list recent runs", description="List recent runs, most recent first.")
-    p.add_argument("--failed", action="store_true", help="only runs with a failed handoff")
+    p.add_argument("--failed", action="store_true", help="only runs with a failed handoff (Seamline's own refusals included, counted as refused)")
     p.add_argument("--since", default="1h", help="time window: 15m, 1h, 2d, an ISO time, or 'all' (default 1h)")
-    p.add_argument("--outcome", default=None, help="only runs with a handoff of this outcome")
+    p.add_argument("--outcome", default=None, help=f"only runs with a handoff of this outcome ({', '.join(o.OUTCOMES)})")
     p.add_argument("--handoff", default=None, help="only runs that include this handoff")
     p.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

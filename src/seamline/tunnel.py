@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from seamline import errors
+from seamline import outcomes as o
 from seamline.exchange import Exchange
 from seamline.metrics import ProxyMetrics
 from seamline.netguard import is_public
@@ -51,7 +52,7 @@ async def _open(host: str, port: int, allow_private: bool, timeout: float) -> tu
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
-            raise errors.UpstreamError(f"upstream host name did not resolve: {e}", "dns") from None
+            raise errors.UpstreamError(f"upstream host name did not resolve: {e}", o.DNS) from None
         addrs = [i[4][0] for i in infos if allow_private or is_public(i[4][0])]
         if not addrs:
             raise errors.Forbidden(f"{host} resolves only to non-public addresses (set allow_private: true)")
@@ -61,7 +62,7 @@ async def _open(host: str, port: int, allow_private: bool, timeout: float) -> tu
                 return await asyncio.open_connection(addr, port)
             except OSError as e:
                 last = e
-        raise errors.UpstreamError(f"cannot connect to the upstream: {last}", "connect")
+        raise errors.UpstreamError(f"cannot connect to the upstream: {last}", o.CONNECT)
 
 
 async def run_tunnel(

@@ -122,6 +122,39 @@ def test_error_rate_above_half_over_ten_minutes() -> None:
     assert got == {"down": (60.0, True), "half": (50.0, False), "contract": (0.0, False)}
 
 
+REFUSED = {"outcome": "refused", "status": 413, "error_class": "too_large", "duration_ms": 1.0}
+UNKNOWN = {"outcome": "refused", "status": 404, "error_class": "unknown_upstream", "duration_ms": 1.0}
+
+
+def test_refused_calls_never_fire_the_success_rate_rules() -> None:
+    c = new_database("alert_success_refused")
+    rows = (
+        mixed("flood", 20, 0) + calls("flood", 60, at=T, **REFUSED) + calls("flood", 20, at=T, **UNKNOWN)  # 20 % ok if refusals counted
+        + calls("refused_only", 40, at=T, **REFUSED)  # no validated call at all: nothing to judge
+        + mixed("sick", 15, 10) + calls("sick", 100, at=T, **REFUSED)  # refusals neither hide nor worsen a real failure
+    )
+    insert_handoffs(c, rows)
+    warn = by_handoff(evaluate(c, "seamline-success-rate-warning"))
+    crit = by_handoff(evaluate(c, "seamline-success-rate-critical"))
+    assert warn == {"flood": (100.0, False)}
+    assert crit == {"flood": (100.0, False), "sick": (60.0, True)}
+    silent = by_handoff(evaluate(c, "seamline-silent-failure-rate"))
+    assert silent == {"flood": (0.0, False), "sick": (40.0, True)}
+
+
+def test_refused_calls_neither_fire_nor_dilute_the_error_rate() -> None:
+    c = new_database("alert_errors_refused")
+    err = {"outcome": "transport_error", "status": 0, "error_class": "timeout"}
+    insert_handoffs(
+        c,
+        calls("refusing", 12, at=T, spread_s=500) + calls("refusing", 40, at=T, spread_s=500, **REFUSED)  # 77 % non-2xx, 0 % errors
+        + mixed("down", 4, 6, failure=err, spread_s=500) + calls("down", 30, at=T, spread_s=500, **UNKNOWN)  # 60 %, not 15 %
+        + calls("only_refused", 30, at=T, spread_s=500, **REFUSED),  # no upstream call: below the minimum sample
+    )
+    got = by_handoff(evaluate(c, "seamline-error-rate"))
+    assert got == {"refusing": (0.0, False), "down": (60.0, True)}
+
+
 def test_auth_failure_burst_more_than_ten_in_five_minutes() -> None:
     c = new_database("alert_auth")
     auth = {"outcome": "http_error", "status": 401, "error_class": "auth"}

@@ -43,6 +43,11 @@ def _failure(i: int, name: str) -> dict[str, Any]:
         return {"outcome": "transport_error", "status": 0, "error_class": "timeout", "duration_ms": 10_000.0}
     if name == "email.send" and i % 7 == 6:
         return {"outcome": "unvalidated"}
+    # Seamline's own refusals: never sent upstream, shown apart from upstream health.
+    if name == "billing.charge" and i % 10 == 7:
+        return {"outcome": "refused", "status": 413, "error_class": "too_large", "duration_ms": 1.0}
+    if name == "crm.create_contact" and i % 11 == 4:
+        return {"outcome": "refused", "status": 403, "error_class": "refused", "duration_ms": 1.0}
     return {}
 
 
@@ -170,3 +175,35 @@ def test_variable_query_lists_values(populated: Any, uid: str, name: str, sql: s
     values = [next(iter(r.values())) for r in rows]
     assert values and "" not in values
     assert ONE[name][0] in values
+
+
+def _panel_sql(uid: str, title: str, ref: str = "A") -> str:
+    (sql,) = [c[4] for c in PANELS if c[0] == uid and c[1] == title and c[2] == ref]
+    return sql
+
+
+def test_refused_calls_show_in_their_own_panels_and_in_no_upstream_rate() -> None:
+    c = new_database("panels_refused")
+    at = NOW - timedelta(minutes=30)
+    rows = [handoff("billing.charge", at + timedelta(seconds=i), proxy_instance="seamline-a") for i in range(10)]
+    rows += [handoff("billing.charge", at + timedelta(seconds=20 + i), outcome="refused", status=413, error_class="too_large",
+                     duration_ms=1.0, proxy_instance="seamline-a") for i in range(8)]
+    rows += [handoff("", at + timedelta(seconds=40 + i), upstream="", outcome="refused", status=404, error_class="unknown_upstream",
+                     duration_ms=1.0, proxy_instance="seamline-a") for i in range(2)]
+    insert_handoffs(c, rows)
+
+    def one(uid: str, title: str) -> list[dict[str, Any]]:
+        return query(c, render(_panel_sql(uid, title), frm=FROM, to=NOW, interval_s=300, variables=_variables_of(uid, False)))[2]
+
+    assert one("seamline-overview", "Refused by Seamline")[0] == {"refused": 10}
+    assert one("seamline-overview", "HTTP success")[0]["http_success"] == 100.0  # 413/404 answers are not the upstream's
+    assert one("seamline-overview", "Business success")[0]["business_success"] == 100.0
+    (series,) = [r for r in one("seamline-overview", "HTTP success vs business success") if r["http_success"] is not None]
+    assert (series["http_success"], series["business_success"]) == (100.0, 100.0)
+    refused = {r["series"]: r["calls"] for r in one("seamline-overview", "Refused by Seamline over time")}
+    assert refused == {"refused: too_large": 8, "refused: unknown_upstream": 2}
+    assert one("seamline-overview", "Error classes over time") == []  # upstream error classes only
+    (summary,) = [r for r in one("seamline-upstreams", "Upstream summary") if r["upstream"] == "billing"]
+    assert (summary["error_pct"], summary["refused_by_seamline"]) == (0.0, 8)
+    health = {r["series"]: r["refused"] for r in one("seamline-health", "Refused by Seamline per instance")}
+    assert health == {"seamline-a too_large": 8, "seamline-a unknown_upstream": 2}

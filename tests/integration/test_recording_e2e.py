@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from conftest import proxy_config
 from support.chdb_path import chdb_url, unique_database
+from support.rawhttp import raw_request
 
 CHARGE_CONTRACT = {
     "status": [200, 201],
@@ -253,6 +254,55 @@ async def test_unknown_upstream_and_refusals_are_recorded_too(rec, upstream):
         await (await s.get(sc.proxy_url + "/nowhere/x", headers={"X-Run-ID": "run-404"})).read()
     (row,) = await rows_of(sc, "run-404")
     assert (row["status"], row["error_class"]) == (404, "unknown_upstream")
+    assert row["outcome"] == "refused"  # Seamline's own answer, not an upstream's http_error
+
+
+TOKEN = "tok-refusals-0123456789"
+
+
+async def test_seamline_refusals_are_recorded_as_refused_with_their_own_class(rec, upstream):
+    """Unknown upstream, refused target, too large, unauthorized, not implemented, malformed: outcome refused.
+
+    None of them is an upstream failure (the upstream never saw them), so none may be http_error/transport_error;
+    an upstream's own 404 stays http_error: the decision is the error class, not the status.
+    """
+    upstream.routes["/v1/missing"] = reply(404, {"error": "no such thing"})
+    sc = await rec(
+        server={"max_request_body_bytes": 1000, "client_tokens": {TOKEN: "checkout"}},
+        upstreams={"crm": {"base_url": upstream.url + "/crm", "allow_private": False}},  # loopback: a refused target
+    )
+    auth = {"X-Seamline-Token": TOKEN}
+    async with aiohttp.ClientSession() as s:
+        for run_id, method, path, headers, data, status in (
+            ("run-unknown", "GET", "/nowhere/x", auth, None, 404),
+            ("run-forbidden", "POST", "/crm/contacts", auth, b"{}", 403),
+            ("run-too-large", "POST", "/billing/v1/charges", auth, b"x" * 5000, 413),
+            ("run-no-token", "GET", "/billing/v1/charges", {}, None, 401),
+            ("run-upstream-404", "GET", "/billing/v1/missing", auth, None, 404),
+        ):
+            async with s.request(method, sc.proxy_url + path, headers={"X-Run-ID": run_id, **headers}, data=data) as r:
+                assert r.status == status, run_id
+                await r.read()
+    upgrade = await raw_request(sc.proxy_port, (
+        f"GET /billing/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"X-Seamline-Token: {TOKEN}\r\nX-Run-ID: run-upgrade\r\n\r\n").encode())
+    malformed = await raw_request(sc.proxy_port, f"CONNECT nohost HTTP/1.1\r\nHost: x\r\nX-Seamline-Token: {TOKEN}\r\nX-Run-ID: run-malformed\r\n\r\n".encode())
+    assert (upgrade.status, malformed.status) == (501, 400)
+    assert [r.path_qs for r in upstream.received] == ["/v1/missing"]  # only the real call reached the upstream
+
+    got = {}
+    for run_id in ("run-unknown", "run-forbidden", "run-too-large", "run-no-token", "run-upgrade", "run-malformed", "run-upstream-404"):
+        (row,) = await rows_of(sc, run_id)
+        got[run_id] = (row["outcome"], row["error_class"], row["status"])
+    assert got == {
+        "run-unknown": ("refused", "unknown_upstream", 404),
+        "run-forbidden": ("refused", "refused", 403),
+        "run-too-large": ("refused", "too_large", 413),
+        "run-no-token": ("refused", "unauthorized", 401),
+        "run-upgrade": ("refused", "not_implemented", 501),
+        "run-malformed": ("refused", "bad_request", 400),
+        "run-upstream-404": ("http_error", "client_error", 404),
+    }
 
 
 async def test_a_secret_in_every_position_is_stored_nowhere(rec, upstream):

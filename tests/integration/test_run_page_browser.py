@@ -105,3 +105,38 @@ async def test_failed_runs_list_links_to_the_run_page(admin):
         assert links == ["/runs/order-42"]
         await page.goto(f"{admin}{links[0]}")
         assert await page.evaluate("document.querySelectorAll('.wf-row[data-index]').length") == 3
+
+
+@pytest.fixture
+async def refused_run(request):
+    store, _ = await fresh_store(request.node.name)
+    await insert_rows(store, [
+        handoff_row("order-43", "crm.create_contact", at_ms=0, duration_ms=120, status=201, ts=T),
+        handoff_row("order-43", "", at_ms=150, duration_ms=100, status=413, ts=T + timedelta(milliseconds=150),
+                    outcome="refused", error_class="too_large", error_detail="request body of 5000 bytes exceeds 1000"),
+    ])
+    app = web.Application()
+    setup_routes(app, store)
+    async with serve(app) as base:
+        yield base
+    await store.close()
+
+
+async def test_a_refused_handoff_has_its_own_colour_and_opens_as_the_first_failure(refused_run, tmp_path):
+    async with chromium() as page:
+        await page.goto(f"{refused_run}/runs/order-43#first-failure")
+        detail = await page.evaluate("document.getElementById('detail').innerText")
+        assert "outcome refused · error too_large" in detail and "exceeds 1000" in detail
+        assert await page.evaluate("document.querySelector('.wf-row.selected').dataset.index") == "1"
+        rects = await page.evaluate(
+            "[...document.querySelectorAll('.bar')].map(b => { const r = b.getBoundingClientRect();"
+            " return [r.x, r.y, r.width, r.height]; })"
+        )
+        png = base64.b64decode((await page.send("Page.captureScreenshot", format="png"))["data"])
+        (Path(os.environ.get("SEAMLINE_SCREENSHOT_DIR", tmp_path)) / "run-page-refused.png").write_bytes(png)
+        _, _, pixels, bpp = decode_png(png)
+        x, y, _, h = rects[1]
+        r, g, b = pixel(pixels, bpp, int(x + 3), int(y + h / 2))
+        assert g > r and b > r and b > 80  # teal: neither the upstream's red nor ok's green
+        badge = await page.evaluate("getComputedStyle(document.querySelectorAll('.wf-row[data-index] .badge')[1]).color")
+        assert badge == "rgb(15, 118, 110)"

@@ -144,3 +144,35 @@ async def test_failed_runs_page_lists_failed_runs_with_escaped_links(admin):
 async def test_runs_page_bad_parameter_is_400(admin):
     resp = await admin.get("/runs", params={"since": "<b>soon</b>"})
     assert resp.status_code == 400 and "&lt;b&gt;soon&lt;/b&gt;" in resp.text
+
+
+@pytest.fixture
+async def refusals(request):
+    store, _ = await fresh_store(request.node.name)
+    await insert_rows(store, [
+        _now_row("order-r", "crm.create_contact", 0, duration_ms=40, status=201),
+        _now_row("order-r", "", 60, duration_ms=1, status=404, outcome="refused", error_class="unknown_upstream",
+                 error_detail="no upstream named 'biling' is configured"),
+        _now_row("order-fine", "crm.create_contact", 200, duration_ms=30),
+    ])
+    app = web.Application()
+    setup_routes(app, store)
+    async with serve(app) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            yield client
+    await store.close()
+
+
+async def test_runs_with_refusals_are_failed_runs_labelled_refused(refusals):
+    body = (await refusals.get("/api/runs", params={"failed": "true"})).json()
+    (run,) = body["runs"]
+    assert (run["run_id"], run["failed"], run["refused"], run["worst_outcome"]) == ("order-r", 1, 1, "refused")
+    assert [r["run_id"] for r in (await refusals.get("/api/runs", params={"outcome": "refused"})).json()["runs"]] == ["order-r"]
+    listing = (await refusals.get("/runs")).text
+    assert '<span class="badge o-refused" title="Seamline answered this call itself' in listing
+    assert "1 (1 refused)" in listing and "order-fine" not in listing
+    assert '<option value="refused">refused</option>' in listing
+    page = (await refusals.get("/runs/order-r")).text
+    rows = re.findall(r'<div class="wf-row (o-\w+)" role="listitem" tabindex="0" data-index="\d+"( data-failed)?>', page)
+    assert rows == [("o-ok", ""), ("o-refused", " data-failed")]
+    assert "<dt>failed</dt><dd>1 (1 refused)</dd>" in page and "unknown_upstream" in page

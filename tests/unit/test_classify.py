@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from seamline.classify import Classification, classify, parse_retry_after, token_expired, transport_error_class
+from seamline import errors
+from seamline.classify import Classification, classify, classify_own_answer, parse_retry_after, token_expired, transport_error_class
 from seamline.config import Contract
 from seamline.contracts import Evaluation, compile_contract
 
@@ -244,3 +245,56 @@ def test_request_missing_a_field_with_enforce_request_is_rejected() -> None:
 
 def test_request_validator_crash_is_not_a_contract_violation() -> None:
     assert run(200, req_violations=["request:validator_error:RuntimeError"], enforce="request") == ("ok", "none", -1.0)
+
+
+# -- Seamline's own answers -------------------------------------------------------------------------------------------
+
+REFUSALS = [
+    (errors.UnknownUpstream("nowhere"), "unknown_upstream"),
+    (errors.Forbidden("evil.example:443 is not a configured upstream"), "refused"),
+    (errors.PayloadTooLarge("request body exceeds 1000 bytes"), "too_large"),
+    (errors.Unauthorized("send a configured token"), "unauthorized"),
+    (errors.NotImplementedYet("Upgrade/WebSocket requests are not proxied yet"), "not_implemented"),
+    (errors.BadRequest("CONNECT target must be host:port"), "bad_request"),
+]
+
+
+@pytest.mark.parametrize(("err", "cls"), REFUSALS, ids=[c for _, c in REFUSALS])
+def test_each_seamline_refusal_is_refused_with_its_own_class(err: errors.ProxyError, cls: str) -> None:
+    assert err.error_class == cls
+    assert classify_own_answer(err.error_class, err.status) == ("refused", cls, -1.0)
+
+
+@pytest.mark.parametrize("cls", ["client_timeout", "client_disconnected", "internal"])
+def test_the_clients_failures_and_seamlines_own_are_refused_not_upstream_errors(cls: str) -> None:
+    assert classify_own_answer(cls, 408 if cls == "client_timeout" else 500).outcome == "refused"
+
+
+def test_refusal_is_decided_by_class_not_status() -> None:
+    # The same statuses from a refusal and from a failed upstream end differently.
+    assert classify_own_answer("unknown_upstream", 404).outcome == "refused"
+    assert classify_own_answer("too_large", 502).outcome == "refused"
+    assert run(404) == ("http_error", "client_error", -1.0)  # the upstream's own 404
+
+
+def test_request_contract_rejection_422_stays_a_contract_violation() -> None:
+    err = errors.ContractRejected("the request breaks the contract", violations=["request:schema:/amount:type"])
+    assert classify_own_answer(err.error_class, err.status) == ("contract_violation", "contract", -1.0)
+
+
+@pytest.mark.parametrize(
+    ("err", "cls"),
+    [
+        (errors.UpstreamTimeout("upstream did not answer in time"), "timeout"),
+        (errors.UpstreamError("cannot connect", "connect"), "connect"),
+        (errors.UpstreamError("TLS handshake failed", "tls"), "tls"),
+        (errors.UpstreamError("did not resolve", "dns"), "dns"),
+    ],
+)
+def test_502_and_504_for_a_failed_upstream_stay_transport_errors(err: errors.ProxyError, cls: str) -> None:
+    assert classify_own_answer(err.error_class, err.status) == ("transport_error", cls, -1.0)
+
+
+def test_an_unknown_own_class_stays_visible_as_an_error() -> None:
+    assert classify_own_answer("something_new", 409) == ("http_error", "something_new", -1.0)
+    assert classify_own_answer("something_new", 503) == ("transport_error", "something_new", -1.0)

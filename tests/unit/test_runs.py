@@ -108,6 +108,32 @@ async def test_list_runs_since_window(store):
     assert len(await runs.list_runs(store, since=timedelta(hours=2), now=now)) == 2
 
 
+async def test_runs_with_refusals_count_as_failed_and_are_labelled_refused(store):
+    rows = _ok_run("r-ok", 0) + _ok_run("r-refused", 100) + [
+        handoff_row("r-refused", "", at_ms=200, duration_ms=1, status=404, outcome="refused", error_class="unknown_upstream"),
+        handoff_row("r-mixed", "billing.charge", at_ms=300, status=0, outcome="transport_error", error_class="timeout"),
+        handoff_row("r-mixed", "billing.charge", at_ms=400, duration_ms=1, status=413, outcome="refused", error_class="too_large"),
+    ]
+    await insert_rows(store, rows)
+    got = {r["run_id"]: r for r in await runs.list_runs(store, failed=True)}
+    assert sorted(got) == ["r-mixed", "r-refused"]
+    refused = got["r-refused"]
+    assert (refused["failed"], refused["refused"], refused["worst_outcome"]) == (1, 1, "refused")
+    assert refused["error_classes"] == ["unknown_upstream"]
+    mixed = got["r-mixed"]
+    assert (mixed["failed"], mixed["refused"], mixed["worst_outcome"]) == (2, 1, "transport_error")
+    assert [r["run_id"] for r in await runs.list_runs(store, outcome="refused")] == ["r-mixed", "r-refused"]
+    summary = runs.summarize_run(await runs.get_run(store, "r-refused"))
+    assert (summary["failed"], summary["refused"], summary["worst_outcome"]) == (1, 1, "refused")
+    assert (await runs.list_runs(store, since=None))[-1]["refused"] == 0
+
+
+def test_a_refusal_ranks_below_every_upstream_failure():
+    assert runs.worst_outcome(["ok", "refused", "contract_violation"]) == "refused"
+    assert runs.worst_outcome(["refused", "http_error"]) == "http_error"
+    assert "refused" in runs.KNOWN_OUTCOMES and "refused" in runs.FAILED_OUTCOMES
+
+
 def test_worst_outcome_ranks_transport_errors_above_silent_failures():
     assert runs.worst_outcome(["ok", "silent_failure", "http_error"]) == "silent_failure"
     assert runs.worst_outcome(["silent_failure", "transport_error"]) == "transport_error"

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import json
+import re
 import socket
 from datetime import timedelta
 
@@ -102,6 +103,63 @@ def test_runs_listing():
     console, out = _console(False)
     terminal.render_runs({"runs": []}, console)
     assert "No runs match." in out.getvalue()
+
+
+REFUSED_RUN = {
+    "run_id": "order-0008-cd34ef",
+    "summary": {"first_ts": "2026-11-20T12:00:00+00:00", "duration_ms": 60.0, "handoffs": 2, "failed": 1, "refused": 1,
+                "worst_outcome": "refused", "error_classes": ["unknown_upstream"], "trace_ids": []},
+    "handoffs": [
+        {"handoff": "crm.create_contact", "method": "POST", "url": "http://127.0.0.1:5/v1/contacts", "status": 201,
+         "offset_ms": 0.0, "duration_ms": 40.0, "outcome": "ok", "error_class": "none", "attempt": 1},
+        {"handoff": "", "method": "POST", "url": "", "status": 404, "offset_ms": 50.0, "duration_ms": 1.0,
+         "outcome": "refused", "error_class": "unknown_upstream", "attempt": 1,
+         "error_detail": "no upstream named 'biling' is configured; the first path segment must be an upstream name"},
+    ],
+}
+
+
+def test_trace_labels_a_refused_handoff_as_seamlines_own_answer():
+    console, out = _console(False)
+    terminal.render_run(REFUSED_RUN, console)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "refused" in lines[0] and "1 failed (1 refused)" in lines[0]
+    row = next(line for line in lines if "404" in line)
+    assert "refused" in row and "unknown_upstream" in row
+    assert "refused by Seamline (unknown_upstream), not an upstream failure" in text
+    assert "no upstream named 'biling'" in text
+
+
+def test_trace_with_colour_gives_refused_its_own_style_not_the_upstreams_red():
+    console, out = _console(True)
+    terminal.render_run(REFUSED_RUN, console)
+    text = out.getvalue()
+    assert "\x1b[36mrefused" in text  # cyan
+    assert "\x1b[36munknown_upstream" in text and "\x1b[31munknown_upstream" not in text
+    assert re.search(r"\x1b\[36m *404", text) and not re.search(r"\x1b\[31m *404", text)
+    assert "\x1b[31mrefused" not in text and "\x1b[1;31mrefused" not in text
+
+
+def test_runs_listing_labels_runs_failed_only_by_refusals():
+    listing = {"runs": [
+        {"run_id": "order-0008-cd34ef", "last_ts": "2026-11-20T12:00:01+00:00", "handoffs": 2, "failed": 1, "refused": 1,
+         "worst_outcome": "refused", "error_classes": ["unknown_upstream"], "failed_handoffs": [""], "duration_ms": 60.0},
+        {"run_id": "order-0009-ef56ab", "last_ts": "2026-11-20T12:00:00+00:00", "handoffs": 3, "failed": 2, "refused": 1,
+         "worst_outcome": "transport_error", "error_classes": ["timeout", "too_large"], "failed_handoffs": ["billing.charge"],
+         "duration_ms": 900.0},
+    ], "count": 2}
+    console, out = _console(False)
+    terminal.render_runs(listing, console)
+    rows = out.getvalue().splitlines()
+    only = next(line for line in rows if "order-0008" in line)
+    assert "1 (1 refused)" in only and "refused" in only.split("1 (1 refused)")[1] and "unknown_upstream" in only
+    mixed = next(line for line in rows if "order-0009" in line)
+    assert "2 (1 refused)" in mixed and "transport_error" in mixed
+    console, out = _console(True)
+    terminal.render_runs(listing, console)
+    text = out.getvalue()
+    assert "\x1b[36m1 (1 refused)" in text and "\x1b[31m2 (1 refused)" in text  # all refusals: not red
 
 
 def _parse(*argv: str) -> argparse.Namespace:

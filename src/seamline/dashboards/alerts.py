@@ -21,7 +21,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from seamline.dashboards.common import HEALTH_UID, OVERVIEW_UID, RUN_VIEW_URL, UPSTREAMS_UID
 from seamline.dashboards.query import DATASOURCE_UID, Format, Query
-from seamline.dashboards.sql import HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_VALIDATED
+from seamline import outcomes as o
+from seamline.dashboards.sql import HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_UPSTREAM_CALL, IS_VALIDATED
 
 FOLDER: Final = "Seamline"
 FOLDER_UID: Final = "seamline"
@@ -82,7 +83,7 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         uid="seamline-success-rate-warning",
         title="Handoff business success rate below 95%",
         sql=(
-            f"SELECT handoff, round(100 * countIf(outcome = 'ok') / countIf({IS_VALIDATED}), 2) AS value "
+            f"SELECT handoff, round(100 * countIf(outcome = '{o.OK}') / countIf({IS_VALIDATED}), 2) AS value "
             f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff "
             # The critical rule owns everything below 80 %: one alert per handoff, not two.
             f"HAVING countIf({IS_VALIDATED}) >= {MIN_CALLS} AND value >= {SUCCESS_CRIT_PCT}"
@@ -93,14 +94,15 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         severity="warning",
         summary=f"{{{{ $labels.handoff }}}}: business success {_VALUE}% over 5 min (warning below {SUCCESS_WARN_PCT:g}%)",
         description="Validated calls of this handoff that ended ok (status, schema, assertions, echo) over the last 5 minutes. "
-        f"Needs {MIN_CALLS} validated calls. Open the run view to see failing runs and their violations.",
+        f"Needs {MIN_CALLS} validated calls (calls Seamline refused itself are not counted). "
+        "Open the run view to see failing runs and their violations.",
         anchor="success-rate",
     ),
     RuleSpec(
         uid="seamline-success-rate-critical",
         title="Handoff business success rate below 80%",
         sql=(
-            f"SELECT handoff, round(100 * countIf(outcome = 'ok') / countIf({IS_VALIDATED}), 2) AS value "
+            f"SELECT handoff, round(100 * countIf(outcome = '{o.OK}') / countIf({IS_VALIDATED}), 2) AS value "
             f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING countIf({IS_VALIDATED}) >= {MIN_CALLS}"
         ),
         window_s=300,
@@ -115,7 +117,7 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         uid="seamline-silent-failure-rate",
         title="Handoff silent-failure rate high",
         sql=(
-            f"SELECT handoff, round(100 * countIf(outcome = 'silent_failure') / countIf({IS_VALIDATED}), 2) AS value "
+            f"SELECT handoff, round(100 * countIf(outcome = '{o.SILENT_FAILURE}') / countIf({IS_VALIDATED}), 2) AS value "
             f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING countIf({IS_VALIDATED}) >= {MIN_CALLS}"
         ),
         window_s=600,
@@ -132,13 +134,13 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         title="Handoff p95 latency above twice its 7-day baseline",
         sql=(
             "SELECT c.handoff AS handoff, round(c.p95 / b.p95, 2) AS value FROM "
-            f"(SELECT handoff, quantile(0.95)(duration_ms) AS p95 FROM {HANDOFFS} WHERE $__timeFilter(ts) "
+            f"(SELECT handoff, quantile(0.95)(duration_ms) AS p95 FROM {HANDOFFS} WHERE $__timeFilter(ts) AND {IS_UPSTREAM_CALL} "
             f"GROUP BY handoff HAVING count() >= {MIN_CALLS}) AS c "
             "INNER JOIN "
             # Baseline from the per-minute rollup, excluding the last hour so a slow-down does not raise its own bar.
             "(SELECT handoff, arrayElement(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_q), 3) AS p95 "
             "FROM handoffs_1m WHERE minute >= $__toTime - INTERVAL 7 DAY AND minute < $__toTime - INTERVAL 1 HOUR "
-            f"GROUP BY handoff HAVING sum(calls) >= {LATENCY_BASELINE_MIN_CALLS} AND p95 > 0) AS b "
+            f"AND {IS_UPSTREAM_CALL} GROUP BY handoff HAVING sum(calls) >= {LATENCY_BASELINE_MIN_CALLS} AND p95 > 0) AS b "
             "ON c.handoff = b.handoff"
         ),
         window_s=600,
@@ -181,15 +183,17 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         uid="seamline-error-rate",
         title="Handoff error rate above 50%",
         sql=(
-            f"SELECT handoff, round(100 * countIf({IS_ERROR}) / count(), 2) AS value "
-            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING count() >= {ERROR_MIN_CALLS}"
+            # Seamline's own refusals are neither errors nor calls here: an upstream that was never called cannot fail.
+            f"SELECT handoff, round(100 * countIf({IS_ERROR}) / countIf({IS_UPSTREAM_CALL}), 2) AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY handoff HAVING countIf({IS_UPSTREAM_CALL}) >= {ERROR_MIN_CALLS}"
         ),
         window_s=600,
         op="gt",
         threshold=ERROR_PCT,
         severity="critical",
         summary=f"{{{{ $labels.handoff }}}}: {_VALUE}% of calls failed at the HTTP or transport level (10 min)",
-        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). The upstream is down or refusing us.",
+        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). The upstream is down or refusing us. "
+        "Calls Seamline refused itself (unknown upstream, too large, …) are not counted.",
         anchor="error-rate",
         dashboard_uid=UPSTREAMS_UID,
         for_="1m",

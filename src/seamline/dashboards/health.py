@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import dashboard as dsb
 
 from seamline.dashboards.common import HEALTH_UID, shell
 from seamline.dashboards.panels import PanelIds, multi_variable, stat_panel, table_panel, time_series
-from seamline.dashboards.sql import HANDOFFS, HEALTH
+from seamline.dashboards.sql import HANDOFFS, HEALTH, IS_REFUSED
 
 INSTANCE = "$__conditionalAll(proxy_instance IN (${instance:singlequote}), $instance)"
 HF = f"$__timeFilter(ts) AND {INSTANCE}"
@@ -86,6 +86,19 @@ def build() -> dsb.Dashboard:
             f"SELECT $__timeInterval(ts) AS time, proxy_instance, count() AS events FROM {HANDOFFS} "
             f"WHERE $__timeFilter(ts) AND {INSTANCE} GROUP BY time, proxy_instance ORDER BY time",
             description="What actually reached ClickHouse, per sidecar instance.",
+        )
+    )
+    d = d.with_panel(
+        time_series(
+            ids,
+            "Refused by Seamline per instance",
+            f"SELECT $__timeInterval(ts) AS time, concat(proxy_instance, ' ', error_class) AS series, count() AS refused "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) AND {INSTANCE} AND {IS_REFUSED} GROUP BY time, series ORDER BY time",
+            description="Calls an instance answered itself (unknown upstream, refused target, too large, unknown client token, "
+            "not implemented, malformed request), by reason. A burst after a deploy usually means a config or client mismatch.",
+            w=24,
+            bars=True,
+            stacked=True,
         )
     )
     return d

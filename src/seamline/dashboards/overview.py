@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dsb
 
+from seamline import outcomes as o
 from seamline.dashboards.common import OVERVIEW_UID, RUNS_URL, shell
 from seamline.dashboards.panels import PanelIds, multi_variable, stat_panel, table_panel, time_series
 from seamline.dashboards.sql import (
@@ -11,6 +12,9 @@ from seamline.dashboards.sql import (
     HANDOFFS,
     HTTP_SUCCESS_PCT,
     IS_FAILED,
+    IS_REFUSED,
+    IS_UPSTREAM_CALL,
+    IS_VALIDATED,
     var_filter,
     where,
 )
@@ -21,11 +25,12 @@ F = where(*VARS)
 # The rollup's time column is `minute`.
 RF = where(*VARS, time_column="minute")
 
-# Rates from the per-minute rollup (outcome and error_class are rollup keys).
-R_BUSINESS = "round(100 * sumIf(calls, outcome = 'ok') / nullIf(sumIf(calls, outcome != 'unvalidated'), 0), 2)"
+# Rates from the per-minute rollup (outcome and error_class are rollup keys). Seamline's own refusals are left
+# out of both: the upstream never judged them (they have their own panel).
+R_BUSINESS = f"round(100 * sumIf(calls, outcome = '{o.OK}') / nullIf(sumIf(calls, {IS_VALIDATED}), 0), 2)"
 R_HTTP = (
-    "round(100 * (sum(calls) - sum(status_4xx) - sum(status_5xx) - sumIf(calls, outcome = 'transport_error'))"
-    " / nullIf(sum(calls), 0), 2)"
+    f"round(100 * (sumIf(calls, {IS_UPSTREAM_CALL}) - sumIf(status_4xx, {IS_UPSTREAM_CALL}) - sumIf(status_5xx, {IS_UPSTREAM_CALL})"
+    f" - sumIf(calls, outcome = '{o.TRANSPORT_ERROR}')) / nullIf(sumIf(calls, {IS_UPSTREAM_CALL}), 0), 2)"
 )
 
 
@@ -35,7 +40,7 @@ def build() -> dsb.Dashboard:
         OVERVIEW_UID,
         "Seamline / Handoff overview",
         "Per handoff: volume against its 7-day baseline, HTTP vs business success (the silent-failure gap), "
-        "latency percentiles, error classes, retries and the most frequent contract violations.",
+        "latency percentiles, error classes, Seamline's own refusals, retries and the most frequent contract violations.",
     )
     for name, label in (("tenant", "Tenant"), ("source_app", "Source app"), ("upstream", "Upstream"), ("handoff", "Handoff")):
         d = d.with_variable(multi_variable(name, label))
@@ -45,28 +50,38 @@ def build() -> dsb.Dashboard:
     d = d.with_panel(
         stat_panel(
             ids, "HTTP success", f"SELECT {HTTP_SUCCESS_PCT} AS http_success FROM {HANDOFFS} WHERE {F}",
-            unit="percent", w=5, steps=[(None, "red"), (80, "orange"), (95, "green")],
-            description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees.",
+            unit="percent", w=4, steps=[(None, "red"), (80, "orange"), (95, "green")],
+            description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees. Calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
         stat_panel(
             ids, "Business success", f"SELECT {BUSINESS_SUCCESS_PCT} AS business_success FROM {HANDOFFS} WHERE {F}",
-            unit="percent", w=5, steps=[(None, "red"), (80, "orange"), (95, "green")],
-            description="Share of validated calls whose outcome is ok (contract, assertions, echo checks passed).",
+            unit="percent", w=4, steps=[(None, "red"), (80, "orange"), (95, "green")],
+            description="Share of validated calls whose outcome is ok (contract, assertions, echo checks passed). "
+            "Unvalidated calls and calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Silent failures", f"SELECT countIf(outcome = 'silent_failure') AS silent_failures FROM {HANDOFFS} WHERE {F}",
-            w=5, steps=[(None, "green"), (1, "red")],
+            ids, "Silent failures", f"SELECT countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures FROM {HANDOFFS} WHERE {F}",
+            w=4, steps=[(None, "green"), (1, "red")],
             description="2xx answers that failed in business terms (e.g. a payment 200 with status declined).",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "p95 latency", f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F}",
-            unit="ms", w=5,
+            ids, "Refused by Seamline", f"SELECT countIf({IS_REFUSED}) AS refused FROM {HANDOFFS} WHERE {F}",
+            w=4, steps=[(None, "green"), (1, "orange")],
+            description="Calls Seamline answered itself (unknown upstream, refused target, body too large, unknown client "
+            "token, not implemented, malformed request): the app's or the configuration's problem, never the upstream's, "
+            "so no success or error rate counts them.",
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            ids, "p95 latency", f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL}",
+            unit="ms", w=4,
         )
     )
 
@@ -94,7 +109,8 @@ def build() -> dsb.Dashboard:
             "HTTP success vs business success",
             f"SELECT $__timeInterval(minute) AS time, {R_HTTP} AS http_success, {R_BUSINESS} AS business_success "
             f"FROM {ROLLUP} WHERE {RF} GROUP BY time ORDER BY time",
-            description="The gap between the two lines is the silent-failure gap: calls HTTP monitoring counts as fine.",
+            description="The gap between the two lines is the silent-failure gap: calls HTTP monitoring counts as fine. "
+            "Calls Seamline refused itself are in neither line.",
             unit="percent",
         )
     )
@@ -105,7 +121,8 @@ def build() -> dsb.Dashboard:
             f"SELECT handoff, count() AS calls, {HTTP_SUCCESS_PCT} AS http_success_pct, "
             f"{BUSINESS_SUCCESS_PCT} AS business_success_pct, "
             f"round(http_success_pct - business_success_pct, 2) AS gap_pp, "
-            f"countIf(outcome = 'silent_failure') AS silent_failures, countIf({IS_FAILED}) AS failed "
+            f"countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures, countIf({IS_FAILED}) AS failed, "
+            f"countIf({IS_REFUSED}) AS refused "
             f"FROM {HANDOFFS} WHERE {F} GROUP BY handoff ORDER BY gap_pp DESC, failed DESC",
             w=12,
             h=8,
@@ -121,7 +138,7 @@ def build() -> dsb.Dashboard:
             "Latency p50 / p95 / p99",
             f"SELECT $__timeInterval(minute) AS time, "
             f"quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_q) AS q, q[1] AS p50, q[3] AS p95, q[4] AS p99 "
-            f"FROM {ROLLUP} WHERE {RF} GROUP BY time ORDER BY time",
+            f"FROM {ROLLUP} WHERE {RF} AND {IS_UPSTREAM_CALL} GROUP BY time ORDER BY time",
             unit="ms",
         )
     )
@@ -131,7 +148,7 @@ def build() -> dsb.Dashboard:
             "Latency by handoff",
             f"SELECT handoff, count() AS calls, round(quantile(0.5)(duration_ms), 1) AS p50_ms, "
             f"round(quantile(0.95)(duration_ms), 1) AS p95_ms, round(quantile(0.99)(duration_ms), 1) AS p99_ms, "
-            f"round(max(duration_ms), 1) AS max_ms FROM {HANDOFFS} WHERE {F} GROUP BY handoff ORDER BY p95_ms DESC",
+            f"round(max(duration_ms), 1) AS max_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL} GROUP BY handoff ORDER BY p95_ms DESC",
             w=12,
             h=8,
         )
@@ -143,7 +160,20 @@ def build() -> dsb.Dashboard:
             ids,
             "Error classes over time",
             f"SELECT $__timeInterval(minute) AS time, error_class, sum(calls) AS calls FROM {ROLLUP} "
-            f"WHERE {RF} AND error_class != 'none' GROUP BY time, error_class ORDER BY time",
+            f"WHERE {RF} AND error_class != '{o.NONE}' AND {IS_UPSTREAM_CALL} GROUP BY time, error_class ORDER BY time",
+            description="Error classes of the calls that reached the upstream; Seamline's own refusals are on the right.",
+            bars=True,
+            stacked=True,
+        )
+    )
+    d = d.with_panel(
+        time_series(
+            ids,
+            "Refused by Seamline over time",
+            f"SELECT $__timeInterval(minute) AS time, concat('refused: ', error_class) AS series, sum(calls) AS calls "
+            f"FROM {ROLLUP} WHERE {RF} AND {IS_REFUSED} GROUP BY time, series ORDER BY time",
+            description="Calls Seamline answered itself, by reason (unknown_upstream, refused, too_large, unauthorized, "
+            "not_implemented, bad_request…). Not upstream failures: fix the caller or the configuration.",
             bars=True,
             stacked=True,
         )
@@ -178,7 +208,7 @@ def build() -> dsb.Dashboard:
             f"SELECT violation, handoff, count() AS events, max(ts) AS last_seen "
             f"FROM {HANDOFFS} ARRAY JOIN violations AS violation WHERE {F} "
             f"GROUP BY violation, handoff ORDER BY events DESC LIMIT 50",
-            w=12,
+            w=24,
             h=8,
         )
     )

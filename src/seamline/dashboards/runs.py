@@ -8,24 +8,24 @@ from grafana_foundation_sdk.models import dashboard as dm
 from seamline.dashboards.common import RUN_LINK, RUN_VIEW_UID, RUNS_UID, shell
 from seamline.dashboards.panels import PanelIds, multi_variable, raw_panel, stat_panel, table_panel, time_series
 from seamline.dashboards.query import Format
-from seamline.dashboards.sql import FAILED_OUTCOMES, HANDOFFS, IS_FAILED, TRACES, var_filter, where
+from seamline.dashboards.sql import HANDOFFS, IS_FAILED, IS_REFUSED, IS_RUN_FAILED, RUN_FAILED_OUTCOMES, TRACES, var_filter, where
 
 RUN = "run_id = ${run_id:singlequote}"
 
 
 def failed_runs_sql(variables: tuple[str, ...], limit: int = 200) -> str:
-    """Runs with at least one failed handoff (among the selected handoffs), newest first."""
+    """Runs with at least one failed handoff (among the selected handoffs), newest first; refusals count as failed."""
     return (
         f"SELECT run_id, min(ts) AS started, max(ts) AS last_call, count() AS calls, "
-        f"countIf({IS_FAILED}) AS failed_calls, "
-        f"groupUniqArrayIf(handoff, {IS_FAILED}) AS failed_handoffs, "
-        f"argMinIf(outcome, ts, {IS_FAILED}) AS first_failure, "
-        f"argMinIf(error_class, ts, {IS_FAILED}) AS first_error_class, "
+        f"countIf({IS_RUN_FAILED}) AS failed_calls, countIf({IS_REFUSED}) AS refused_calls, "
+        f"groupUniqArrayIf(handoff, {IS_RUN_FAILED}) AS failed_handoffs, "
+        f"argMinIf(outcome, ts, {IS_RUN_FAILED}) AS first_failure, "
+        f"argMinIf(error_class, ts, {IS_RUN_FAILED}) AS first_error_class, "
         f"any(tenant) AS run_tenant, any(source_app) AS run_source_app "
         f"FROM {HANDOFFS} WHERE $__timeFilter(ts) AND run_id != '' "
         f"AND {var_filter(*(v for v in variables if v != 'handoff'))} "
         f"GROUP BY run_id "
-        f"HAVING countIf({IS_FAILED} AND {var_filter('handoff')}) > 0 "
+        f"HAVING countIf({IS_RUN_FAILED} AND {var_filter('handoff')}) > 0 "
         f"ORDER BY last_call DESC LIMIT {limit}"
     )
 
@@ -37,7 +37,7 @@ def build_runs() -> dsb.Dashboard:
     for name, label in (("tenant", "Tenant"), ("source_app", "Source app"), ("handoff", "Failed handoff")):
         d = d.with_variable(multi_variable(name, label))
     run_stats = (
-        f"SELECT run_id, countIf({IS_FAILED}) > 0 AS failed FROM {HANDOFFS} "
+        f"SELECT run_id, countIf({IS_RUN_FAILED}) > 0 AS failed FROM {HANDOFFS} "
         f"WHERE {where('tenant', 'source_app', 'handoff')} AND run_id != '' GROUP BY run_id"
     )
     d = d.with_panel(stat_panel(ids, "Runs", f"SELECT count() AS runs FROM ({run_stats})", w=6))
@@ -48,9 +48,11 @@ def build_runs() -> dsb.Dashboard:
         time_series(
             ids,
             "Runs started: ok vs failed",
-            f"SELECT $__timeInterval(started) AS time, if(failed, 'failed', 'ok') AS result, count() AS runs FROM ("
-            f"SELECT run_id, min(ts) AS started, countIf({IS_FAILED}) > 0 AS failed FROM {HANDOFFS} "
-            f"WHERE {where('tenant', 'source_app', 'handoff')} AND run_id != '' GROUP BY run_id) "
+            # A run whose only failures are Seamline's refusals is told apart: its upstreams were fine.
+            f"SELECT $__timeInterval(started) AS time, multiIf(failed, 'failed', refused, 'refused by Seamline', 'ok') AS result, "
+            f"count() AS runs FROM ("
+            f"SELECT run_id, min(ts) AS started, countIf({IS_FAILED}) > 0 AS failed, countIf({IS_REFUSED}) > 0 AS refused "
+            f"FROM {HANDOFFS} WHERE {where('tenant', 'source_app', 'handoff')} AND run_id != '' GROUP BY run_id) "
             f"GROUP BY time, result ORDER BY time",
             w=12,
             h=4,
@@ -65,7 +67,8 @@ def build_runs() -> dsb.Dashboard:
             failed_runs_sql(vars_),
             h=16,
             links={"run_id": ("Open run", RUN_LINK)},
-            description=f"Failed = an outcome in {FAILED_OUTCOMES}. Filtered by handoff, a run is listed when that handoff failed in it.",
+            description=f"Failed = an outcome in {RUN_FAILED_OUTCOMES} (refused: Seamline answered the call itself; "
+            "refused_calls counts those). Filtered by handoff, a run is listed when that handoff failed in it.",
         )
     )
     return d

@@ -8,22 +8,35 @@ from __future__ import annotations
 
 from typing import Final
 
+from seamline import outcomes as o
+from seamline.outcomes import sql_list
+
 HANDOFFS: Final = "handoffs"
 HEALTH: Final = "seamline_health"
 TRACES: Final = "otel_traces"
 
-# Business failure: every outcome that is neither `ok` nor `unvalidated`.
-FAILED_OUTCOMES: Final = "('silent_failure', 'contract_violation', 'http_error', 'transport_error')"
+# Business failure of a call that was made: every outcome that is neither `ok`, `unvalidated` nor `refused`.
+FAILED_OUTCOMES: Final = sql_list(o.FAILED_OUTCOMES)
 IS_FAILED: Final = f"outcome IN {FAILED_OUTCOMES}"
+# A run's step that did not succeed, Seamline's refusals included (the Runs dashboard, like `seamline runs --failed`).
+RUN_FAILED_OUTCOMES: Final = sql_list(o.RUN_FAILED_OUTCOMES)
+IS_RUN_FAILED: Final = f"outcome IN {RUN_FAILED_OUTCOMES}"
+# Seamline answered itself (unknown upstream, refused target, too large…): the upstream was never judged.
+IS_REFUSED: Final = f"outcome = '{o.REFUSED}'"
+# Calls that reached the upstream's judgement: the denominator of every upstream-health rate (HTTP, errors).
+IS_UPSTREAM_CALL: Final = f"outcome != '{o.REFUSED}'"
 # Calls whose business outcome is known (the denominator of every business rate).
-IS_VALIDATED: Final = "outcome != 'unvalidated'"
+IS_VALIDATED: Final = f"outcome NOT IN {sql_list(o.NOT_JUDGED_OUTCOMES)}"
 # Plain HTTP monitoring's idea of success: a 2xx/3xx answer arrived.
 IS_HTTP_OK: Final = "status >= 200 AND status < 400"
-IS_ERROR: Final = "outcome IN ('http_error', 'transport_error')"
-IS_AUTH_FAILURE: Final = "error_class IN ('auth', 'auth_expired')"
+IS_ERROR: Final = f"outcome IN {sql_list(o.ERROR_OUTCOMES)}"
+IS_AUTH_FAILURE: Final = f"error_class IN {sql_list(sorted(o.AUTH_CLASSES))}"
+IS_TIMEOUT: Final = f"error_class = '{o.TIMEOUT}'"
 
-BUSINESS_SUCCESS_PCT: Final = f"round(100 * countIf(outcome = 'ok') / nullIf(countIf({IS_VALIDATED}), 0), 2)"
-HTTP_SUCCESS_PCT: Final = f"round(100 * countIf({IS_HTTP_OK}) / nullIf(count(), 0), 2)"
+BUSINESS_SUCCESS_PCT: Final = f"round(100 * countIf(outcome = '{o.OK}') / nullIf(countIf({IS_VALIDATED}), 0), 2)"
+HTTP_SUCCESS_PCT: Final = f"round(100 * countIf({IS_HTTP_OK} AND {IS_UPSTREAM_CALL}) / nullIf(countIf({IS_UPSTREAM_CALL}), 0), 2)"
+# Upstream error rate: HTTP or transport errors among the calls Seamline did not refuse.
+ERROR_PCT: Final = f"round(100 * countIf({IS_ERROR}) / nullIf(countIf({IS_UPSTREAM_CALL}), 0), 2)"
 
 # Dashboard variable name -> column. Each is a multi-value variable with "All".
 VARIABLE_COLUMNS: Final = {

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from seamline import outcomes as o
 from seamline.demo.mocks import BY_HANDOFF
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
@@ -113,12 +114,12 @@ def classify(resp: httpx.Response) -> str:
         if cls:
             return str(cls)
     if resp.status_code == 429:
-        return "rate_limited"
+        return o.RATE_LIMITED
     if resp.status_code in (401, 403):
-        return "auth_expired" if 'error="invalid_token"' in resp.headers.get("www-authenticate", "") else "auth"
+        return o.AUTH_EXPIRED if 'error="invalid_token"' in resp.headers.get("www-authenticate", "") else o.AUTH
     if resp.status_code >= 500:
-        return "server_error"
-    return "client_error"
+        return o.SERVER_ERROR
+    return o.CLIENT_ERROR
 
 
 class Workflow:
@@ -153,10 +154,10 @@ class Workflow:
                 resp = await self.http.request(ep.method, url, json=body, headers=headers)
             except httpx.TimeoutException as e:
                 self.result.calls.append((handoff, attempt, 0))
-                failure = StepFailed(handoff, 0, "timeout", str(e))
+                failure = StepFailed(handoff, 0, o.TIMEOUT, str(e))
             except httpx.TransportError as e:
                 self.result.calls.append((handoff, attempt, 0))
-                failure = StepFailed(handoff, 0, "connect", str(e))
+                failure = StepFailed(handoff, 0, o.CONNECT, str(e))
             else:
                 self.result.calls.append((handoff, attempt, resp.status_code))
                 if resp.is_success:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from seamline.event import COLUMNS
+from seamline.outcomes import OK
 
 if TYPE_CHECKING:
     from seamline.record.store import Store
@@ -145,6 +146,8 @@ def rollup_ddl(ctx: Ctx) -> list[str]:
 
     Read with sum(calls), sum(duration_sum)/sum(calls), max(duration_max),
     quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_q) (an array: [p50, p90, p95, p99]).
+    `errors` counts every outcome but ok, Seamline's own refusals included (their 4xx/5xx land in status_4xx /
+    status_5xx too): upstream-health readers filter on the `outcome` key (seamline.outcomes) instead.
     """
     keys = ",\n    ".join(f"`{k}` LowCardinality(String)" for k in _ROLLUP_KEYS)
     dedup = "" if ctx.cluster else f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
@@ -173,7 +176,7 @@ def rollup_ddl(ctx: Ctx) -> list[str]:
         f"TO {ctx.name('handoffs_1m')} AS\n"
         f"SELECT toStartOfMinute(ts) AS minute, {key_list},\n"
         f"    count() AS calls,\n"
-        f"    countIf(outcome != 'ok') AS errors,\n"
+        f"    countIf(outcome != '{OK}') AS errors,\n"
         f"    countIf(status >= 500) AS status_5xx,\n"
         f"    countIf(status >= 400 AND status < 500) AS status_4xx,\n"
         f"    countIf(attempt > 1) AS retries,\n"

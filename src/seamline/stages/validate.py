@@ -13,10 +13,11 @@ from urllib.parse import parse_qsl
 import orjson
 
 from seamline.capture import RenderedBody, decode_content, parse_content_type
-from seamline.classify import Classification, classify
+from seamline.classify import Classification, classify, classify_own_answer
 from seamline.config import Config, ConfigError
 from seamline.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 from seamline.exchange import Exchange
+from seamline.outcomes import NONE, SEAMLINE_REFUSAL_CLASSES
 
 
 def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -80,7 +81,7 @@ class Validator:
         """(evaluation, classification, request violations) for a finished exchange."""
         contract = self.contracts.get(ex.handoff)
         resp_headers = _lower(ex.response_headers)
-        transport = ex.error_class if (ex.status == 0 and ex.error_class != "none") else None
+        transport = ex.error_class if (ex.status == 0 and ex.error_class != NONE) else None
         evaluation: Evaluation | None = None
         req_violations = list(ex.request_violations)
         enforce = contract.enforce if contract is not None else "record"
@@ -103,13 +104,10 @@ class Validator:
                 response_not_json=_not_json(resp_body, resp_headers),
                 request_truncated=req_body.truncated,
             )
-        if ex.error_status and not ex.status:
-            # Seamline answered itself (refused, unknown upstream, 422, …): not an upstream outcome.
-            if ex.error_class == "contract":
-                return None, Classification("contract_violation", "contract", -1.0), req_violations
-            if transport is not None and ex.error_status in (502, 504):
-                return None, classify(None, {}, transport, None, [], "record"), req_violations
-            return None, Classification("http_error" if ex.error_status < 500 else "transport_error", ex.error_class, -1.0), req_violations
+        if not ex.status and (ex.error_status or ex.error_class in SEAMLINE_REFUSAL_CLASSES):
+            # Seamline answered itself (refused, unknown upstream, 422, a 504 for a silent upstream…), or gave up on
+            # the client before any upstream status: the error class decides, not the status.
+            return None, classify_own_answer(ex.error_class, ex.error_status), req_violations
         body = resp_body.parsed_json if resp_body.is_json else None
         result = classify(ex.status or None, resp_headers, transport, evaluation, req_violations, enforce, body=body)
         return evaluation, result, req_violations

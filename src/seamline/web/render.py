@@ -14,7 +14,10 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from seamline.runs import KNOWN_OUTCOMES
+from seamline import outcomes as o
+from seamline.runs import FAILED_OUTCOMES, KNOWN_OUTCOMES
+
+REFUSED_TITLE = "Seamline answered this call itself (see the error class): not a failure of the upstream"
 
 
 @cache
@@ -56,6 +59,19 @@ def outcome_class(outcome: str) -> str:
     return f"o-{outcome}" if outcome in KNOWN_OUTCOMES else "o-other"
 
 
+def _badge(outcome: str, *, empty: str = "—", coloured: bool = True) -> str:
+    """The outcome as a badge (`coloured=False` inside a row that carries the outcome class itself)."""
+    cls = f"badge {outcome_class(outcome)}" if coloured else "badge"
+    title = f' title="{e(REFUSED_TITLE)}"' if outcome == o.REFUSED else ""
+    return f'<span class="{cls}"{title}>{e(outcome or empty)}</span>'
+
+
+def _failed(summary: dict[str, Any]) -> str:
+    """`3 (1 refused)`: Seamline's own refusals count as failed steps but are told apart."""
+    failed, refused = int(summary.get("failed") or 0), int(summary.get("refused") or 0)
+    return f"{failed} ({refused} refused)" if refused else str(failed)
+
+
 def _page(title: str, body: str, *, nonce: str, script: str = "") -> str:
     js = f'<script nonce="{e(nonce)}">{script}</script>' if script else ""
     return (
@@ -91,16 +107,18 @@ def waterfall(rows: list[dict[str, Any]], total_ms: float) -> str:
         status = int(row.get("status") or 0)
         attempt = int(row.get("attempt") or 1)
         err = str(row.get("error_class") or "")
-        err = "" if err == "none" else err
+        err = "" if err == o.NONE else err
+        # data-failed marks the rows `#first-failure` may open (run.js keeps no outcome list of its own).
+        failed = " data-failed" if outcome in FAILED_OUTCOMES else ""
         out.append(
-            f'<div class="wf-row {outcome_class(outcome)}" role="listitem" tabindex="0" data-index="{i}">'
+            f'<div class="wf-row {outcome_class(outcome)}" role="listitem" tabindex="0" data-index="{i}"{failed}>'
             f'<span class="num">+{_ms(offset)}</span>'
-            f'<span class="name">{e(row.get("handoff"))}{f" <small>(attempt {attempt})</small>" if attempt > 1 else ""}</span>'
+            f'<span class="name">{e(row.get("handoff") or "—")}{f" <small>(attempt {attempt})</small>" if attempt > 1 else ""}</span>'
             f'<span class="req"><b>{e(row.get("method"))}</b> {e(_path(str(row.get("url") or "")))}</span>'
             f'<span class="num">{status or "—"}</span>'
             f'<span class="track"><span class="bar" style="left:{left:.3f}%;width:{width:.3f}%"></span></span>'
             f'<span class="num">{_ms(dur)}</span>'
-            f'<span class="badge">{e(outcome or "—")}</span>'
+            f"{_badge(outcome, coloured=False)}"
             f'<span class="err">{e(err)}</span>'
             "</div>"
         )
@@ -117,14 +135,14 @@ def run_page(run: dict[str, Any], *, data_json: str, nonce: str) -> str:
         ("started", _ts(s.get("first_ts"))),
         ("duration", _ms(s.get("duration_ms"))),
         ("handoffs", s.get("handoffs")),
-        ("failed", s.get("failed")),
+        ("failed", _failed(s)),
         ("error classes", ", ".join(s.get("error_classes") or []) or "—"),
         ("violations", ", ".join(violations) or "—"),
         ("trace", ", ".join(s.get("trace_ids") or []) or "—"),
     ]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
     body = (
-        f'<h1>Run <code>{e(run["run_id"])}</code> <span class="badge {outcome_class(worst)}">{e(worst or "—")}</span></h1>'
+        f'<h1>Run <code>{e(run["run_id"])}</code> {_badge(worst)}</h1>'
         f'<dl class="facts">{dl}</dl>'
         f'<h2>Timeline</h2>{waterfall(rows, float(s.get("duration_ms") or 0))}'
         '<p class="hint">Click a handoff to see its redacted request and response.</p>'
@@ -136,8 +154,8 @@ def run_page(run: dict[str, Any], *, data_json: str, nonce: str) -> str:
 
 def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -> str:
     options = "".join(
-        f'<option value="{e(o)}"{" selected" if o == form.get("outcome") else ""}>{e(o or "any outcome")}</option>'
-        for o in ("", *KNOWN_OUTCOMES)
+        f'<option value="{e(x)}"{" selected" if x == form.get("outcome") else ""}>{e(x or "any outcome")}</option>'
+        for x in ("", *KNOWN_OUTCOMES)
     )
     checked = " checked" if form.get("failed") else ""
     filters = (
@@ -159,8 +177,8 @@ def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -
                 "<tr>"
                 f"<td>{e(_ts(r.get('last_ts')))}</td>"
                 f'<td><a href="{e(run_href(str(r["run_id"])))}"><code>{e(r["run_id"])}</code></a></td>'
-                f'<td class="num">{e(r.get("handoffs"))}</td><td class="num">{e(r.get("failed"))}</td>'
-                f'<td><span class="badge {outcome_class(worst)}">{e(worst)}</span></td>'
+                f'<td class="num">{e(r.get("handoffs"))}</td><td class="num">{e(_failed(r))}</td>'
+                f"<td>{_badge(worst, empty='')}</td>"
                 f"<td>{e(', '.join(r.get('error_classes') or []))}</td>"
                 f"<td>{e(', '.join(r.get('failed_handoffs') or []))}</td>"
                 f'<td class="num">{e(_ms(r.get("duration_ms")))}</td>'

@@ -61,6 +61,7 @@
       if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); show(index); }
     });
   });
-  var failed = data.handoffs.findIndex(function (h) { return h.outcome && h.outcome !== "ok" && h.outcome !== "unvalidated"; });
-  if (location.hash === "#first-failure" && failed >= 0) show(failed);
+  // The server marks failed rows (Seamline's refusals included): the outcome vocabulary lives in Python only.
+  var failed = document.querySelector(".wf-row[data-failed]");
+  if (location.hash === "#first-failure" && failed) show(Number(failed.getAttribute("data-index")));
 })();
