@@ -107,7 +107,7 @@ def test_runs_listing():
 
 REFUSED_RUN = {
     "run_id": "order-0008-cd34ef",
-    "summary": {"first_ts": "2026-11-20T12:00:00+00:00", "duration_ms": 60.0, "handoffs": 2, "failed": 1, "refused": 1,
+    "summary": {"first_ts": STARTED.isoformat(), "duration_ms": 60.0, "handoffs": 2, "failed": 1, "refused": 1,
                 "worst_outcome": "refused", "error_classes": ["unknown_upstream"], "trace_ids": []},
     "handoffs": [
         {"handoff": "crm.create_contact", "method": "POST", "url": "http://127.0.0.1:5/v1/contacts", "status": 201,
@@ -143,9 +143,9 @@ def test_trace_with_colour_gives_refused_its_own_style_not_the_upstreams_red():
 
 def test_runs_listing_labels_runs_failed_only_by_refusals():
     listing = {"runs": [
-        {"run_id": "order-0008-cd34ef", "last_ts": "2026-11-20T12:00:01+00:00", "handoffs": 2, "failed": 1, "refused": 1,
+        {"run_id": "order-0008-cd34ef", "last_ts": (STARTED + timedelta(seconds=1)).isoformat(), "handoffs": 2, "failed": 1, "refused": 1,
          "worst_outcome": "refused", "error_classes": ["unknown_upstream"], "failed_handoffs": [""], "duration_ms": 60.0},
-        {"run_id": "order-0009-ef56ab", "last_ts": "2026-11-20T12:00:00+00:00", "handoffs": 3, "failed": 2, "refused": 1,
+        {"run_id": "order-0009-ef56ab", "last_ts": STARTED.isoformat(), "handoffs": 3, "failed": 2, "refused": 1,
          "worst_outcome": "transport_error", "error_classes": ["timeout", "too_large"], "failed_handoffs": ["billing.charge"],
          "duration_ms": 900.0},
     ], "count": 2}
