@@ -58,6 +58,10 @@ class Timeouts(_Model):
     request_body_idle: float = Field(
         30.0, gt=0, description="Max gap between two chunks of the client's request body (then 408, class client_timeout)."
     )
+    websocket_idle: float = Field(
+        300.0, gt=0,
+        description="A proxied WebSocket with no frame either way (pings count) for this long is closed, 1001 to both sides.",
+    )
 
 
 class HeaderRedaction(_Model):

@@ -38,7 +38,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
     Column("handoff", "LowCardinality(String)", "", "Handoff name, or <upstream>.other."),
     Column("upstream", "LowCardinality(String)", "", "Upstream name."),
     Column("step", "LowCardinality(String)", "", "Workflow step label."),
-    Column("mode", "LowCardinality(String)", "", "reverse | forward | connect"),
+    Column("mode", "LowCardinality(String)", "", "reverse | forward | connect | websocket"),
     Column("attempt", "UInt16", 1, "Attempt number (X-Seamline-Attempt or Idempotency-Key repeats)."),
     Column("idempotency_key", "String", "", "Idempotency-Key header if sent."),
     Column("safety", "LowCardinality(String)", "", "safe_to_repeat | safe_once | never_repeat"),

@@ -45,7 +45,7 @@ class Exchange:
 
     ts_us: int  # wall-clock start, µs since epoch
     t0: float  # perf_counter at start
-    mode: str  # reverse | forward | connect
+    mode: str  # reverse | forward | connect | websocket
     method: str
     run_id: str = ""
     run_id_source: str = ""

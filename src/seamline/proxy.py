@@ -38,6 +38,7 @@ from seamline.tracecontext import TraceContext, incoming_context
 from seamline.tlsprobe import TLS_HINT, answers_tls
 from seamline.tunnel import run_tunnel
 from seamline.upload import BodyDeadlines, read_known_body, send_continue, stream_body
+from seamline.websocket import WebSocketRelay, mark, upgrade_headers, websocket_offer
 
 log = logging.getLogger("seamline.proxy")
 
@@ -55,8 +56,8 @@ HOP_BY_HOP = frozenset(
         "proxy-authenticate",
     }
 )
-# Request headers we rewrite or consume ourselves.
-_REQUEST_DROP = HOP_BY_HOP | {"host", "traceparent", "tracestate", "expect", "content-length"}
+# Request headers we rewrite or consume ourselves (HTTP2-Settings only ever goes with an h2c Upgrade offer).
+_REQUEST_DROP = HOP_BY_HOP | {"host", "traceparent", "tracestate", "expect", "content-length", "http2-settings"}
 _SEAMLINE_PREFIX = "x-seamline-"
 _SMALL_BODY = 64 * 1024
 # Resolved targets by (method, request target): routing is pure, so a repeated call skips the path checks, the
@@ -151,8 +152,10 @@ class ProxyHandler:
         telemetry: Telemetry,
         on_complete: Callable[[Exchange], None] | None,
         validator: Any = None,
+        websockets: WebSocketRelay | None = None,
     ) -> None:
         self.config = config
+        self.websockets = websockets or WebSocketRelay(config, forwarder.deadlines)
         self.router = Router(config)
         self._targets: dict[tuple[str, str], Target] = {}
         self.forwarder = forwarder
@@ -244,7 +247,7 @@ class ProxyHandler:
         if method == "CONNECT":
             ex.mode = "connect"
             return self._resolve_connect(raw)
-        forward = raw.startswith(("http://", "https://", "HTTP://", "HTTPS://"))
+        forward = raw.startswith(("http://", "https://", "HTTP://", "HTTPS://", "ws://", "wss://", "WS://", "WSS://"))
         if forward:
             ex.mode = "forward"
         key = (method, raw)
@@ -256,6 +259,8 @@ class ProxyHandler:
                 url = URL(raw, encoded=True)
             except ValueError:
                 raise errors.BadRequest("malformed absolute-form request target") from None
+            if url.scheme == "ws":  # aiohttp's ws_connect through a proxy: a ws:// URI is http:// (RFC 6455 §3)
+                url = url.with_scheme("http")
             target = self.router.resolve_forward(method, url)
         else:
             target = self.router.resolve_reverse(method, raw)
@@ -320,7 +325,14 @@ class ProxyHandler:
             self._correlate(heads, ex)
             tel = self.telemetry
             self._authenticate(heads, ex)
-            target = self._resolve(request, ex)
+            ws = bool(heads.seen.get("upgrade")) and websocket_offer(
+                request.method, heads.all("upgrade"), heads.all("connection"), request.body_exists
+            )
+            try:
+                target = self._resolve(request, ex)
+            finally:
+                if ws:
+                    mark(ex)  # refused or not, a WebSocket handshake is recorded as one
             ex.target = target
             ex.upstream = target.upstream_name
             ex.handoff = target.handoff.name
@@ -341,9 +353,9 @@ class ProxyHandler:
                 ex.span_id = new_span_id()
             if ex.mode == "connect":
                 return await self._tunnel(request, ex, target)
-            if heads.first("upgrade"):
-                raise errors.NotImplementedYet("Upgrade/WebSocket requests are not proxied yet")
-            return await self._forward(request, heads, ex, target)
+            if ws:
+                return await self._websocket(request, heads, ex, target)
+            return await self._forward(request, heads, ex, target)  # other upgrade offers (h2c…) are declined
         except errors.ProxyError as err:
             if not ex.url:  # refused before an upstream URL existed: keep what was asked for (redacted when recorded)
                 ex.url = request.raw_path[:2048]
@@ -538,6 +550,21 @@ class ProxyHandler:
         for i, (k, v) in enumerate(headers):
             if k.title() in REWRITTEN_HEADERS:
                 headers[i] = (k, rewrite_location(v, base, origin))
+
+    async def _websocket(self, request: web.BaseRequest, heads: Inbound, ex: Exchange, target: Target) -> web.StreamResponse:
+        """The opening handshake relayed; a 101 turns the connection into a frame relay (`seamline.websocket`)."""
+        cap = self._caps.get(ex.handoff, self.capture_cap)
+        ex.request_tap, ex.response_tap = BodyTap(cap), BodyTap(cap)
+        ex.url = str(target.url)
+        headers = self._upstream_headers(request, heads, ex, target)
+        headers.update(upgrade_headers(heads.all("upgrade")))
+        ex.request_headers = list(headers.items())
+        resp = await self.websockets.handshake(target, headers)
+        ex.ttfb_s = time.perf_counter() - ex.t0
+        if resp.status != 101:
+            return await self._relay_response(request, ex, resp)  # declined (403, 426…): an ordinary response
+        drop = self._response_drop | connection_tokens(resp.headers)
+        return await self.websockets.relay(request, ex, resp, drop, self._echo_headers(ex))
 
     async def _tunnel(self, request: web.BaseRequest, ex: Exchange, target: Target) -> web.StreamResponse:
         ex.url = f"{target.url.host}:{target.url.port}"

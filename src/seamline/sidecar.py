@@ -18,6 +18,7 @@ from seamline.proxy import ProxyHandler
 from seamline.stages.record import EventBuilder
 from seamline.stages.validate import Validator
 from seamline.telemetry import Telemetry
+from seamline.websocket import WebSocketRelay
 
 log = logging.getLogger("seamline")
 
@@ -55,6 +56,7 @@ class Sidecar:
         self.validator = Validator(cfg, source=self.source)  # before anything starts: bad contracts fail start-up
         self.forwarder = Forwarder(cfg)
         self.forwarder.deadlines.start()
+        self.websockets = WebSocketRelay(cfg, self.forwarder.deadlines)  # its own upstream pool (see its module)
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.writer import build_recorder
 
@@ -74,6 +76,7 @@ class Sidecar:
             telemetry=self.telemetry,
             on_complete=self._record if self.recorder is not None else None,
             validator=self.validator,
+            websockets=self.websockets,
         )
         srv = cfg.server
         server = web.Server(
@@ -135,9 +138,11 @@ class Sidecar:
         if self._stopped:
             return
         self._stopped = True
+        self.websockets.shutdown()  # open WebSockets get a 1001 now, so the listeners below need not wait for them
         for r in reversed(self._runners):
             await r.cleanup()
         self._runners.clear()
+        await self.websockets.close()
         await self.forwarder.close()
         await self.forwarder.deadlines.stop()
         if self.offload is not None:

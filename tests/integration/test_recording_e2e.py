@@ -261,7 +261,7 @@ TOKEN = "tok-refusals-0123456789"
 
 
 async def test_seamline_refusals_are_recorded_as_refused_with_their_own_class(rec, upstream):
-    """Unknown upstream, refused target, too large, unauthorized, not implemented, malformed: outcome refused.
+    """Unknown upstream, refused target, too large, unauthorized, malformed: outcome refused.
 
     None of them is an upstream failure (the upstream never saw them), so none may be http_error/transport_error;
     an upstream's own 404 stays http_error: the decision is the error class, not the status.
@@ -283,15 +283,13 @@ async def test_seamline_refusals_are_recorded_as_refused_with_their_own_class(re
             async with s.request(method, sc.proxy_url + path, headers={"X-Run-ID": run_id, **headers}, data=data) as r:
                 assert r.status == status, run_id
                 await r.read()
-    upgrade = await raw_request(sc.proxy_port, (
-        f"GET /billing/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"X-Seamline-Token: {TOKEN}\r\nX-Run-ID: run-upgrade\r\n\r\n").encode())
+    # (An Upgrade was the not-implemented example, a 501; WebSockets are proxied now: test_proxy_websocket.py.)
     malformed = await raw_request(sc.proxy_port, f"CONNECT nohost HTTP/1.1\r\nHost: x\r\nX-Seamline-Token: {TOKEN}\r\nX-Run-ID: run-malformed\r\n\r\n".encode())
-    assert (upgrade.status, malformed.status) == (501, 400)
+    assert malformed.status == 400
     assert [r.path_qs for r in upstream.received] == ["/v1/missing"]  # only the real call reached the upstream
 
     got = {}
-    for run_id in ("run-unknown", "run-forbidden", "run-too-large", "run-no-token", "run-upgrade", "run-malformed", "run-upstream-404"):
+    for run_id in ("run-unknown", "run-forbidden", "run-too-large", "run-no-token", "run-malformed", "run-upstream-404"):
         (row,) = await rows_of(sc, run_id)
         got[run_id] = (row["outcome"], row["error_class"], row["status"])
     assert got == {
@@ -299,7 +297,6 @@ async def test_seamline_refusals_are_recorded_as_refused_with_their_own_class(re
         "run-forbidden": ("refused", "refused", 403),
         "run-too-large": ("refused", "too_large", 413),
         "run-no-token": ("refused", "unauthorized", 401),
-        "run-upgrade": ("refused", "not_implemented", 501),
         "run-malformed": ("refused", "bad_request", 400),
         "run-upstream-404": ("http_error", "client_error", 404),
     }

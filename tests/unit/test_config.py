@@ -128,3 +128,12 @@ upstreams:
   other_port: {base_url: 'http://h.example:9001/ok'}
 """))
     assert len(cfg.upstreams) == 6
+
+
+def test_websocket_idle_timeout_defaults_to_five_minutes_and_must_be_positive(tmp_path):
+    cfg = load_config(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n"))
+    assert cfg.upstreams["chat"].timeouts.websocket_idle == 300.0
+    cfg = load_config(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 30}\n"))
+    assert cfg.upstreams["chat"].timeouts.websocket_idle == 30.0
+    msg = error_of(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 0}\n"))
+    assert "upstreams.chat.timeouts.websocket_idle" in msg and "0" in msg

@@ -125,7 +125,7 @@ class EventBuilder:
             response_body=resp_body.text,
             request_content_type=req_content[0][:100],
             response_content_type=resp_content[0][:100],
-            request_bytes=rq.total if rq else 0,
+            request_bytes=rq.total if rq else int(ex.extra.get("tunnel", (0, 0))[0]),  # a tunnel's or WebSocket's bytes
             response_bytes=rs.total if rs else int(ex.extra.get("tunnel", (0, 0))[1]),
             request_truncated=rq.truncated if rq else False,
             response_truncated=rs.truncated if rs else False,
