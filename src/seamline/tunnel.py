@@ -229,7 +229,7 @@ async def relay(
 # -- CONNECT ------------------------------------------------------------------------------------------------------------
 
 
-async def _open(host: str, port: int, allow_private: bool, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_guarded(host: str, port: int, allow_private: bool, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         try:
@@ -254,7 +254,7 @@ async def run_tunnel(
     up = target.upstream
     host, port = target.url.host or "", target.url.port or 443
     try:
-        reader, writer = await _open(host, port, up.allow_private, up.timeouts.connect)
+        reader, writer = await open_guarded(host, port, up.allow_private, up.timeouts.connect)
     except TimeoutError:
         raise errors.UpstreamTimeout("upstream did not accept the tunnel in time", timeout="connect") from None
     ex.ttfb_s = time.perf_counter() - ex.t0
