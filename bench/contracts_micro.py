@@ -16,11 +16,11 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from seamline.capture import BodyCapture, render_body
-from seamline.classify import classify
-from seamline.config import Capture, Contract
-from seamline.contracts import compile_contract
-from seamline.redact import RedactionPolicy
+from seamline.capture.bodies import BodyCapture, render_body
+from seamline.validate.classify import classify
+from seamline.config.models import Capture, Contract
+from seamline.validate.contracts import compile_contract
+from seamline.capture.redact import RedactionPolicy
 
 
 def make_body(size: int = 1024) -> dict[str, Any]:

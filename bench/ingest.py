@@ -46,7 +46,7 @@ def rss_mib() -> tuple[float, float]:
 
 
 def template() -> dict[str, Any]:
-    from seamline.event import new_event
+    from seamline.event.columns import new_event
 
     return new_event(
         run_id="run-0", handoff="billing.charge", upstream="billing", method="POST", url="https://api.billing.example/v1/charges",
@@ -64,8 +64,8 @@ def events(n: int) -> list[dict[str, Any]]:
 async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "process", max_insert: int = 32 << 20) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
-    from seamline.config import Storage
-    from seamline.record.writer import build_recorder
+    from seamline.config.models import Storage
+    from seamline.record.recorder import build_recorder
 
     spool = tempfile.mkdtemp(prefix="seamline-bench-spool-")
     # queue_size >= events: measure the pipeline's sustained rate, not the overflow detour through the spool
@@ -98,7 +98,7 @@ async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "pro
 def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, Any]:
     import clickhouse_connect
 
-    from seamline.event import COLUMN_NAMES
+    from seamline.event.columns import COLUMN_NAMES
     from seamline.record.rows import INSERT_SETTINGS, encode_event, seal
     from seamline.record.schema import statements
 

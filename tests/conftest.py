@@ -17,7 +17,7 @@ os.environ.setdefault("SEAMLINE_STORAGE__EMBEDDED_ENGINE", "thread")
 
 from support.upstream import Upstream  # noqa: E402
 
-from seamline.config import Config  # noqa: E402
+from seamline.config.models import Config  # noqa: E402
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import sys
 from typing import Any
 
 from seamline import __version__
-from seamline.config import ConfigError, load_config
+from seamline.config.loader import ConfigError, load_config
 
 # Subcommands contributed by other modules: module path → exposes add_parsers(subparsers).
-_PLUGINS = ("seamline.record.cli", "seamline.terminal", "seamline.demo.cli")
+_PLUGINS = ("seamline.record.cli", "seamline.read.terminal", "seamline.demo.cli")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
-    from seamline.stages.validate import Validator
+    from seamline.validate.validator import Validator
 
     try:
         Validator(cfg, source=str(args.file))

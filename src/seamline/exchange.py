@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seamline.outcomes import NONE
-from seamline.routing import Target
-from seamline.tracecontext import TraceContext
+from seamline.proxy.routing import Target
+from seamline.proxy.tracecontext import TraceContext
 
 
 @dataclass(slots=True)

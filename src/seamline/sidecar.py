@@ -9,16 +9,16 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from seamline.admin import create_admin_app
-from seamline.config import Config
+from seamline.read.admin import create_admin_app
+from seamline.config.models import Config
 from seamline.exchange import Exchange
-from seamline.forwarder import Forwarder
-from seamline.metrics import ProxyMetrics
-from seamline.proxy import ProxyHandler
-from seamline.stages.record import EventBuilder
-from seamline.stages.validate import Validator
-from seamline.telemetry import Telemetry
-from seamline.websocket import WebSocketRelay
+from seamline.proxy.forward import Forwarder
+from seamline.proxy.metrics import ProxyMetrics
+from seamline.proxy.handler import ProxyHandler
+from seamline.event.build import EventBuilder
+from seamline.validate.validator import Validator
+from seamline.proxy.spans import Telemetry
+from seamline.proxy.websocket import WebSocketRelay
 
 log = logging.getLogger("seamline")
 
@@ -58,7 +58,7 @@ class Sidecar:
         self.forwarder.deadlines.start()
         self.websockets = WebSocketRelay(cfg, self.forwarder.deadlines)  # its own upstream pool (see its module)
         if self.recorder is None and cfg.storage.enabled:
-            from seamline.record.writer import build_recorder
+            from seamline.record.recorder import build_recorder
 
             self.recorder = await build_recorder(cfg.storage, self.registry, self.instance)
         if self.recorder is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import clickhouse_connect
 
-from seamline.event import COLUMN_NAMES, new_event
+from seamline.event.columns import COLUMN_NAMES, new_event
 from seamline.record.schema import statements
 from support.chdb_path import unique_database  # tests/ is on sys.path (tests/conftest.py)
 

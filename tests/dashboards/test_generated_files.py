@@ -228,7 +228,7 @@ def test_otel_traces_table_comes_from_the_schema() -> None:
 
 
 def test_compose_seamline_config_is_valid_and_matches_the_demo() -> None:
-    from seamline.config import load_config
+    from seamline.config.loader import load_config
     from seamline.demo.config import HANDOFFS
 
     cfg = load_config(ROOT / "deploy/seamline.compose.yaml")

@@ -59,8 +59,8 @@ async def test_new_trace_uses_the_server_span_trace_id(upstream, make_sidecar):
 
 
 def test_telemetry_is_off_without_an_endpoint(monkeypatch):
-    from seamline.config import Telemetry as Cfg
-    from seamline.telemetry import Telemetry
+    from seamline.config.models import Telemetry as Cfg
+    from seamline.proxy.spans import Telemetry
 
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     assert Telemetry(Cfg()).enabled is False

@@ -74,7 +74,7 @@ async def test_a_batch_the_engine_does_not_build_in_time_is_built_in_the_proxy(o
 
 async def test_an_exchange_the_engine_cannot_build_is_built_in_the_proxy(offloaded, upstream) -> None:
     sc = offloaded
-    from seamline.config import Config
+    from seamline.config.models import Config
 
     # The engine now knows another config: the billing upstream is unknown there, so every exchange fails there.
     other = Config(upstreams={"other": {"base_url": upstream.url, "allow_private": True}})

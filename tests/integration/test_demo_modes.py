@@ -16,7 +16,7 @@ from rich.console import Console
 from support.chdb_path import chdb_url, unique_database
 from support.servers import free_ports
 
-from seamline.config import load_config
+from seamline.config.loader import load_config
 from seamline.demo.cli import drive_external, serve_mocks
 from seamline.demo.config import demo_config
 from seamline.demo.mocks import SERVICES, plan_fault

@@ -81,12 +81,12 @@ async def test_hostname_resolving_to_loopback_is_refused_unless_allowed(upstream
 
 @pytest.mark.parametrize("ip", ["10.1.2.3", "192.168.0.1", "172.16.5.4", "169.254.169.254", "::1", "fd00::1", "0.0.0.0"])
 def test_non_public_addresses_are_classified_private(ip):
-    from seamline.netguard import is_public
+    from seamline.proxy.netguard import is_public
 
     assert not is_public(ip)
 
 
 def test_public_addresses_are_allowed():
-    from seamline.netguard import is_public
+    from seamline.proxy.netguard import is_public
 
     assert is_public("8.8.8.8") and is_public("2606:4700::1111")

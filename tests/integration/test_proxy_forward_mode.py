@@ -15,7 +15,7 @@ import requests
 from aiohttp import web
 from conftest import proxy_config
 
-from seamline.config import Config
+from seamline.config.models import Config
 
 
 async def test_absolute_form_request_to_a_configured_host_is_proxied(upstream, make_sidecar):

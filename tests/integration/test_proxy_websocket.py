@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 
-from seamline.config import Config
+from seamline.config.models import Config
 
 
 @pytest.fixture

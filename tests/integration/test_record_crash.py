@@ -14,17 +14,17 @@ from support.chhttp import ClickHouseHttpAdapter
 from support.recording import counts, db  # noqa: F401  (fixture)
 from support.servers import free_ports
 
-from seamline.config import Storage
+from seamline.config.models import Storage
 from seamline.record.store import open_store
-from seamline.record.writer import Recorder
+from seamline.record.recorder import Recorder
 
 CHILD = textwrap.dedent(
     """
     import asyncio, os, signal, sys, time, uuid
     from prometheus_client import CollectorRegistry
-    from seamline.config import Storage
-    from seamline.event import new_event
-    from seamline.record.writer import build_recorder
+    from seamline.config.models import Storage
+    from seamline.event.columns import new_event
+    from seamline.record.recorder import build_recorder
 
     async def main(url, spool_dir):
         storage = Storage(clickhouse_url=url, spool_dir=spool_dir, batch_size=50, flush_interval_ms=3_600_000)

@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry
 from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
 from support.recording import counts, db, make_event  # noqa: F401  (fixture)
 
-from seamline.config import Storage
+from seamline.config.models import Storage
 from seamline.record.spool import Spool
 from seamline.record.store import open_store
-from seamline.record.writer import Recorder
+from seamline.record.recorder import Recorder
 
 
 def http_storage(adapter: ClickHouseHttpAdapter, database: str, spool_dir: Path, **kw: object) -> Storage:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from seamline.runs_api import setup_routes
+from seamline.read.api import setup_routes
 from support.cdp import CHROMIUM, chromium
 from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.png import decode_png, pixel

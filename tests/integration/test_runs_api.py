@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from seamline.runs_api import setup_routes
+from seamline.read.api import setup_routes
 from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.servers import serve
 

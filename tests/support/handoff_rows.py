@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from seamline.event import COLUMN_NAMES, new_event
+from seamline.event.columns import COLUMN_NAMES, new_event
 from seamline.record.schema import statements
 from seamline.record.store import Store, open_store
 from support.chdb_path import chdb_url, unique_database

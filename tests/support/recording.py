@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from seamline.config import Storage
-from seamline.event import new_event
+from seamline.config.models import Storage
+from seamline.event.columns import new_event
 from seamline.record.store import Store, open_store
 from support.chdb_path import chdb_url, unique_database
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from seamline import errors
-from seamline.classify import Classification, classify, classify_own_answer, parse_retry_after, token_expired, transport_error_class
-from seamline.config import Contract
-from seamline.contracts import Evaluation, compile_contract
+from seamline.validate.classify import Classification, classify, classify_own_answer, parse_retry_after, token_expired, transport_error_class
+from seamline.config.models import Contract
+from seamline.validate.contracts import Evaluation, compile_contract
 
 NOW = float(int(time.time()))  # whole seconds: an HTTP date has no finer resolution
 PASSED = Evaluation()

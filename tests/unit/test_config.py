@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seamline.config import ConfigError, load_config
+from seamline.config.loader import ConfigError, load_config
 
 
 def write(tmp_path, text: str):

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from seamline.config import Contract
-from seamline.contracts import CompiledContract, ContractError, Evaluation, compile_contract
+from seamline.config.models import Contract
+from seamline.validate.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 
 CHARGE: dict[str, Any] = {
     "status": [200, 201],
@@ -373,7 +373,7 @@ def test_violations_are_deduplicated() -> None:
 def test_fast_path_agrees_with_the_jmespath_interpreter(expr: str, a: Any) -> None:
     import jmespath
 
-    from seamline.contracts import _fast
+    from seamline.validate.contracts import _fast
 
     data = {"request": {"body": {"a": 1}}, "response": {"body": {"a": a}}}
     fast = _fast(jmespath.compile(expr).parsed)

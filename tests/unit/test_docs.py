@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seamline import docs
-from seamline.config import Config
+from seamline.config import reference as docs
+from seamline.config.models import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 from multidict import istr
 
 from seamline.exchange import BodyTap, Exchange, from_wire, to_wire
-from seamline.tracecontext import TraceContext
+from seamline.proxy.tracecontext import TraceContext
 
 
 def full_exchange() -> Exchange:

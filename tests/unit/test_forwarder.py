@@ -11,8 +11,8 @@ import aiohttp
 from aiohttp.client_reqrep import ConnectionKey
 
 from seamline import errors
-from seamline.forwarder import classify_client_error
-from seamline.netguard import RefusedAddress
+from seamline.proxy.forward import classify_client_error
+from seamline.proxy.netguard import RefusedAddress
 
 KEY = ConnectionKey("api.example", 443, True, True, None, None, None)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from seamline import errors
 from seamline import outcomes as o
-from seamline.event import COLUMNS
+from seamline.event.columns import COLUMNS
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "seamline"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from seamline.redirects import RedirectBase, rewrite_location
+from seamline.proxy.redirects import RedirectBase, rewrite_location
 
 API = RedirectBase.of("billing", URL("https://api.billing.example/v2"))
 ROOT = RedirectBase.of("crm", URL("http://crm.example:8000"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from seamline.config import Config
+from seamline.config.models import Config
 from seamline.errors import BadRequest, Forbidden, UnknownUpstream
-from seamline.routing import Router
+from seamline.proxy.routing import Router
 
 
 @pytest.fixture

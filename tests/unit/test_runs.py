@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from seamline import runs
+from seamline.read import queries as runs
 from support.handoff_rows import T0, fresh_store, handoff_row, insert_rows
 
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
-from seamline import terminal
+from seamline.read import terminal
 from support.clock import utc_now
 from support.servers import serve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seamline.tracecontext import incoming_context, parse_traceparent, parse_tracestate
+from seamline.proxy.tracecontext import incoming_context, parse_traceparent, parse_tracestate
 
 T, P = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 

@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from yarl import URL
 
-from seamline.config import ConfigError, load_config
+from seamline.config.loader import ConfigError, load_config
 from seamline.demo.config import demo_config
 from seamline.demo.driver import DemoSummary, SidecarUnavailable, run_demo, wait_for_sidecar
 from seamline.demo.mocks import SERVICES, MockFleet

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from seamline.config import ConfigError, load_config
+from seamline.config.loader import ConfigError, load_config
 from seamline.record.schema import SCHEMA_VERSION, migrate, statements
 from seamline.record.store import StoreError, open_store
 

@@ -85,9 +85,9 @@ class Engine:
 
     def configure_builder(self, config: Any, instance: str) -> None:
         """Compile what building events needs (routes, redaction policies, contracts), as the sidecar does."""
-        from seamline.routing import Router
-        from seamline.stages.record import EventBuilder
-        from seamline.stages.validate import Validator
+        from seamline.proxy.routing import Router
+        from seamline.event.build import EventBuilder
+        from seamline.validate.validator import Validator
 
         self.router = Router(config)
         self.builder = EventBuilder(config, instance, Validator(config))

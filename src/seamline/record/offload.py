@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from seamline.exchange import Exchange, to_wire
 from seamline.record.store import ChdbStore
-from seamline.record.writer import Recorder
+from seamline.record.recorder import Recorder
 
 log = logging.getLogger("seamline.record.offload")
 

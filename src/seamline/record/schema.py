@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from seamline.event import COLUMNS
+from seamline.event.columns import COLUMNS
 from seamline.outcomes import OK
 
 if TYPE_CHECKING:

@@ -179,7 +179,7 @@ def _compose_args(service: dict[str, Any]) -> argparse.Namespace:
 
 
 def test_compose_demo_mocks_and_driver_use_real_flags_and_agree():
-    from seamline.config import load_config
+    from seamline.config.loader import load_config
 
     services = _compose_services()
     mocks, driver = services["demo-mocks"], services["demo"]

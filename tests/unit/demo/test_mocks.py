@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from seamline.config import Config
+from seamline.config.models import Config
 from seamline.demo import FAULT_KINDS, MockFleet, demo_config, plan_fault, start_mocks
 from seamline.demo.mocks import BY_HANDOFF, ENDPOINTS
 

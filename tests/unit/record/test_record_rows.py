@@ -7,7 +7,7 @@ import uuid
 import orjson
 from support.clock import now_us, utc_now
 
-from seamline.event import new_event
+from seamline.event.columns import new_event
 from seamline.record.rows import dedup_token, encode_event, seal
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from support.recording import db, storage  # noqa: F401  (fixtures)
 
-from seamline.config import Storage
-from seamline.event import COLUMNS, new_event
+from seamline.config.models import Storage
+from seamline.event.columns import COLUMNS, new_event
 from seamline.record.rows import INSERT_SETTINGS, encode_event, seal
 from seamline.record.schema import SCHEMA_VERSION, current_version, migrate, statements
 from seamline.record.store import Store

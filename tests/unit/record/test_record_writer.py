@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry
 from support.clock import now_us
 from support.recording import FakeClock, counts, db, make_event, storage  # noqa: F401  (fixtures)
 
-from seamline.config import Storage
+from seamline.config.models import Storage
 from seamline.record.rows import encode_event, seal
 from seamline.record.schema import migrate
 from seamline.record.spool import Spool, SpoolBatch
 from seamline.record.store import open_store
-from seamline.record.writer import Recorder
+from seamline.record.recorder import Recorder
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import pytest
 from conftest import proxy_config
 
 from seamline import errors
-from seamline.capture import RenderedBody
+from seamline.capture.bodies import RenderedBody
 from seamline.exchange import Exchange
-from seamline.stages.validate import Validator
+from seamline.validate.validator import Validator
 
 EMPTY = RenderedBody("", empty=True)
 CONTRACT = {"status": [201], "response_schema": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}

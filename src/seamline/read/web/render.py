@@ -15,14 +15,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from seamline import outcomes as o
-from seamline.runs import FAILED_OUTCOMES, KNOWN_OUTCOMES
+from seamline.read.queries import FAILED_OUTCOMES, KNOWN_OUTCOMES
 
 REFUSED_TITLE = "Seamline answered this call itself (see the error class): not a failure of the upstream"
 
 
 @cache
 def _asset(name: str) -> str:
-    return files("seamline.web").joinpath(name).read_text(encoding="utf-8")
+    return files("seamline.read.web").joinpath(name).read_text(encoding="utf-8")
 
 
 def e(value: Any) -> str:

@@ -12,10 +12,11 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from seamline.capture import RenderedBody, decode_content, parse_content_type
-from seamline.classify import Classification, classify, classify_own_answer
-from seamline.config import Config, ConfigError
-from seamline.contracts import CompiledContract, ContractError, Evaluation, compile_contract
+from seamline.capture.bodies import RenderedBody, decode_content, parse_content_type
+from seamline.validate.classify import Classification, classify, classify_own_answer
+from seamline.config.loader import ConfigError
+from seamline.config.models import Config
+from seamline.validate.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 from seamline.exchange import Exchange
 from seamline.outcomes import NONE, SEAMLINE_REFUSAL_CLASSES
 

@@ -38,7 +38,7 @@ def create_admin_app(registry: CollectorRegistry, readiness: Callable[[], dict[s
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     if store is not None:
-        from seamline.runs_api import setup_routes
+        from seamline.read.api import setup_routes
 
         setup_routes(app, store)
     return app

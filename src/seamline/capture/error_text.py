@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from seamline.redact import REDACTED, RedactionPolicy, redact_cards
+from seamline.capture.redact import REDACTED, RedactionPolicy, redact_cards
 
 MAX_ERROR_TEXT: Final = 512
 # Bound the regex work on a huge text: only what can survive the cap (plus room for what redaction shortens).

@@ -11,10 +11,10 @@ from aiohttp import hdrs
 from multidict import CIMultiDict
 
 from seamline import errors
-from seamline.config import Config, Upstream
-from seamline.deadlines import Deadlines
-from seamline.netguard import GuardedResolver, RefusedAddress, check_ip_literal, find_refusal
-from seamline.routing import Target
+from seamline.config.models import Config, Upstream
+from seamline.proxy.deadlines import Deadlines
+from seamline.proxy.netguard import GuardedResolver, RefusedAddress, check_ip_literal, find_refusal
+from seamline.proxy.routing import Target
 
 # Never let the client add headers the caller did not send: relay faithfully.
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")

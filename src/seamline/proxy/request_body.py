@@ -19,7 +19,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from seamline import errors
-from seamline.deadlines import Deadlines
+from seamline.proxy.deadlines import Deadlines
 from seamline.exchange import BodyTap
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from seamline import __version__
-from seamline.config import Storage
+from seamline.config.models import Storage
 from seamline.record.metrics import RecordMetrics
 from seamline.record.rows import INSERT_SETTINGS, Batch, coalesce, encode_event, seal
 from seamline.record.schema import migrate

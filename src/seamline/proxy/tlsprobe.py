@@ -12,7 +12,7 @@ import asyncio
 import ssl
 
 from seamline import errors
-from seamline.tunnel import open_guarded
+from seamline.proxy.tunnel import open_guarded
 
 TLS_HINT = "the upstream answered with TLS; use https:// in base_url"
 

@@ -36,7 +36,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, NamedTuple
 
 from seamline import outcomes as o
-from seamline.contracts import Evaluation
+from seamline.validate.contracts import Evaluation
 
 TRANSPORT_CLASSES: Final = o.TRANSPORT_CLASSES
 _DELAY_RE = re.compile(r"\d+(?:\.\d+)?")

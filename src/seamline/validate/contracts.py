@@ -55,7 +55,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.visitor import TreeInterpreter
 
 from seamline import outcomes as o
-from seamline.config import Contract
+from seamline.config.models import Contract
 
 MAX_VIOLATIONS: Final = 50
 MAX_DRIFT: Final = 50

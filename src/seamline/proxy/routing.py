@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from seamline.config import Config, Handoff, Upstream
+from seamline.config.models import Config, Handoff, Upstream
 from seamline.errors import BadRequest, Forbidden, UnknownUpstream
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -12,9 +12,9 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from seamline import runs
+from seamline.read import queries as runs
 from seamline.errors import PROBLEM_BASE
-from seamline.web import render
+from seamline.read.web import render
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from seamline.config import Telemetry as TelemetryConfig
-from seamline.tracecontext import TraceContext
+from seamline.config.models import Telemetry as TelemetryConfig
+from seamline.proxy.tracecontext import TraceContext
 
 
 class Telemetry:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 from urllib.parse import unquote
 
 import aiohttp
@@ -23,22 +23,22 @@ from yarl import URL
 
 from seamline import errors
 from seamline import outcomes as o
-from seamline.config import Config
-from seamline.error_text import safe_error_text
+from seamline.config.models import Config
+from seamline.capture.error_text import safe_error_text
 from seamline.exchange import BodyTap, Exchange
-from seamline.forwarder import Forwarder, classify_client_error
+from seamline.proxy.forward import Forwarder, classify_client_error
 from seamline.ids import is_valid_run_id, mint_run_id, new_span_id
-from seamline.metrics import ProxyMetrics
-from seamline.redact import RedactionPolicy
-from seamline.redirects import REWRITTEN_HEADERS, RedirectBase, rewrite_location
-from seamline.responses import ExactResponse, ExactStreamResponse
-from seamline.routing import Router, Target
-from seamline.telemetry import Telemetry
-from seamline.tracecontext import TraceContext, incoming_context
-from seamline.tlsprobe import TLS_HINT, answers_tls
-from seamline.tunnel import run_tunnel
-from seamline.upload import BodyDeadlines, read_known_body, send_continue, stream_body
-from seamline.websocket import WebSocketRelay, mark, upgrade_headers, websocket_offer
+from seamline.proxy.metrics import ProxyMetrics
+from seamline.capture.redact import RedactionPolicy
+from seamline.proxy.redirects import REWRITTEN_HEADERS, RedirectBase, rewrite_location
+from seamline.proxy.responses import ExactResponse, ExactStreamResponse
+from seamline.proxy.routing import Router, Target
+from seamline.proxy.spans import Telemetry
+from seamline.proxy.tracecontext import TraceContext, incoming_context
+from seamline.proxy.tlsprobe import TLS_HINT, answers_tls
+from seamline.proxy.tunnel import run_tunnel
+from seamline.proxy.request_body import BodyDeadlines, read_known_body, send_continue, stream_body
+from seamline.proxy.websocket import WebSocketRelay, mark, upgrade_headers, websocket_offer
 
 log = logging.getLogger("seamline.proxy")
 

@@ -25,7 +25,7 @@ import brotli
 import orjson
 import zstandard
 
-from seamline.redact import Redactor, has_card, may_have_card
+from seamline.capture.redact import Redactor, has_card, may_have_card
 
 DEFAULT_CAP: Final = 64 * 1024
 _MAX_ERROR_CHARS: Final = 200

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from seamline.config import Config
+from seamline.config.models import Config
 
 BEGIN = "<!-- BEGIN CONFIG REFERENCE -->"
 END = "<!-- END CONFIG REFERENCE -->"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from seamline import outcomes as o
-from seamline.event import COLUMN_NAMES
+from seamline.event.columns import COLUMN_NAMES
 
 # Worst first is the highest number; `worst_outcome` of a run is the outcome with the highest rank.
 # A refusal ranks with the caller's own mistakes (just above a request-contract violation): any upstream failure

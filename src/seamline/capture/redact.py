@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
-from seamline.config import Capture, HeaderRedaction
+from seamline.config.models import Capture, HeaderRedaction
 
 REDACTED: Final = "[REDACTED]"
 _CACHE_MAX: Final = 4096

@@ -22,14 +22,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from seamline import errors
-from seamline.config import Config
-from seamline.deadlines import Deadlines
+from seamline.config.models import Config
+from seamline.proxy.deadlines import Deadlines
 from seamline.exchange import Exchange
-from seamline.forwarder import Forwarder, classify_client_error
-from seamline.responses import ExactStreamResponse
-from seamline.routing import Target
-from seamline.tunnel import TakenOver, relay
-from seamline.wsframes import CLOSE_GOING_AWAY, FrameCounter, close_frame
+from seamline.proxy.forward import Forwarder, classify_client_error
+from seamline.proxy.responses import ExactStreamResponse
+from seamline.proxy.routing import Target
+from seamline.proxy.tunnel import TakenOver, relay
+from seamline.proxy.wsframes import CLOSE_GOING_AWAY, FrameCounter, close_frame
 
 # RFC 6455 §7.4.1: codes for reporting a close that carried none (never sent on the wire).
 _NO_STATUS, _ABNORMAL = 1005, 1006

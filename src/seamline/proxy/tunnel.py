@@ -16,10 +16,10 @@ from aiohttp import web
 from seamline import errors
 from seamline import outcomes as o
 from seamline.exchange import Exchange
-from seamline.metrics import ProxyMetrics
-from seamline.netguard import is_public
-from seamline.responses import ExactStreamResponse
-from seamline.routing import Target
+from seamline.proxy.metrics import ProxyMetrics
+from seamline.proxy.netguard import is_public
+from seamline.proxy.responses import ExactStreamResponse
+from seamline.proxy.routing import Target
 
 log = logging.getLogger("seamline.tunnel")
 

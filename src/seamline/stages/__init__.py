@@ -1,1 +1,0 @@
-"""Pipeline stages that run after the response: validate (contracts) and record (event building)."""
