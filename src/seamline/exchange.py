@@ -73,6 +73,7 @@ class Exchange:
     request_violations: list[str] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    spans: tuple[Any, Any] | None = None  # (SERVER, CLIENT) OpenTelemetry spans while the call runs; never on the wire
 
 
 # -- wire form (to build the event in the engine process; see seamline.record.offload) ------------------------------

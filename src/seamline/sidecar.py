@@ -14,7 +14,9 @@ from seamline.config.models import Config
 from seamline.exchange import Exchange
 from seamline.proxy.forward import Forwarder
 from seamline.proxy.metrics import ProxyMetrics
-from seamline.proxy.handler import ProxyHandler
+from seamline.proxy.deadlines import Deadlines
+from seamline.proxy.handler import ProxyHandler, build_request_path
+from seamline.event.record import RecordExchange
 from seamline.event.build import EventBuilder
 from seamline.validate.validator import Validator
 from seamline.proxy.spans import Telemetry
@@ -36,48 +38,47 @@ class Sidecar:
         registry: CollectorRegistry | None = None,
         source: str = "seamline.yaml",
     ) -> None:
-        self.config = config
+        # Everything that needs no running loop is built here, so stop() is safe whatever start() reached.
+        self.config = cfg = config
         self.source = source
         self.registry = registry or CollectorRegistry()
         self.recorder = recorder
         self.store = store
         self._own_recorder = recorder is None
-        self._span_exporter = span_exporter
         self._runners: list[web.BaseRunner] = []
         self._stopped = False
         self.proxy_url = ""
         self.admin_url = ""
-        self.instance = config.server.instance or socket.gethostname()
+        self.instance = cfg.server.instance or socket.gethostname()
+        self.validator = Validator(cfg, source=self.source)  # first: bad contracts fail before anything exists
+        self.metrics = ProxyMetrics(self.registry)
+        self.telemetry = Telemetry(cfg.telemetry, exporter=span_exporter)
+        self.deadlines = Deadlines()  # one sweeper for every request deadline (see seamline.proxy.deadlines)
+        self.forwarder = Forwarder(cfg, self.deadlines)
+        self.websockets = WebSocketRelay(cfg, self.deadlines)  # its own upstream pool (see its module)
+        self.events = EventBuilder(cfg, self.instance, self.validator)
+        self.record = RecordExchange(self.events)
+        self.offload: Any = None
+        self.path = build_request_path(
+            cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
+            validator=self.validator, after=(self.record,) if (recorder is not None or cfg.storage.enabled) else (),
+        )  # fmt: skip
+        self.handler = ProxyHandler(cfg, self.path, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
-        self.metrics = ProxyMetrics(self.registry)
-        self.telemetry = Telemetry(cfg.telemetry, exporter=self._span_exporter)
-        self.validator = Validator(cfg, source=self.source)  # before anything starts: bad contracts fail start-up
-        self.forwarder = Forwarder(cfg)
-        self.forwarder.deadlines.start()
-        self.websockets = WebSocketRelay(cfg, self.forwarder.deadlines)  # its own upstream pool (see its module)
+        self.deadlines.start()
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.recorder import build_recorder
 
             self.recorder = await build_recorder(cfg.storage, self.registry, self.instance)
         if self.recorder is not None:
             self.store = self.store or getattr(self.recorder, "store", None)
-        self.events = EventBuilder(cfg, self.instance, self.validator)
-        self.offload = None
         if self.recorder is not None and self._own_recorder:
             from seamline.record.offload import start_offload
 
             self.offload = await start_offload(self.recorder.store, self.recorder, cfg, self.instance, self._build_here, self.registry)
-        self.handler = ProxyHandler(
-            cfg,
-            forwarder=self.forwarder,
-            metrics=self.metrics,
-            telemetry=self.telemetry,
-            on_complete=self._record if self.recorder is not None else None,
-            validator=self.validator,
-            websockets=self.websockets,
-        )
+        self.record.attach(self.recorder, self.offload)
         srv = cfg.server
         server = web.Server(
             self.handler,
@@ -102,19 +103,12 @@ class Sidecar:
         self.admin_url = f"http://{_url_host(srv.admin_host)}:{self.admin_port}"
         log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
 
-    def _record(self, ex: Exchange) -> None:
-        if self.offload is not None:
-            self.offload.submit(ex)  # built in the engine process, off this loop
-        elif self.recorder is not None:
-            self.recorder.submit(self.events.build(ex))
-
     def _build_here(self, ex: Exchange) -> None:
         """Build and queue an event in this process (the offload's fallback); never raises into its caller."""
         try:
-            self.recorder.submit(self.events.build(ex))  # type: ignore[union-attr]
+            self.record.build_here(ex)
         except Exception:
-            self.metrics.stage_errors.labels("record").inc()
-            log.exception("record stage failed", extra={"run_id": ex.run_id})
+            self.handler.stage_failed("record", ex)
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Everything recorded so far into ClickHouse (or the spool); True when nothing is left in memory."""
@@ -144,7 +138,7 @@ class Sidecar:
         self._runners.clear()
         await self.websockets.close()
         await self.forwarder.close()
-        await self.forwarder.deadlines.stop()
+        await self.deadlines.stop()
         if self.offload is not None:
             await self.offload.stop(timeout)
         if self.recorder is not None and self._own_recorder:

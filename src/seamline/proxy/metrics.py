@@ -14,11 +14,18 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from seamline.exchange import Exchange
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class ProxyMetrics:
-    """Requests by handoff/status class/error class, a latency histogram per handoff, requests in flight."""
+    """Requests by handoff/status class/error class, a latency histogram per handoff, requests in flight.
+
+    Also the request path's `metrics` done stage: each finished exchange is observed once.
+    """
+
+    name = "metrics"
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.in_flight = 0
@@ -31,6 +38,9 @@ class ProxyMetrics:
             "seamline_stage_errors", "Exceptions isolated in a pipeline stage.", ["stage"], registry=registry
         )
         registry.register(self)  # type: ignore[arg-type]
+
+    def done(self, ex: Exchange) -> None:
+        self.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, ex.duration_s)
 
     def observe(self, handoff: str, status: int, error_class: str, seconds: float) -> None:
         key = (handoff, f"{status // 100}xx" if status else "none", error_class)

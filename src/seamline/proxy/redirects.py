@@ -4,7 +4,7 @@ As nginx's default `proxy_redirect`: a `Location`/`Content-Location` under the u
 an absolute path under its base path) becomes the route that reaches the same resource through Seamline, so a
 client that follows redirects stays routed and recorded. Anything else (another host, a path outside the base
 path, a relative reference, which already resolves against the routed URL) passes unchanged. The strings are
-edited, never re-encoded: what the upstream percent-encoded stays so.
+edited, never re-encoded: what the upstream percent-encoded stays so. `rewrite_location` is pure.
 """
 
 from __future__ import annotations
@@ -12,7 +12,11 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from aiohttp import web
 from yarl import URL
+
+from seamline.config.models import Config
+from seamline.exchange import Exchange
 
 REWRITTEN_HEADERS = ("Location", "Content-Location")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -71,3 +75,27 @@ def _under(path_and_more: str, base_path: str) -> str | None:
     if rest and rest[0] not in "/?#":
         return None  # /apiv2 is not under /api
     return rest if rest.startswith("/") else "/" + rest if rest else "/"
+
+
+class RewriteRedirects:
+    """Response stage (reverse mode): `rewrite_location` on Location/Content-Location, per upstream's
+    `rewrite_redirects`. The client's own Host names the origin of an absolute rewrite."""
+
+    name = "rewrite_redirects"
+
+    def __init__(self, config: Config) -> None:
+        self.bases = {n: RedirectBase.of(n, up.url) for n, up in config.upstreams.items() if up.rewrite_redirects}
+
+    def response(self, ex: Exchange, http: web.BaseRequest, headers: list[tuple[str, str]]) -> None:
+        if ex.mode != "reverse":
+            return
+        base = self.bases.get(ex.upstream)
+        if base is None:
+            return
+        origin = ""
+        for i, (k, v) in enumerate(headers):
+            if len(k) in (8, 16) and k.title() in REWRITTEN_HEADERS:
+                if not origin:
+                    host = http.headers.get("Host")
+                    origin = f"{http.scheme}://{host}" if host else ""
+                headers[i] = (k, rewrite_location(v, base, origin))

@@ -9,7 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from aiohttp import web
+
+from seamline import outcomes as o
 from seamline.config.models import Telemetry as TelemetryConfig
+from seamline.exchange import Exchange
+from seamline.ids import new_span_id
+from seamline.proxy.inbound import Inbound
 from seamline.proxy.tracecontext import TraceContext
 
 
@@ -68,6 +74,58 @@ class Telemetry:
     def shutdown(self) -> None:
         if self._provider is not None:
             self._provider.shutdown()
+
+
+class Spans:
+    """Span stage. Request: the SERVER and CLIENT spans (or, without telemetry, a minted span ID: the parent-id
+    sent upstream either way). Done: both spans ended with the status and error class."""
+
+    name = "spans"
+    essential = False  # without it the call still goes on: the handler mints the span ID itself
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+        tel = self.telemetry
+        if not tel.enabled:
+            ex.span_id = new_span_id()
+            return
+        target = ex.target
+        assert target is not None and ex.trace is not None
+        attrs = {"http.request.method": http.method, "seamline.run_id": ex.run_id, "seamline.handoff": ex.handoff}
+        server = tel.start_server_span(ex.trace, f"{http.method} {ex.handoff}", attrs)
+        trace_id, _ = tel.ids(server)
+        if ex.trace.started_here:
+            ex.trace = TraceContext(trace_id, "", ex.trace.flags, None, True)
+        client = tel.start_client_span(server, f"{http.method} {ex.handoff}", {
+            **attrs,
+            "server.address": target.url.host or "",
+            "server.port": target.url.port or 0,
+            "url.path": target.path,
+        })  # fmt: skip
+        ex.spans = (server, client)
+        ex.span_id = tel.ids(client)[1]
+
+    def done(self, ex: Exchange) -> None:
+        if ex.spans is None:
+            return
+        server, client = ex.spans
+        ex.spans = None
+        _end(client, ex)
+        _end(server, ex)
+
+
+def _end(span: Any, ex: Exchange) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    status = ex.status or ex.error_status
+    if status:
+        span.set_attribute("http.response.status_code", status)
+    if ex.error_class != o.NONE:
+        span.set_attribute("error.type", ex.error_class)
+        span.set_status(Status(StatusCode.ERROR, ex.error_detail[:200]))
+    span.end()
 
 
 def _otel_trace_state(header: str) -> Any:

@@ -25,6 +25,7 @@ from seamline import errors
 from seamline.config.models import Config
 from seamline.proxy.deadlines import Deadlines
 from seamline.exchange import Exchange
+from seamline.proxy.inbound import header_tokens
 from seamline.proxy.forward import Forwarder, classify_client_error
 from seamline.proxy.responses import ExactStreamResponse
 from seamline.proxy.routing import Target
@@ -35,17 +36,13 @@ from seamline.proxy.wsframes import CLOSE_GOING_AWAY, FrameCounter, close_frame
 _NO_STATUS, _ABNORMAL = 1005, 1006
 
 
-def _tokens(values: Sequence[str]) -> set[str]:
-    return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
-
-
 def websocket_offer(method: str, upgrade: Sequence[str], connection: Sequence[str], has_body: bool) -> bool:
     """Is this a WebSocket opening handshake (RFC 6455 §4.1: GET, `Upgrade: websocket`, `Connection: upgrade`)?
 
     Any other upgrade offer (h2c, …) is declined the way an upstream that does not speak it would: the request
     goes on over HTTP/1.1 without it.
     """
-    return method == "GET" and not has_body and "websocket" in _tokens(upgrade) and "upgrade" in _tokens(connection)
+    return method == "GET" and not has_body and "websocket" in header_tokens(upgrade) and "upgrade" in header_tokens(connection)
 
 
 def upgrade_headers(upgrade: Sequence[str]) -> dict[str, str]:

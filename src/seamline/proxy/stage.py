@@ -1,0 +1,40 @@
+"""What a stage of the request path is: one concern, entry points named after the event that calls them.
+
+In the spirit of mitmproxy's addons and Envoy's filter chain: `request` runs in order before the upstream is called
+(raise a `ProxyError` to answer instead), `response` runs on the upstream's response headers before they go back to
+the client, `done` runs once the exchange is over (the answer sent or failed), `after` once the client has its
+answer (nothing there can delay it). Each hook takes the `Exchange`, which carries all state of one call. The
+handler calls the hooks from static tuples (no dynamic dispatch) and isolates a hook that raises anything else:
+logged, counted in `seamline_stage_errors{stage}`, and the traffic goes on (`essential` request stages answer
+500 instead, because the call cannot go on without them).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+
+from seamline.exchange import Exchange
+from seamline.proxy.inbound import Inbound
+
+Headers = list[tuple[str, str]]
+
+
+class RequestStage(Protocol):
+    name: str
+    essential: bool
+
+    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None: ...
+
+
+class ResponseStage(Protocol):
+    name: str
+
+    def response(self, ex: Exchange, http: web.BaseRequest, headers: Headers) -> None: ...
+
+
+class DoneStage(Protocol):
+    name: str
+
+    def done(self, ex: Exchange) -> None: ...

@@ -1,0 +1,171 @@
+"""The upstream call, the last stage of the request path: an HTTP exchange (forward), a WebSocket or a CONNECT
+tunnel. Builds the request as sent upstream (headers, body with its deadlines), and hands the response to the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from seamline import errors
+from seamline.config.models import Config
+from seamline.exchange import BodyTap, Exchange
+from seamline.proxy.forward import Forwarder, classify_client_error
+from seamline.proxy.inbound import Inbound, connection_tokens
+from seamline.proxy.metrics import ProxyMetrics
+from seamline.proxy.relay import SMALL_BODY, Relay
+from seamline.proxy.request_body import BodyDeadlines, read_known_body, send_continue, stream_body
+from seamline.proxy.tlsprobe import TLS_HINT, answers_tls
+from seamline.proxy.tunnel import run_tunnel
+from seamline.proxy.websocket import WebSocketRelay, upgrade_headers
+from seamline.validate.validator import Validator
+
+
+def upstream_headers(http: web.BaseRequest, heads: Inbound, ex: Exchange, run_header: str, added: dict[str, str]) -> CIMultiDict[str]:
+    """The request headers as sent upstream: Host first, the caller's end-to-end headers, correlation,
+    X-Forwarded-*, then the upstream's configured headers (`added`). Pure."""
+    target = ex.target
+    assert target is not None and ex.trace is not None
+    # Host first (RFC 9112 §3.2): the upstream's host, bracketed if IPv6, without a default port.
+    out: CIMultiDict[str] = CIMultiDict(Host=target.url.host_port_subcomponent or "")
+    out.extend(heads.relay)
+    cl = heads.all("content-length")
+    if cl and "chunked" not in heads.first("transfer-encoding").lower():
+        out["Content-Length"] = cl[0]
+    out[run_header] = ex.run_id
+    ex.traceparent = ex.trace.child(ex.span_id).header()
+    out["traceparent"] = ex.traceparent
+    if ex.trace.tracestate:
+        out["tracestate"] = ex.trace.tracestate
+    peer = http.remote or ""
+    prior = ", ".join(heads.all("x-forwarded-for"))
+    out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    prior_proto = ", ".join(heads.all("x-forwarded-proto"))
+    out["X-Forwarded-Proto"] = f"{prior_proto}, {http.scheme}" if prior_proto else http.scheme
+    host_in = heads.first("host")
+    if host_in:
+        prior_host = ", ".join(heads.all("x-forwarded-host"))
+        out["X-Forwarded-Host"] = f"{prior_host}, {host_in}" if prior_host else host_in
+    for k, v in added.items():
+        out[k] = v
+    return out
+
+
+class UpstreamCall:
+    """Calls the upstream for one exchange and returns the response to send back."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        forwarder: Forwarder,
+        websockets: WebSocketRelay,
+        relay: Relay,
+        metrics: ProxyMetrics,
+        validator: Validator | None,
+        echo_headers: Callable[[Exchange], dict[str, str]],
+    ) -> None:
+        self.forwarder = forwarder
+        self.websockets = websockets
+        self.relay = relay
+        self.metrics = metrics
+        self.validator = validator
+        self.echo_headers = echo_headers
+        self.run_header = config.server.run_id_header
+        self.max_body = config.server.max_request_body_bytes
+        cap = config.capture.max_body_bytes
+        self.capture_cap = cap
+        self._caps = {n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else cap) for n, h in config.handoffs.items()}
+
+    async def call(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> web.StreamResponse:
+        if ex.mode == "connect":
+            return await run_tunnel(http, ex, ex.target, self.metrics, self.echo_headers(ex))  # type: ignore[arg-type]
+        cap = self._caps.get(ex.handoff, self.capture_cap)
+        ex.request_tap, ex.response_tap = BodyTap(cap), BodyTap(cap)
+        headers = upstream_headers(http, heads, ex, self.run_header, ex.target.upstream.headers)  # type: ignore[union-attr]
+        if ex.mode == "websocket":
+            return await self._websocket(ex, http, heads, headers)
+        return await self._forward(ex, http, heads, headers)  # other upgrade offers (h2c…) are declined
+
+    async def _forward(self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]) -> web.StreamResponse:
+        target = ex.target
+        assert target is not None and ex.request_tap is not None
+        ex.request_headers = list(headers.items())
+        data: Any = None
+        timing: BodyDeadlines | None = None
+        if http.body_exists:
+            task = asyncio.current_task()
+            assert task is not None
+            t = target.upstream.timeouts
+            timing = BodyDeadlines(self.forwarder.deadlines, task, t.request_body_idle, t.read, min(t.total, t.read))
+            await send_continue(http, heads.first("expect"))
+            if self.validator is not None and self.validator.enforces_request(ex.handoff):
+                data = await self._precheck(ex, http, timing)
+            elif http.content_length is not None and http.content_length <= SMALL_BODY:
+                # Small, known-length body: read it (bounded) so headers + body leave in one write.
+                data = await read_known_body(http, http.content_length, timing)
+                ex.request_tap.feed(data)
+            else:
+                data = stream_body(http, ex.request_tap, timing, self.max_body)
+        elif http.method in ("POST", "PUT", "PATCH"):
+            headers["Content-Length"] = "0"
+        try:
+            upstream_resp = await self.forwarder.send(target, http.method, headers, data)
+        except errors.ProxyError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every client failure is classified
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            err = classify_client_error(exc)
+            if isinstance(exc, aiohttp.ServerDisconnectedError) and target.url.scheme == "http":
+                up = target.upstream
+                if await answers_tls(target.url.host or "", target.url.port or 80, up.allow_private, up.timeouts.connect):
+                    err = errors.UpstreamError(TLS_HINT, "tls")
+            raise err from None
+        finally:
+            if timing is not None:
+                timing.answered = True
+        ex.ttfb_s = time.perf_counter() - ex.t0
+        return await self.relay.relay(ex, http, upstream_resp)
+
+    async def _precheck(self, ex: Exchange, http: web.BaseRequest, timing: BodyDeadlines) -> Any:
+        """`enforce: request`: read the body up to the cap, validate, then forward it (or 422)."""
+        assert ex.request_tap is not None and self.validator is not None
+        tap = ex.request_tap
+        head: list[bytes] = []
+        while tap.total <= tap.cap:
+            chunk = await timing.read_chunk(http)
+            if not chunk:
+                break
+            tap.feed(chunk)
+            head.append(chunk)
+            if self.max_body is not None and tap.total > self.max_body:
+                raise errors.PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
+        if not tap.truncated:
+            violations = self.validator.check_request(ex, http)
+            if violations:
+                ex.request_violations = violations
+                # Only real violations reject: a validator that crashed says nothing about the request.
+                if self.validator.rejects(ex.handoff, violations):
+                    raise errors.ContractRejected(
+                        "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
+                    )
+        return stream_body(http, tap, timing, self.max_body, head)
+
+    async def _websocket(self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]) -> web.StreamResponse:
+        """The opening handshake relayed; a 101 turns the connection into a frame relay (`seamline.proxy.websocket`)."""
+        assert ex.target is not None
+        headers.update(upgrade_headers(heads.all("upgrade")))
+        ex.request_headers = list(headers.items())
+        resp = await self.websockets.handshake(ex.target, headers)
+        ex.ttfb_s = time.perf_counter() - ex.t0
+        if resp.status != 101:
+            return await self.relay.relay(ex, http, resp)  # declined (403, 426…): an ordinary response
+        drop = self.relay.drop | connection_tokens(resp.headers)
+        return await self.websockets.relay(http, ex, resp, drop, self.echo_headers(ex))
