@@ -72,20 +72,15 @@ class UpstreamTimeout(ProxyError):
     status, slug, title, error_class = 504, "upstream-timeout", "Upstream timed out", o.TIMEOUT
 
 
+def problem(status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    """An RFC 9457 problem+json response: the one builder for every answer Seamline gives itself."""
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    return ExactResponse(status=status, body=orjson.dumps(body), content_type="application/problem+json", headers=headers)
+
+
 def problem_response(err: ProxyError, *, run_id: str, trace_id: str, headers: dict[str, str] | None = None) -> web.Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + err.slug,
-        "title": err.title,
-        "status": err.status,
-        "detail": err.detail,
-        "run_id": run_id,
-        "trace_id": trace_id,
-        "error_class": err.error_class,
-    }
-    body.update(err.extra)
-    return ExactResponse(
-        status=err.status,
-        body=orjson.dumps(body),
-        content_type="application/problem+json",
-        headers=headers,
-    )
+    """The proxy's answer for a typed error, with the call's run and trace IDs and its error class."""
+    return problem(
+        err.status, err.slug, err.title, err.detail, headers=headers,
+        run_id=run_id, trace_id=trace_id, error_class=err.error_class, **err.extra,
+    )  # fmt: skip

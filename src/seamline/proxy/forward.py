@@ -11,10 +11,12 @@ from aiohttp import hdrs
 from multidict import CIMultiDict
 
 from seamline import errors
+from seamline import outcomes as o
 from seamline.config.models import Config, Upstream
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.netguard import GuardedResolver, RefusedAddress, check_ip_literal, find_refusal
 from seamline.proxy.routing import Target
+from seamline.validate.classify import transport_error_class
 
 # Never let the client add headers the caller did not send: relay faithfully.
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -147,9 +149,13 @@ def classify_client_error(exc: BaseException) -> errors.ProxyError:
         return errors.UpstreamError(f"upstream body error: {exc}", "connect")
     if isinstance(exc, errors.ProxyError):
         return exc
+    # Anything else: the class from the one rule base for transport errors (exception names, causes, message).
+    cls = transport_error_class(exc)
+    if cls == o.TIMEOUT:
+        return errors.UpstreamTimeout(f"upstream did not answer in time ({type(exc).__name__})", timeout="read")
     if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}: {exc}", "connect")
-    return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}", "connect")
+        return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}: {exc}", cls)
+    return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}", cls)
 
 
 def _own_cause(exc: BaseException) -> errors.ProxyError | None:

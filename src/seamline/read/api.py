@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from seamline.read import queries as runs
-from seamline.errors import PROBLEM_BASE
+from seamline.errors import problem
 from seamline.read.web import render
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,6 @@ def dumps(value: Any) -> bytes:
 
 def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=dumps(value), content_type="application/json")
-
-
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> web.Response:
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/problem+json")
 
 
 def _html(text: str, nonce: str, status: int = 200) -> web.Response:
