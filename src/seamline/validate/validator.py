@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from seamline.capture.bodies import RenderedBody, decode_content, parse_content_type
+from seamline.capture.bodies import RenderedBody, decode_content, is_json_type, parse_content_type
 from seamline.validate.classify import Classification, classify, classify_own_answer
 from seamline.config.loader import ConfigError
 from seamline.config.models import Config
@@ -119,4 +119,4 @@ def _not_json(body: RenderedBody, headers: dict[str, str]) -> bool:
     if body.empty or body.is_json:
         return False
     mime, _ = parse_content_type(headers.get("content-type"))
-    return body.json_error is not None or (bool(mime) and "json" in mime) or (not body.binary and bool(body.text))
+    return body.json_error is not None or is_json_type(mime) or (not body.binary and bool(body.text))
