@@ -10,7 +10,7 @@ import pytest
 from seamline.config import reference as docs
 from seamline.config.models import Config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_readme_reference_is_current() -> None:
