@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 # In-process sidecars share this process's one chdb directory with the tests that read it back, so their embedded
-# engine is a thread here; tests/integration/test_engine_process.py and every `seamline serve` subprocess (which
+# engine is a thread here; tests/integration/test_record_engine_process.py and every `seamline serve` subprocess (which
 # drops SEAMLINE_* variables) run the default, the engine process.
 os.environ.setdefault("SEAMLINE_STORAGE__EMBEDDED_ENGINE", "thread")
 

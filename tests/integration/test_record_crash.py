@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from support.chhttp import ClickHouseHttpAdapter
 from support.recording import counts, db  # noqa: F401  (fixture)
 from support.servers import free_ports
+from support.waiting import wait_for
 
 from seamline.config.models import Storage
 from seamline.record.store import open_store
@@ -60,8 +61,7 @@ async def test_spool_is_replayed_at_start_up_after_sigkill(db, tmp_path: Path) -
     rec = Recorder(storage, lambda: open_store(storage.clickhouse_url, storage.database), reg, "next", heartbeat_interval_s=0)
     try:
         await rec.start()  # replays at start-up
-        while not await rec.replay_now():
-            await asyncio.sleep(0.02)  # bounded by the test timeout; the sink is up
+        await wait_for(rec.replay_now, 30, what="the spool to drain into the sink (it is up)")
     finally:
         await rec.stop(5)
         await adapter.stop()

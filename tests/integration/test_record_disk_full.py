@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import subprocess
@@ -15,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from support.chdb_path import chdb_url, unique_database
 from support.chhttp import ClickHouseHttpAdapter
 from support.recording import counts
+from support.waiting import wait_for
 
 from seamline.record.store import open_store
 
@@ -61,10 +61,14 @@ async def test_disk_full_spool_is_loud_and_traffic_keeps_flowing(tiny_disk, upst
     # ClickHouse comes back: the spool drains, the recorder is ready again, and what was spooled is stored once.
     await adapter.start()
     try:
-        async with asyncio.timeout(30):
-            while not sc.recorder.health()["ready"]:
-                await sc.recorder.replay_now()
-                await asyncio.sleep(0.02)  # replay is paced by its backoff; bounded by the timeout above
+
+        async def ready_again() -> bool:
+            if sc.recorder.health()["ready"]:
+                return True
+            await sc.recorder.replay_now()
+            return False
+
+        await wait_for(ready_again, 30, what="the spool to drain and the recorder to be ready")
         await sc.recorder.flush(10)
         store = await open_store(chdb_url(), database)
         try:

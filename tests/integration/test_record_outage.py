@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
 from support.recording import counts, db, make_event  # noqa: F401  (fixture)
+from support.waiting import wait_for
 
 from seamline.config.models import Storage
 from seamline.record.spool import Spool
@@ -52,23 +53,17 @@ async def test_sink_down_under_sustained_submit_loses_and_duplicates_nothing(ada
                     rec.submit(make_event())
                     total += 1
                 await rec.flush(5)
-                await asyncio.sleep(0)  # let the background tasks take turns, as request handling would
+                await asyncio.sleep(0)  # a yield, not a wait: background tasks take turns, as between requests
             if phase == "down":
                 assert not rec.health()["sink_up"]
                 assert rec.spool.records > 0 and rec.health()["ready"]
         assert await rec.flush(5)
-        assert await asyncio.wait_for(_replay_until_empty(rec), 20)
+        await wait_for(rec.replay_now, 20, what="the spool to drain into the sink")
     finally:
         await rec.stop(10)
     assert await counts(store, name) == (total, total)
     assert reg.get_sample_value("seamline_record_replayed_rows_total") > 0
     assert reg.get_sample_value("seamline_record_dropped_total", {"reason": "spool_full"}) is None
-
-
-async def _replay_until_empty(rec: Recorder) -> bool:
-    while not await rec.replay_now():
-        await asyncio.sleep(0.02)  # the sink is back; this only paces retries of a bounded loop
-    return True
 
 
 async def test_unwritable_spool_is_loud_and_submit_still_returns(adapter, db, tmp_path: Path, caplog) -> None:
@@ -107,7 +102,7 @@ async def test_full_spool_drops_counts_and_turns_unready(adapter, db, tmp_path: 
     dropped = reg.get_sample_value("seamline_record_dropped_total", {"reason": "spool_full"})
     assert dropped and dropped > 0
     await adapter.start()
-    assert await asyncio.wait_for(_replay_until_empty(rec), 20)
+    await wait_for(rec.replay_now, 20, what="the spool to drain into the sink")
     assert rec.health()["ready"] is True, rec.health()
     await rec.stop(5)
     n, u = await counts(store, name)
@@ -137,7 +132,7 @@ async def test_corrupt_spool_record_is_skipped_and_counted(adapter, db, tmp_path
     reg2 = CollectorRegistry()
     rec2 = recorder(http_storage(adapter, name, spool_dir, batch_size=10), reg2)
     await rec2.start()
-    assert await asyncio.wait_for(_replay_until_empty(rec2), 20)
+    await wait_for(rec2.replay_now, 20, what="the spool to drain into the sink")
     await rec2.stop(5)
     assert await counts(store, name) == (20, 20)
     assert reg2.get_sample_value("seamline_record_spool_corrupt_records_total") == 1

@@ -15,6 +15,7 @@ from aiohttp import web
 from conftest import proxy_config
 from support.chdb_path import chdb_url, unique_database
 from support.rawhttp import raw_request
+from support.waiting import wait_for
 
 CHARGE_CONTRACT = {
     "status": [200, 201],
@@ -380,6 +381,5 @@ async def test_a_lone_event_is_written_by_the_flush_interval_without_any_flush_c
     upstream.routes["/v1/charges"] = reply(201, {"id": "ch_t", "status": "succeeded", "amount": 5, "currency": "eur"})
     sc = await rec()  # flush_interval_ms=20, batch_size 2000: only the timer can write this row
     await post(sc, "/billing/v1/charges", "run-timer", {"amount": 5, "currency": "eur"})
-    async with asyncio.timeout(10):
-        while not await sc.store.query("SELECT 1 FROM handoffs WHERE run_id = 'run-timer'"):
-            await asyncio.sleep(0.02)  # waiting on the recorder's own timer is the behaviour under test
+    # No flush call to await: the recorder's own timer writing the row is the behaviour under test.
+    await wait_for(lambda: sc.store.query("SELECT 1 FROM handoffs WHERE run_id = 'run-timer'"), 10, what="the timer's write")

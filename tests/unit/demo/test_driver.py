@@ -1,14 +1,17 @@
-"""The demo workflow driver straight against the mocks (no proxy): retries, never_repeat, compensation."""
+"""The demo workflow driver straight against the mocks (no proxy): retries, never_repeat, compensation; and its
+wait for an external sidecar to be ready."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
+from aiohttp import web
 from rich.console import Console
+from support.servers import free_ports, serve
 
 from seamline.demo import MockFleet, plan_fault, run_demo
-from seamline.demo.driver import SAFETY
+from seamline.demo.driver import SAFETY, SidecarUnavailable, wait_for_sidecar
 
 
 @pytest.fixture
@@ -57,3 +60,29 @@ async def test_same_seed_same_fates(fleet):
     b = await run_demo(**kw, run_prefix="b")
     fate = lambda s: [(r.order, r.ok, r.failed_step, r.error_class, r.calls) for r in s.results]  # noqa: E731
     assert fate(a) == fate(b)
+
+
+async def test_waiting_for_a_sidecar_that_is_not_there_gives_up_with_the_reason():
+    (port,) = free_ports(1)
+    with pytest.raises(SidecarUnavailable, match=f"127.0.0.1:{port}.*within 0s"):
+        await wait_for_sidecar(f"http://127.0.0.1:{port}", None, 0)
+
+
+async def test_waiting_uses_readyz_and_a_503_is_not_ready():
+    state = {"ready": False}
+
+    async def readyz(request: web.Request) -> web.Response:
+        return web.json_response(state, status=200 if state["ready"] else 503)
+
+    app = web.Application()
+    app.router.add_get("/readyz", readyz)
+    async with serve(app) as admin:
+        with pytest.raises(SidecarUnavailable, match="HTTP 503"):
+            await wait_for_sidecar("http://127.0.0.1:1", admin, 0)
+        state["ready"] = True
+        assert await wait_for_sidecar("http://127.0.0.1:1", admin, 0) == f"{admin}/readyz"
+
+
+async def test_waiting_on_the_proxy_port_alone_needs_only_a_listener():
+    async with serve(web.Application()) as proxy:
+        assert await wait_for_sidecar(proxy, None, 0) == proxy

@@ -19,6 +19,7 @@ import pytest
 from support.chdb_path import chdb_url, unique_database
 from support.chhttp import ClickHouseHttpAdapter
 from support.servers import free_ports
+from support.waiting import wait_for
 
 from seamline.record.store import open_store
 
@@ -41,17 +42,20 @@ class Proc:
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, as under a service manager
         )
-        async with asyncio.timeout(60):
-            async with aiohttp.ClientSession() as s:
-                while True:
-                    try:
-                        async with s.get(f"http://127.0.0.1:{self.admin}/healthz") as r:
-                            if r.status == 200:
-                                return self
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    assert self.proc.returncode is None, (await self.proc.stderr.read()).decode()
-                    await asyncio.sleep(0.05)  # polling a child process's port: no event to await
+        async with aiohttp.ClientSession() as s:
+
+            async def healthy() -> bool:  # a child process's port: no event to await
+                try:
+                    async with s.get(f"http://127.0.0.1:{self.admin}/healthz") as r:
+                        if r.status == 200:
+                            return True
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert self.proc.returncode is None, (await self.proc.stderr.read()).decode()
+                return False
+
+            await wait_for(healthy, 60, what=f"`seamline serve` ({self.path.name}) to answer /healthz")
+        return self
 
     async def metric(self, name: str) -> float:
         async with aiohttp.ClientSession() as s:
@@ -113,28 +117,33 @@ async def test_sigkill_while_the_sink_is_down_loses_nothing_after_restart(upstre
     }
     first = await Proc(cfg, tmp_path, "first").start()
     await send_requests(first.port, "kill-run")  # traffic flows while the sink is down
-    async with asyncio.timeout(20):
-        while await first.metric("seamline_record_spool_records") < N / 5:
-            await asyncio.sleep(0.05)
+
+    async def spooled() -> bool:
+        return await first.metric("seamline_record_spool_records") >= N / 5
+
+    await wait_for(spooled, 20, what="every batch in the spool")
     assert await first.signal(signal.SIGKILL) == -signal.SIGKILL
     await adapter.start()  # ClickHouse is back
     second = await Proc(cfg, tmp_path, "second").start()
     store = await open_store(chdb_url(), database)
     try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'kill-run'")
-                    if rows[0]["n"] >= N:
-                        break
-                except Exception:  # noqa: BLE001 - the table appears when the second sidecar migrates
-                    pass
-                await asyncio.sleep(0.05)
-        assert (rows[0]["n"], rows[0]["u"]) == (N, N)
+
+        async def stored() -> dict | None:
+            try:
+                rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'kill-run'")
+            except Exception:  # noqa: BLE001 - the table appears when the second sidecar migrates
+                return None
+            return rows[0] if rows[0]["n"] >= N else None
+
+        row = await wait_for(stored, 30, what="the spooled rows replayed into ClickHouse")
+        assert (row["n"], row["u"]) == (N, N)
+
         # Rows are visible once ClickHouse commits; the sidecar counts them when the insert's reply reaches it.
-        async with asyncio.timeout(10):
-            while (replayed := await second.metric("seamline_record_replayed_rows_total")) < N:
-                await asyncio.sleep(0.05)
+        async def counted() -> float | None:
+            replayed = await second.metric("seamline_record_replayed_rows_total")
+            return replayed if replayed >= N else None
+
+        replayed = await wait_for(counted, 10, what="the replayed rows counted")
         assert replayed == N
     finally:
         await second.signal(signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The README's config reference is what `seamline.docs` generates from the pydantic models."""
+"""The README's config reference is what `seamline.config.reference` generates from the pydantic models."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 from seamline.config import reference as docs
 from seamline.config.models import Config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_readme_reference_is_current() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert docs.section_of(text) == docs.config_reference_markdown(), (
-        "README.md's config reference is stale: run `python -m seamline.docs`"
+        "README.md's config reference is stale: run `python -m seamline.config.reference`"
     )
 
 
@@ -28,7 +28,7 @@ def test_every_section_and_field_is_documented() -> None:
         assert f"| `{key}` |" in md
     assert "SEAMLINE_CLICKHOUSE_URL" in md and "SEAMLINE_SERVER__<KEY>" in md
     undocumented = [line for line in md.splitlines() if line.startswith("| `") and line.endswith("|  |")]
-    assert not undocumented, "give these fields a description= in seamline/config.py"
+    assert not undocumented, "give these fields a description= in seamline/config/models.py"
 
 
 def test_rows_show_types_defaults_and_bounds() -> None:

@@ -1,5 +1,5 @@
-"""`seamline demo` modes: argument parsing, `--mocks-only` on fixed ports, waiting for an external sidecar, and
-the docker-compose demo commands being ones this CLI accepts."""
+"""`seamline demo` modes (seamline.demo.cli): argument parsing, `--mocks-only` on fixed ports, and the
+docker-compose demo commands being ones this CLI accepts. Waiting for an external sidecar: test_driver.py."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiohttp import web
 from rich.console import Console
-from support.servers import free_ports, serve
+from support.servers import free_ports
 
 from seamline.cli import build_parser
 from seamline.demo.cli import check_args, cmd_demo, demo_mode, serve_mocks
-from seamline.demo.driver import SidecarUnavailable, wait_for_sidecar
 from seamline.demo.mocks import SERVICES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -136,32 +134,6 @@ async def test_mocks_only_on_a_busy_port_fails_and_leaves_nothing_listening():
     for port in ports[:2]:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-
-
-async def test_waiting_for_a_sidecar_that_is_not_there_gives_up_with_the_reason():
-    (port,) = free_ports(1)
-    with pytest.raises(SidecarUnavailable, match=f"127.0.0.1:{port}.*within 0s"):
-        await wait_for_sidecar(f"http://127.0.0.1:{port}", None, 0)
-
-
-async def test_waiting_uses_readyz_and_a_503_is_not_ready():
-    state = {"ready": False}
-
-    async def readyz(request: web.Request) -> web.Response:
-        return web.json_response(state, status=200 if state["ready"] else 503)
-
-    app = web.Application()
-    app.router.add_get("/readyz", readyz)
-    async with serve(app) as admin:
-        with pytest.raises(SidecarUnavailable, match="HTTP 503"):
-            await wait_for_sidecar("http://127.0.0.1:1", admin, 0)
-        state["ready"] = True
-        assert await wait_for_sidecar("http://127.0.0.1:1", admin, 0) == f"{admin}/readyz"
-
-
-async def test_waiting_on_the_proxy_port_alone_needs_only_a_listener():
-    async with serve(web.Application()) as proxy:
-        assert await wait_for_sidecar(proxy, None, 0) == proxy
 
 
 # --- the docker-compose demo profile runs commands this CLI accepts, wired to the compose sidecar config ---

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import proxy_config
+from support.waiting import wait_for
 
 from seamline.record.store import ChdbStore, StoreError, open_store
 
@@ -29,19 +30,19 @@ def engine_pid(store: ChdbStore) -> int:
     return pid
 
 
+def exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # our own child: reap it, or it stays a zombie that kill(pid, 0) still finds
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False
+
+
 async def wait_exit(pid: int, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            try:  # our own child: reap it, or it stays a zombie that kill(pid, 0) still finds
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                pass
-            await asyncio.sleep(0.05)
+    await wait_for(lambda: exited(pid), timeout, what=f"process {pid} to exit")  # no exit event for a pid
 
 
 async def test_round_trip_and_errors_through_the_engine_process(tmp_path: Path) -> None:
@@ -71,7 +72,8 @@ async def test_a_killed_engine_fails_the_call_and_the_next_call_starts_a_new_one
         await store.insert_json("t", b'[{"id": 1}]')
         first = engine_pid(store)
         slow = asyncio.ensure_future(store.query("SELECT sleepEachRow(0.5) FROM numbers(4)"))
-        await asyncio.sleep(0.3)
+        # In flight: the call holds the engine's lock from before it sends the query until the reply (2 s away).
+        await wait_for(store._process._lock.locked, 5, what="the slow query to be in flight")  # type: ignore[union-attr]
         os.kill(first, signal.SIGKILL)
         with pytest.raises(StoreError, match="exited"):
             await slow
@@ -99,7 +101,7 @@ async def test_the_engine_dies_with_its_parent_and_releases_the_directory(tmp_pa
         async def main():
             store = await open_store("chdb://{data}", "eng", engine="process")
             print(store._process.pid, flush=True)
-            await asyncio.sleep(60)
+            await asyncio.sleep(60)  # the parent lives until the test kills it (60 s bounds a leaked one)
         asyncio.run(main())
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -154,19 +156,20 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(upstream
     killed = engine_pid(store)
     os.kill(killed, signal.SIGKILL)
     await burst(40)  # traffic never waits for the engine; batches that fail go to the spool
-    async with asyncio.timeout(30):
-        while True:
-            await sc.flush(5)
-            if not sc.recorder.spool.records:
-                try:
-                    rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'")
-                    n, distinct = rows[0]["n"], rows[0]["u"]
-                except StoreError:
-                    n = distinct = -1
-                if n >= sent:
-                    break
-            await sc.recorder.replay_now()
-            await asyncio.sleep(0.05)
+
+    async def all_stored() -> tuple[int, int] | None:
+        await sc.flush(5)
+        if not sc.recorder.spool.records:
+            try:
+                rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'")
+            except StoreError:
+                rows = []
+            if rows and rows[0]["n"] >= sent:
+                return rows[0]["n"], rows[0]["u"]
+        await sc.recorder.replay_now()
+        return None
+
+    n, distinct = await wait_for(all_stored, 30, what="every event stored after the engine restarted")
     assert (n, distinct) == (sent, sent)
     assert engine_pid(store) != killed
     assert sc.registry.get_sample_value("seamline_record_engine_process_starts") == 2  # on-call sees the restart
@@ -193,7 +196,9 @@ async def test_an_engine_that_cannot_start_is_retried_after_a_backoff_not_on_eve
             with pytest.raises(StoreError, match="did not start .*retrying in"):
                 await store.query("SELECT 1")
         assert spawned == 0
-        await asyncio.sleep(0.6)  # the first backoff is 0.5 s
+        # The first backoff (0.5 s) elapsing is the behaviour under test; the engine reads time.monotonic(), no
+        # clock to inject.
+        await asyncio.sleep(0.6)
         with pytest.raises(StoreError, match="open failed"):
             await store.query("SELECT 1")
         assert spawned == 1
@@ -207,7 +212,8 @@ async def test_the_engine_outlives_group_signals_until_its_sidecar_lets_it_go(tm
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):  # what Ctrl-C or systemd send to the whole group
             os.kill(pid, sig)
-        await asyncio.sleep(0.2)
+        # No pause needed: a signal is pending once kill() returns, and the engine acts on it (dies, by default)
+        # before its next system call returns, so it cannot answer the query below without having survived both.
         assert await store.query("SELECT 1 AS one") == [{"one": 1}] and engine_pid(store) == pid  # still serving the shutdown flush
     finally:
         await store.close()

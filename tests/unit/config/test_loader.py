@@ -1,0 +1,46 @@
+"""Loading the configuration (seamline.config.loader): the file and its YAML, environment overrides, contract files
+resolved next to the config, and every error naming the file, the field and what is allowed."""
+
+from __future__ import annotations
+
+from support.config_yaml import error_of, write
+
+from seamline.config.loader import load_config
+
+
+def test_unknown_key_names_file_field_and_allowed_keys(tmp_path):
+    msg = error_of(write(tmp_path, "upstreams:\n  billing:\n    base_url: https://x.example\n    allow_privat: true\n"))
+    assert "seamline.yaml" in msg
+    assert "upstreams.billing.allow_privat" in msg
+    assert "allow_private" in msg
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    assert "not valid YAML" in error_of(write(tmp_path, "upstreams: [\n"))
+    assert "file not found" in error_of(tmp_path / "nope.yaml")
+    assert "top level must be a mapping" in error_of(write(tmp_path, "- a\n"))
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEAMLINE_CLICKHOUSE_URL", "http://u:p@ch:8123/seamline")
+    monkeypatch.setenv("SEAMLINE_SERVER__PORT", "9999")
+    cfg = load_config(write(tmp_path, "server:\n  port: 8081\n"))
+    assert cfg.storage.clickhouse_url == "http://u:p@ch:8123/seamline"
+    assert cfg.server.port == 9999
+
+
+def test_invalid_environment_value_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEAMLINE_CLICKHOUSE_URL", "mysql://x")
+    assert "storage.clickhouse_url" in error_of(write(tmp_path, "{}\n"))
+
+
+def test_contract_file_reference_is_loaded_relative_to_the_config(tmp_path):
+    (tmp_path / "contracts").mkdir()
+    (tmp_path / "contracts" / "charge.yaml").write_text("status: [200]\nextract: {charge_id: response.body.id}\n")
+    cfg = load_config(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n"))
+    assert cfg.handoffs["b.charge"].contract.status == [200]
+
+
+def test_missing_contract_file_is_named(tmp_path):
+    msg = error_of(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n"))
+    assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg
