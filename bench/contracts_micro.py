@@ -16,7 +16,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from seamline.capture.bodies import BodyCapture, render_body
+from seamline.capture.bodies import render_body
+from seamline.exchange import BodyTap
 from seamline.validate.classify import classify
 from seamline.config.models import Capture, Contract
 from seamline.validate.contracts import compile_contract
@@ -121,7 +122,7 @@ def main() -> None:
 
     def exchange() -> object:
         r = policy.redactor()
-        cap = BodyCapture(65536)
+        cap = BodyTap(65536)
         cap.feed(raw)
         rh = r.redact_headers(REQ_HEADERS)
         sh = r.redact_headers(RESP_HEADERS)

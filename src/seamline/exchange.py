@@ -19,13 +19,13 @@ class BodyTap:
     kept: int = 0
     total: int = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         n = len(chunk)
         self.total += n
         room = self.cap - self.kept
-        if room > 0:
+        if room > 0 and n:
             part = chunk if n <= room else chunk[:room]
-            self.chunks.append(part)
+            self.chunks.append(part if type(part) is bytes else bytes(part))  # a mutable buffer may change after
             self.kept += len(part)
 
     @property

@@ -1,10 +1,10 @@
-"""Body capture for the record: keep a capped prefix while streaming, then decode and redact it. Pure.
+"""Bodies for the record: decode and redact the capped prefix the relay kept. Pure.
 
-`BodyCapture` sits in the relay loop (O(1) per chunk once the cap is reached, never buffers the
-whole body). `render_body()` runs once per body when the event is built: it decodes
+The prefix itself is kept while streaming by `seamline.exchange.BodyTap` (O(1) per chunk once the cap is
+reached, never buffers the whole body). `render_body()` runs once per body when the event is built: it decodes
 gzip/deflate/br/zstd for the record only (output bounded by `limit`, a truncated or corrupt stream
 decodes as far as it can and never raises), parses JSON (the unredacted value is returned for
-contracts), redacts (see `seamline.redact`) and returns the text to store.
+contracts), redacts (see `seamline.capture.redact`) and returns the text to store.
 
 Stored forms: JSON → compact re-serialisation of the redacted value; form-urlencoded → fields
 redacted by name; other text → as is (JSON-like text that does not parse has its `"key": value`
@@ -50,45 +50,6 @@ _BINARY_TYPES: Final = frozenset(
     }
 )
 _FORM: Final = "application/x-www-form-urlencoded"
-
-
-class BodyCapture:
-    """Keeps the first `cap` bytes of a streamed body and counts the true total."""
-
-    __slots__ = ("cap", "total", "truncated", "_parts", "_kept", "_joined")
-
-    def __init__(self, cap: int = DEFAULT_CAP) -> None:
-        self.cap = max(0, cap)
-        self.total = 0
-        self.truncated = False
-        self._parts: list[bytes] = []
-        self._kept = 0
-        self._joined: bytes | None = b""
-
-    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
-        """Account for one chunk as it passes through; keep what still fits under the cap."""
-        n = len(chunk)
-        self.total += n
-        room = self.cap - self._kept
-        if n <= room:
-            if n:
-                self._parts.append(chunk if type(chunk) is bytes else bytes(chunk))
-                self._kept += n
-                self._joined = None
-            return
-        self.truncated = True
-        if room > 0:
-            self._parts.append(bytes(chunk[:room]))
-            self._kept = self.cap
-            self._joined = None
-
-    @property
-    def data(self) -> bytes:
-        """The captured prefix (at most `cap` bytes)."""
-        if self._joined is None:
-            self._joined = b"".join(self._parts)
-            self._parts = [self._joined]
-        return self._joined
 
 
 @dataclass(frozen=True, slots=True)

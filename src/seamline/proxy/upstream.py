@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -57,31 +58,28 @@ def upstream_headers(http: web.BaseRequest, heads: Inbound, ex: Exchange, run_he
     return out
 
 
+@dataclass(slots=True)
 class UpstreamCall:
     """Calls the upstream for one exchange and returns the response to send back."""
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        forwarder: Forwarder,
-        websockets: WebSocketRelay,
-        relay: Relay,
-        metrics: ProxyMetrics,
-        validator: Validator | None,
-        echo_headers: Callable[[Exchange], dict[str, str]],
-    ) -> None:
-        self.forwarder = forwarder
-        self.websockets = websockets
-        self.relay = relay
-        self.metrics = metrics
-        self.validator = validator
-        self.echo_headers = echo_headers
-        self.run_header = config.server.run_id_header
-        self.max_body = config.server.max_request_body_bytes
-        cap = config.capture.max_body_bytes
-        self.capture_cap = cap
-        self._caps = {n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else cap) for n, h in config.handoffs.items()}
+    config: Config
+    forwarder: Forwarder
+    websockets: WebSocketRelay
+    relay: Relay
+    metrics: ProxyMetrics
+    validator: Validator | None
+    echo_headers: Callable[[Exchange], dict[str, str]]
+    run_header: str = field(init=False)
+    max_body: int | None = field(init=False)
+    capture_cap: int = field(init=False)
+    _caps: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.run_header = cfg.server.run_id_header
+        self.max_body = cfg.server.max_request_body_bytes
+        self.capture_cap = cap = cfg.capture.max_body_bytes
+        self._caps = {n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else cap) for n, h in cfg.handoffs.items()}
 
     async def call(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> web.StreamResponse:
         if ex.mode == "connect":

@@ -11,7 +11,7 @@ import brotli
 import pytest
 import zstandard
 
-from seamline.capture.bodies import BodyCapture, RenderedBody, decode_content, parse_content_type, render_body
+from seamline.capture.bodies import RenderedBody, decode_content, parse_content_type, render_body
 from seamline.config.models import Capture
 from seamline.capture.redact import REDACTED, RedactionPolicy
 
@@ -31,57 +31,6 @@ def compress(enc: str, data: bytes) -> bytes:
     if enc == "br":
         return brotli.compress(data)
     return zstandard.ZstdCompressor().compress(data)
-
-
-# -- BodyCapture ------------------------------------------------------------------------------------
-
-
-def test_body_under_the_cap_is_kept_whole() -> None:
-    cap = BodyCapture(10)
-    cap.feed(b"abc")
-    cap.feed(b"def")
-    assert (cap.data, cap.total, cap.truncated) == (b"abcdef", 6, False)
-
-
-def test_body_exactly_at_the_cap_is_not_truncated() -> None:
-    cap = BodyCapture(4)
-    cap.feed(b"abcd")
-    assert (cap.data, cap.truncated) == (b"abcd", False)
-
-
-def test_body_over_the_cap_keeps_the_prefix_and_true_total() -> None:
-    cap = BodyCapture(5)
-    for chunk in (b"abc", b"defgh", b"ijk"):
-        cap.feed(chunk)
-    assert (cap.data, cap.total, cap.truncated) == (b"abcde", 11, True)
-
-
-def test_chunks_beyond_the_cap_are_counted_not_kept() -> None:
-    cap = BodyCapture(4)
-    cap.feed(b"abcd")
-    for _ in range(1000):
-        cap.feed(b"x" * 1024)
-    assert len(cap._parts) == 1 and cap.total == 4 + 1024 * 1000
-
-
-def test_zero_cap_keeps_nothing() -> None:
-    cap = BodyCapture(0)
-    cap.feed(b"abc")
-    assert (cap.data, cap.total, cap.truncated) == (b"", 3, True)
-
-
-def test_mutable_chunks_are_copied() -> None:
-    buf = bytearray(b"abc")
-    cap = BodyCapture(10)
-    cap.feed(memoryview(buf))
-    buf[:] = b"xyz"
-    assert cap.data == b"abc"
-
-
-def test_empty_chunks_change_nothing() -> None:
-    cap = BodyCapture(3)
-    cap.feed(b"")
-    assert (cap.data, cap.total, cap.truncated) == (b"", 0, False)
 
 
 # -- decoding ---------------------------------------------------------------------------------------
