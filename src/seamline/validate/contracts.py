@@ -1,4 +1,6 @@
-"""Handoff contracts (issue 4): compiled once from config, evaluated per exchange. Pure: no I/O.
+"""Handoff contracts: compiled once from config, evaluated per exchange. Pure: no I/O.
+
+Expressions are in `seamline.validate.expressions`, drift detection in `seamline.validate.drift`.
 
 Data seen by expressions: `{"request": {method, path, headers, query, body},
 "response": {status, headers, body}}`; header names are lower-case, bodies are parsed JSON or None.
@@ -43,37 +45,20 @@ schema declares `properties` at its top level and is not open). Echo entries are
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import jmespath
 import jsonschema_rs
-import orjson
-from jmespath.exceptions import JMESPathError
 from jmespath.visitor import TreeInterpreter
 
 from seamline import outcomes as o
 from seamline.config.models import Contract
+from seamline.validate.drift import MAX_DRIFT, shape_of, unknown_fields
+from seamline.validate.expressions import ContractError, fast_path, get_path, json_equal, parse_expression, plain_chain, root_chains, stringify, truthy
 
 MAX_VIOLATIONS: Final = 50
-MAX_DRIFT: Final = 50
-_MAX_DEPTH: Final = 16
 _SIDES: Final = {"request": ("method", "path", "headers", "query", "body"), "response": ("status", "headers", "body")}
-_WRAPPERS: Final = frozenset({"index_expression", "projection", "filter_projection", "flatten", "pipe"})
-_BRANCHES: Final = frozenset(
-    {"comparator", "and_expression", "or_expression", "not_expression", "function_expression",
-     "multi_select_list", "multi_select_hash", "key_val_pair"}
-)  # fmt: skip
-
-
-class ContractError(ValueError):
-    """A contract that cannot be compiled, phrased with file, handoff and field."""
-
-    def __init__(self, source: str, handoff: str, field: str, problem: str) -> None:
-        self.source, self.handoff, self.field, self.problem = source, handoff, field, problem
-        super().__init__(f"{source}: handoffs.{handoff}.contract.{field}: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +78,6 @@ class Evaluation:
         return not self.violations and self.unvalidated_reason is None
 
 
-@dataclass(slots=True)
-class _Shape:
-    """The part of a schema drift detection needs: which keys are described at each level."""
-
-    props: dict[str, _Shape | None]
-    open: bool
-    patterns: tuple[re.Pattern[str], ...] = ()
-    items: _Shape | None = None
-
-    def knows(self, key: str) -> bool:
-        return self.open or key in self.props or any(p.search(key) for p in self.patterns)
-
-
 @dataclass(frozen=True, slots=True)
 class _Expr:
     name: str
@@ -123,8 +95,8 @@ class CompiledContract:
         self.status = frozenset(contract.status) if contract.status is not None else None
         self._req_validator = _compile_schema(contract.request_schema, "request_schema", source, name)
         self._resp_validator = _compile_schema(contract.response_schema, "response_schema", source, name)
-        self._req_shape = _shape_of(contract.request_schema)
-        self._resp_shape = _shape_of(contract.response_schema)
+        self._req_shape = shape_of(contract.request_schema)
+        self._resp_shape = shape_of(contract.response_schema)
         self._asserts = tuple(self._compile_expr(n, e, f"assert.{n}", source) for n, e in contract.assert_.items())
         self._extract = tuple(self._compile_expr(n, e, f"extract.{n}", source) for n, e in contract.extract.items())
         self._echo = tuple(self._compile_echo(f, source) for f in contract.echo)
@@ -134,14 +106,14 @@ class CompiledContract:
     # -- compile ---------------------------------------------------------------------------------
 
     def _compile_expr(self, label: str, expr: str, where: str, source: str) -> _Expr:
-        ast = _parse(expr, where, source, self.name)
+        ast = parse_expression(expr, where, source, self.name)
         reads_body = False
-        for chain in _root_chains(ast):
+        for chain in root_chains(ast):
             problem = self._check_chain(chain)
             if problem:
                 raise ContractError(source, self.name, where, f"{expr!r}: {problem}")
             reads_body = reads_body or chain[:2] in (["response", "body"], ["response"])
-        return _Expr(label, ast, reads_body, _fast(ast))
+        return _Expr(label, ast, reads_body, fast_path(ast))
 
     def _check_chain(self, chain: list[str]) -> str | None:
         side = chain[0]
@@ -163,8 +135,8 @@ class CompiledContract:
 
     def _compile_echo(self, path: str, source: str) -> tuple[str, tuple[str, ...]]:
         where = f"echo.{path}"
-        ast = _parse(path, where, source, self.name)
-        chain = _plain_chain(ast)
+        ast = parse_expression(path, where, source, self.name)
+        chain = plain_chain(ast)
         if chain is None:
             raise ContractError(source, self.name, where, "an echo entry is a dotted field path such as `email` or `customer.email`")
         for side, shape in (("request", self._req_shape), ("response", self._resp_shape)):
@@ -224,7 +196,7 @@ class CompiledContract:
             if self._resp_validator is not None:
                 violations, missing = _schema_violations(self._resp_validator, body, o.SCHEMA)
             if self._resp_shape is not None:
-                unknown = _unknown_fields(body, self._resp_shape)
+                unknown = unknown_fields(body, self._resp_shape)
             if req_truncated and self._echo:
                 reason = "request_body_truncated"
             else:
@@ -237,7 +209,7 @@ class CompiledContract:
             if a.reads_body and state != "json":
                 continue
             try:
-                if not _truthy(self._search(a, data)):
+                if not truthy(self._search(a, data)):
                     violations.append(o.ASSERT + a.name)
             except Exception:  # noqa: BLE001 - e.g. a JMESPath type error on unexpected data
                 violations.append(o.ASSERT_ERROR + a.name)
@@ -251,7 +223,7 @@ class CompiledContract:
             except Exception:  # noqa: BLE001 - extraction is best effort
                 continue
             if v is not None:
-                ids[x.name] = _stringify(v)
+                ids[x.name] = stringify(v)
         return ids
 
     def _echo_violations(self, sent_body: Any, got_body: Any) -> list[str]:
@@ -259,13 +231,13 @@ class CompiledContract:
         if not isinstance(sent_body, (dict, list)):
             return out
         for path, chain in self._echo:
-            sent = _get_path(sent_body, chain)
+            sent = get_path(sent_body, chain)
             if sent is None:
                 continue  # not sent, nothing to come back
-            got = _get_path(got_body, chain)
+            got = get_path(got_body, chain)
             if got is None:
                 out.append(o.ECHO_MISSING + path)
-            elif not _json_equal(sent, got):
+            elif not json_equal(sent, got):
                 out.append(o.ECHO_MISMATCH + path)
         return out
 
@@ -328,186 +300,7 @@ def _schema_violations(validator: Any, body: Any, prefix: str) -> tuple[list[str
 # -- drift ----------------------------------------------------------------------------------------
 
 
-def _shape_of(schema: dict[str, Any] | None) -> _Shape | None:
-    return None if schema is None else _shape(schema, schema, 0)
-
-
-def _deref(node: Any, root: dict[str, Any]) -> Any:
-    """Follow local `$ref`s (`#/$defs/x`); sibling keywords win over the target's."""
-    for _ in range(_MAX_DEPTH):
-        ref = node.get("$ref") if isinstance(node, dict) else None
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return node
-        target: Any = root
-        for part in (p.replace("~1", "/").replace("~0", "~") for p in ref[1:].split("/") if p):
-            target = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            return node
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
-
-
-def _shape(node: Any, root: dict[str, Any], depth: int) -> _Shape | None:
-    node = _deref(node, root)
-    if not isinstance(node, dict) or depth > _MAX_DEPTH:
-        return None
-    parts = [node] + [_deref(s, root) for k in ("allOf", "anyOf", "oneOf") for s in node.get(k) or () if isinstance(s, dict)]
-    props: dict[str, _Shape | None] = {}
-    patterns: list[re.Pattern[str] | None] = []
-    described = opened = False
-    items: _Shape | None = None
-    for p in parts:
-        if isinstance(p.get("properties"), dict):
-            described = True
-            for k, sub in p["properties"].items():
-                props[k] = props.get(k) or _shape(sub, root, depth + 1)
-        if isinstance(p.get("required"), list) and described:
-            for k in p["required"]:  # a required name is described even without a subschema
-                props.setdefault(str(k), None)
-        if isinstance(p.get("patternProperties"), dict):
-            described = True
-            patterns += [_compile_re(rx) for rx in p["patternProperties"]]
-        if isinstance(p.get("additionalProperties"), dict) and p["additionalProperties"]:
-            opened = True
-        if isinstance(p.get("items"), dict):
-            items = items or _shape(p["items"], root, depth + 1)
-    if not described and items is None:
-        return None
-    return _Shape(props, opened or not described, tuple(x for x in patterns if x is not None), items)
-
-
-def _compile_re(rx: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(rx)
-    except re.error:
-        return None
-
-
-def _unknown_fields(body: Any, shape: _Shape) -> list[str]:
-    out: dict[str, None] = {}
-    _walk_unknown(body, shape, "", out, 0)
-    return list(out)
-
-
-def _walk_unknown(value: Any, shape: _Shape, path: str, out: dict[str, None], depth: int) -> None:
-    if depth > _MAX_DEPTH or len(out) >= MAX_DRIFT:
-        return
-    if type(value) is dict:
-        props = shape.props
-        for k, v in value.items():
-            if k in props:
-                child = props[k]
-                if child is not None and type(v) in (dict, list):
-                    _walk_unknown(v, child, f"{path}.{k}" if path else k, out, depth + 1)
-            elif not shape.knows(k):
-                out[f"{path}.{k}" if path else k] = None
-    elif type(value) is list and shape.items is not None:
-        items, sub = shape.items, f"{path}[]"
-        for v in value:
-            if type(v) in (dict, list):
-                _walk_unknown(v, items, sub, out, depth + 1)
-
-
 # -- JMESPath -------------------------------------------------------------------------------------
-
-
-def _parse(expr: str, where: str, source: str, handoff: str) -> dict[str, Any]:
-    try:
-        return jmespath.compile(expr).parsed  # type: ignore[no-any-return]
-    except (JMESPathError, ValueError, TypeError) as e:
-        msg = " ".join(str(e).split())
-        if "(NUMBER)" in msg:
-            msg += "; numbers are JSON literals in backticks, e.g. response.status == `201`"
-        raise ContractError(source, handoff, where, f"JMESPath expression {expr!r} does not parse: {msg}") from None
-
-
-def _root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
-    """Field paths read from the root document (e.g. ['response', 'body', 'id'])."""
-    t = node.get("type")
-    kids = node.get("children") or []
-    if t == "field":
-        yield [node["value"]]
-    elif t == "subexpression":
-        chain: list[str] = []
-        for k in kids:
-            if k["type"] == "field":
-                chain.append(k["value"])
-                continue
-            head = (k.get("children") or [None])[0] if k["type"] in _WRAPPERS else None
-            if isinstance(head, dict) and head.get("type") == "field":
-                chain.append(head["value"])
-            break
-        if chain:
-            yield chain
-        elif kids:
-            yield from _root_chains(kids[0])
-    elif t in _WRAPPERS and kids:
-        yield from _root_chains(kids[0])  # the rest is evaluated against the left side's result
-    elif t in _BRANCHES:
-        for k in kids:
-            yield from _root_chains(k)
-
-
-def _plain_chain(ast: dict[str, Any]) -> list[str] | None:
-    if ast.get("type") == "field":
-        return [ast["value"]]
-    if ast.get("type") == "subexpression" and all(k.get("type") == "field" for k in ast["children"]):
-        return [k["value"] for k in ast["children"]]
-    return None
-
-
-def _get_path(value: Any, chain: tuple[str, ...]) -> Any:
-    """JMESPath `a.b.c` semantics: None as soon as a step is not an object."""
-    for key in chain:
-        if type(value) is not dict:
-            return None
-        value = value.get(key)
-    return value
-
-
-def _fast(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
-    """A direct evaluator for `a.b.c` and `a.b == <a.b | literal>` (!=, too); None for anything else."""
-    chain = _plain_chain(ast)
-    if chain is not None:
-        path = tuple(chain)
-        return lambda d: _get_path(d, path)
-    if ast.get("type") != "comparator" or ast.get("value") not in ("eq", "ne"):
-        return None
-    left, right = (_fast_operand(k) for k in ast["children"])
-    if left is None or right is None:
-        return None
-    if ast["value"] == "eq":
-        return lambda d: _json_equal(left(d), right(d))
-    return lambda d: not _json_equal(left(d), right(d))
-
-
-def _fast_operand(node: dict[str, Any]) -> Callable[[Any], Any] | None:
-    if node.get("type") == "literal":
-        value = node["value"]
-        return lambda _d: value
-    return _fast(node) if _plain_chain(node) is not None else None
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    """JMESPath equality: like ==, but true/false never equal 1/0."""
-    if (type(a) is bool) != (type(b) is bool):
-        return False
-    return bool(a == b)
-
-
-def _truthy(v: Any) -> bool:
-    """JMESPath truthiness: false, null, '', [] and {} are false; 0 is true."""
-    return not (v is None or v is False or (type(v) in (str, list, dict) and not v))
-
-
-def _stringify(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    return orjson.dumps(v).decode()
 
 
 def _dedupe(items: list[str], limit: int) -> list[str]:
