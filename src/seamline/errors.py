@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from seamline import outcomes as o
-from seamline.proxy.responses import ExactResponse
+from seamline.responses import ExactResponse
 
 PROBLEM_BASE = "https://seamline.dev/problems/"
 

@@ -14,7 +14,7 @@ from seamline.exchange import Exchange
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import classify_client_error
 from seamline.proxy.inbound import HOP_BY_HOP, connection_tokens
-from seamline.proxy.responses import ExactResponse, ExactStreamResponse
+from seamline.responses import ExactResponse, ExactStreamResponse
 from seamline.proxy.stage import Headers, ResponseStage
 
 SMALL_BODY = 64 * 1024

@@ -18,7 +18,7 @@ from seamline import outcomes as o
 from seamline.exchange import Exchange
 from seamline.proxy.metrics import ProxyMetrics
 from seamline.proxy.netguard import is_public
-from seamline.proxy.responses import ExactStreamResponse
+from seamline.responses import ExactStreamResponse
 from seamline.proxy.routing import Target
 
 log = logging.getLogger("seamline.tunnel")

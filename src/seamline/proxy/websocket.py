@@ -27,7 +27,7 @@ from seamline.proxy.deadlines import Deadlines
 from seamline.exchange import Exchange
 from seamline.proxy.inbound import header_tokens
 from seamline.proxy.forward import Forwarder, classify_client_error
-from seamline.proxy.responses import ExactStreamResponse
+from seamline.responses import ExactStreamResponse
 from seamline.proxy.routing import Target
 from seamline.proxy.tunnel import TakenOver, relay
 from seamline.proxy.wsframes import CLOSE_GOING_AWAY, FrameCounter, close_frame

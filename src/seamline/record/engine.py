@@ -98,7 +98,7 @@ class Engine:
         `payload` is `marshal.dumps([(to_wire(exchange), (upstream, raw path, query) or None), ...])` from the
         same interpreter; the target is resolved again here from the same config.
         """
-        from seamline.exchange import from_wire
+        from seamline.record.wire import from_wire
         from seamline.record.rows import encode_event
 
         out: list[tuple[bytes | None, str]] = []

@@ -24,7 +24,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from seamline.exchange import Exchange, to_wire
+from seamline.exchange import Exchange
+from seamline.record.wire import to_wire
 from seamline.record.store import ChdbStore
 from seamline.record.recorder import Recorder
 
