@@ -30,7 +30,10 @@ async def upstream() -> AsyncIterator[Upstream]:
 def proxy_config(upstreams: dict[str, str], handoffs: dict[str, Any] | None = None, **extra: Any) -> Config:
     """A Config for tests: loopback upstreams allowed, ephemeral ports, recording off unless given."""
     data: dict[str, Any] = {
-        "upstreams": {n: {"base_url": u, "allow_private": True, "timeouts": {"connect": 2, "read": 5, "total": 5}} for n, u in upstreams.items()},
+        "upstreams": {
+            n: {"base_url": u, "allow_private": True, "timeouts": {"connect": 2, "read": 5, "total": 5}}
+            for n, u in upstreams.items()
+        },
         "handoffs": handoffs or {},
         "server": {"port": 0, "admin_port": 0},
         "storage": {"enabled": False},

@@ -57,7 +57,12 @@ class NotImplementedYet(ProxyError):
 
 
 class ClientBodyTimeout(ProxyError):
-    status, slug, title, error_class = 408, "request-body-timeout", "The client stopped sending its request body", o.CLIENT_TIMEOUT
+    status, slug, title, error_class = (
+        408,
+        "request-body-timeout",
+        "The client stopped sending its request body",
+        o.CLIENT_TIMEOUT,
+    )
 
 
 class UpstreamError(ProxyError):

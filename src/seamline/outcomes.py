@@ -61,9 +61,26 @@ CLIENT_TIMEOUT: Final = "client_timeout"  # the client sent its request body too
 CLIENT_DISCONNECTED: Final = "client_disconnected"  # the client went away before the exchange finished
 
 ErrorClass = Literal[
-    "none", "timeout", "connect", "tls", "dns", "rate_limited", "auth", "auth_expired", "client_error", "server_error",
-    "contract", "refused", "unknown_upstream", "bad_request", "too_large", "unauthorized", "not_implemented",
-    "internal", "client_timeout", "client_disconnected",
+    "none",
+    "timeout",
+    "connect",
+    "tls",
+    "dns",
+    "rate_limited",
+    "auth",
+    "auth_expired",
+    "client_error",
+    "server_error",
+    "contract",
+    "refused",
+    "unknown_upstream",
+    "bad_request",
+    "too_large",
+    "unauthorized",
+    "not_implemented",
+    "internal",
+    "client_timeout",
+    "client_disconnected",
 ]
 ERROR_CLASSES: Final[tuple[ErrorClass, ...]] = get_args(ErrorClass)
 

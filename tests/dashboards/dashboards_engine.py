@@ -66,16 +66,41 @@ def handoff(handoff: str, ts: datetime, **values: Any) -> dict[str, Any]:
 
 
 HEALTH_COLUMNS = (
-    "ts", "proxy_instance", "version", "store", "ready", "sink_up", "reasons", "queue_depth", "spool_bytes",
-    "spool_records", "rows_written", "batches_written", "rows_replayed", "dropped", "spool_corrupt", "uptime_s",
+    "ts",
+    "proxy_instance",
+    "version",
+    "store",
+    "ready",
+    "sink_up",
+    "reasons",
+    "queue_depth",
+    "spool_bytes",
+    "spool_records",
+    "rows_written",
+    "batches_written",
+    "rows_replayed",
+    "dropped",
+    "spool_corrupt",
+    "uptime_s",
 )
 
 
 def insert_health(client: Any, rows: list[dict[str, Any]]) -> None:
     defaults: dict[str, Any] = {
-        "version": "0.1.0", "store": "server", "ready": True, "sink_up": True, "reasons": [], "queue_depth": 0,
-        "spool_bytes": 0, "spool_records": 0, "rows_written": 0, "batches_written": 0, "rows_replayed": 0,
-        "dropped": 0, "spool_corrupt": 0, "uptime_s": 60.0,
+        "version": "0.1.0",
+        "store": "server",
+        "ready": True,
+        "sink_up": True,
+        "reasons": [],
+        "queue_depth": 0,
+        "spool_bytes": 0,
+        "spool_records": 0,
+        "rows_written": 0,
+        "batches_written": 0,
+        "rows_replayed": 0,
+        "dropped": 0,
+        "spool_corrupt": 0,
+        "uptime_s": 60.0,
     }
     full = [{**defaults, **r} for r in rows]
     client.insert("seamline_health", [[r[c] for c in HEALTH_COLUMNS] for r in full], column_names=list(HEALTH_COLUMNS))
@@ -99,7 +124,7 @@ def _macro_args(sql: str, open_paren: int) -> tuple[list[str], int]:
         elif ch == "," and depth == 1:
             args.append(sql[start:i])
             start = i + 1
-    raise ValueError(f"unbalanced macro call at {open_paren}: {sql[open_paren:open_paren + 60]!r}")
+    raise ValueError(f"unbalanced macro call at {open_paren}: {sql[open_paren : open_paren + 60]!r}")
 
 
 def _is_all(value: Sequence[str] | str | None) -> bool:

@@ -127,7 +127,9 @@ async def test_embedded_cpus_pin_the_engine_process(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_recording_survives_its_engine_being_killed_under_traffic(upstream, make_sidecar, tmp_path: Path, monkeypatch) -> None:
+async def test_recording_survives_its_engine_being_killed_under_traffic(
+    upstream, make_sidecar, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.delenv("SEAMLINE_STORAGE__EMBEDDED_ENGINE")  # the default: an engine process (see conftest)
     storage = {
         "enabled": True, "clickhouse_url": f"chdb://{tmp_path / 'data'}", "database": "eng",
@@ -159,7 +161,9 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(upstream
             await sc.flush(5)
             if not sc.recorder.spool.records:
                 try:
-                    rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'")
+                    rows = await store.query(
+                        "SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'"
+                    )
                     n, distinct = rows[0]["n"], rows[0]["u"]
                 except StoreError:
                     n = distinct = -1
@@ -208,7 +212,8 @@ async def test_the_engine_outlives_group_signals_until_its_sidecar_lets_it_go(tm
         for sig in (signal.SIGINT, signal.SIGTERM):  # what Ctrl-C or systemd send to the whole group
             os.kill(pid, sig)
         await asyncio.sleep(0.2)
-        assert await store.query("SELECT 1 AS one") == [{"one": 1}] and engine_pid(store) == pid  # still serving the shutdown flush
+        assert await store.query("SELECT 1 AS one") == [{"one": 1}]  # still serving the shutdown flush
+        assert engine_pid(store) == pid
     finally:
         await store.close()
     await wait_exit(pid)
@@ -224,7 +229,7 @@ async def test_an_impossible_cpu_set_is_a_structured_warning_and_the_engine_stil
         from seamline.record.store import open_store
         async def main():
             setup_logging("INFO")
-            store = await open_store("chdb://{tmp_path / 'data'}", "eng", engine="process", cpus=[4096])
+            store = await open_store("chdb://{tmp_path / "data"}", "eng", engine="process", cpus=[4096])
             print(await store.query("SELECT 1 AS one"), flush=True)
             await store.close()
         asyncio.run(main())

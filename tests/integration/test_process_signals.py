@@ -37,8 +37,17 @@ class Proc:
     async def start(self) -> "Proc":
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAMLINE_", "OTEL_"))}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "seamline", "serve", "--config", str(self.path), "--log-level", "WARNING",
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "seamline",
+            "serve",
+            "--config",
+            str(self.path),
+            "--log-level",
+            "WARNING",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, as under a service manager
         )
         async with asyncio.timeout(60):
@@ -84,7 +93,12 @@ async def test_sigterm_flushes_every_buffered_event(upstream, tmp_path, group):
     cfg = {
         "upstreams": {"up": {"base_url": upstream.url, "allow_private": True}},
         # Nothing would be written before shutdown on its own: a huge batch and a 10-minute flush interval.
-        "storage": {"clickhouse_url": f"chdb://{data}", "spool_dir": str(tmp_path / "spool"), "batch_size": 100000, "flush_interval_ms": 600000},
+        "storage": {
+            "clickhouse_url": f"chdb://{data}",
+            "spool_dir": str(tmp_path / "spool"),
+            "batch_size": 100000,
+            "flush_interval_ms": 600000,
+        },
     }
     first = await Proc(cfg, tmp_path, "first").start()
     await send_requests(first.port, "term-run")
@@ -124,7 +138,9 @@ async def test_sigkill_while_the_sink_is_down_loses_nothing_after_restart(upstre
         async with asyncio.timeout(30):
             while True:
                 try:
-                    rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'kill-run'")
+                    rows = await store.query(
+                        "SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'kill-run'"
+                    )
                     if rows[0]["n"] >= N:
                         break
                 except Exception:  # noqa: BLE001 - the table appears when the second sidecar migrates

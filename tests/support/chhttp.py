@@ -130,7 +130,9 @@ class ClickHouseHttpAdapter:
         assert self._exec is not None
         loop = asyncio.get_running_loop()
         try:
-            out, fmt, summary = await loop.run_in_executor(self._exec, self._execute, sql, body, settings, params, database, default_format)
+            out, fmt, summary = await loop.run_in_executor(
+                self._exec, self._execute, sql, body, settings, params, database, default_format
+            )
         except _SqlError as e:
             return self._error(500, e.code, e.message)
         headers = {

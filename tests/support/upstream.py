@@ -55,9 +55,7 @@ class Upstream:
         if handler is not None and not self.read_body:
             return await handler(request)
         body = await request.read() if self.read_body else b""
-        self.received.append(
-            Received(request.method, request.path_qs, request.raw_path, raw_headers(request), body)
-        )
+        self.received.append(Received(request.method, request.path_qs, request.raw_path, raw_headers(request), body))
         if handler is not None:
             return await handler(request)
         return web.json_response({"ok": True, "path": request.path})
@@ -75,5 +73,3 @@ class Upstream:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-

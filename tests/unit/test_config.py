@@ -20,7 +20,10 @@ def error_of(path) -> str:
 
 
 def test_issue_example_loads(tmp_path):
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
 upstreams:
   billing:
     base_url: https://api.billing.example
@@ -30,7 +33,9 @@ handoffs:
   billing.create_invoice:
     upstream: billing
     match: POST /v1/invoices
-"""))
+""",
+        )
+    )
     assert cfg.upstreams["billing"].timeouts.read == 10
     assert cfg.handoffs["billing.create_invoice"].method == "POST"
     assert cfg.handoffs["billing.create_invoice"].path_template == "/v1/invoices"
@@ -46,12 +51,22 @@ def test_unknown_key_names_file_field_and_allowed_keys(tmp_path):
 def test_bad_url_and_unknown_upstream_reference(tmp_path):
     msg = error_of(write(tmp_path, "upstreams:\n  crm:\n    base_url: ftp://x\n"))
     assert "upstreams.crm.base_url" in msg and "http" in msg
-    msg = error_of(write(tmp_path, "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a.b:\n    upstream: billng\n    match: GET /x\n"))
+    msg = error_of(
+        write(
+            tmp_path,
+            "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a.b:\n    upstream: billng\n    match: GET /x\n",
+        )
+    )
     assert "billng" in msg and "known: crm" in msg
 
 
 def test_bad_match_and_literal_choices(tmp_path):
-    msg = error_of(write(tmp_path, "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a:\n    upstream: crm\n    match: charges\n    safety: maybe\n"))
+    msg = error_of(
+        write(
+            tmp_path,
+            "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a:\n    upstream: crm\n    match: charges\n    safety: maybe\n",
+        )
+    )
     assert "handoffs.a.match" in msg and "POST /v1/charges" in msg
     assert "handoffs.a.safety" in msg and "never_repeat" in msg
 
@@ -78,12 +93,22 @@ def test_invalid_environment_value_is_reported(tmp_path, monkeypatch):
 def test_contract_file_reference_is_loaded_relative_to_the_config(tmp_path):
     (tmp_path / "contracts").mkdir()
     (tmp_path / "contracts" / "charge.yaml").write_text("status: [200]\nextract: {charge_id: response.body.id}\n")
-    cfg = load_config(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n"))
+    cfg = load_config(
+        write(
+            tmp_path,
+            "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n",
+        )
+    )
     assert cfg.handoffs["b.charge"].contract.status == [200]
 
 
 def test_missing_contract_file_is_named(tmp_path):
-    msg = error_of(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n"))
+    msg = error_of(
+        write(
+            tmp_path,
+            "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n",
+        )
+    )
     assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg
 
 
@@ -113,12 +138,17 @@ def test_two_upstreams_on_one_host_and_base_path_are_refused_naming_both_and_the
 
 
 def test_duplicate_upstream_message_keeps_credentials_out(tmp_path):
-    msg = error_of(write(tmp_path, "upstreams:\n  a:\n    base_url: https://user:s3cret@h.example\n  b:\n    base_url: https://h.example\n"))
+    msg = error_of(
+        write(tmp_path, "upstreams:\n  a:\n    base_url: https://user:s3cret@h.example\n  b:\n    base_url: https://h.example\n")
+    )
     assert "upstreams.b.base_url" in msg and "s3cret" not in msg and "user" not in msg
 
 
 def test_upstreams_sharing_a_host_with_distinct_base_paths_load(tmp_path):
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
 upstreams:
   root: {base_url: 'http://h.example:9000'}
   up: {base_url: 'http://h.example:9000/ok'}
@@ -126,14 +156,20 @@ upstreams:
   billing_v2: {base_url: 'http://h.example:9000/api/v2'}
   other_scheme: {base_url: 'https://h.example:9000/ok'}
   other_port: {base_url: 'http://h.example:9001/ok'}
-"""))
+""",
+        )
+    )
     assert len(cfg.upstreams) == 6
 
 
 def test_websocket_idle_timeout_defaults_to_five_minutes_and_must_be_positive(tmp_path):
     cfg = load_config(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n"))
     assert cfg.upstreams["chat"].timeouts.websocket_idle == 300.0
-    cfg = load_config(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 30}\n"))
+    cfg = load_config(
+        write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 30}\n")
+    )
     assert cfg.upstreams["chat"].timeouts.websocket_idle == 30.0
-    msg = error_of(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 0}\n"))
+    msg = error_of(
+        write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 0}\n")
+    )
     assert "upstreams.chat.timeouts.websocket_idle" in msg and "0" in msg

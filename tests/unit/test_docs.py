@@ -35,7 +35,7 @@ def test_rows_show_types_defaults_and_bounds() -> None:
     md = docs.config_reference_markdown()
     assert "| `base_url` | string | *required* |" in md
     assert "| `port` | integer (≥ 0, ≤ 65535) | `8080` |" in md
-    assert "| `enforce` | one of `record`, `request` | `\"record\"` |" in md
+    assert '| `enforce` | one of `record`, `request` | `"record"` |' in md
     assert "| `ca_bundle` | string or null | `null` |" in md
 
 

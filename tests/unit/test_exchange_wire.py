@@ -50,4 +50,3 @@ def test_missing_parts_stay_missing() -> None:
     ex = Exchange(ts_us=1, t0=0.0, mode="connect", method="CONNECT")
     back = from_wire(to_wire(ex))
     assert back.trace is None and back.request_tap is None and back.response_tap is None
-

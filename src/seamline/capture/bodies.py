@@ -330,5 +330,3 @@ def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-

@@ -309,7 +309,11 @@ def build_rule(spec: RuleSpec) -> ab.Rule:
         .model(Query(spec.sql, Format.TABLE).ref_id("A"))
     )
     expr_ds = dm.DataSourceRef(type_val=EXPR_UID, uid=EXPR_UID)
-    b = ab.Query("B").datasource_uid(EXPR_UID).model(eb.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expr_ds))
+    b = (
+        ab.Query("B")
+        .datasource_uid(EXPR_UID)
+        .model(eb.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expr_ds))
+    )
     c = (
         ab.Query("C")
         .datasource_uid(EXPR_UID)
@@ -319,7 +323,11 @@ def build_rule(spec: RuleSpec) -> ab.Rule:
             .expression("B")
             .datasource(expr_ds)
             .conditions(
-                [eb.ExprTypeThresholdConditions().evaluator(eb.ExprTypeThresholdConditionsEvaluator().type(spec.op).params([spec.threshold]))]
+                [
+                    eb.ExprTypeThresholdConditions().evaluator(
+                        eb.ExprTypeThresholdConditionsEvaluator().type(spec.op).params([spec.threshold])
+                    )
+                ]
             )
         )
     )
@@ -406,12 +414,16 @@ def _plain(obj: Any) -> Any:
 def contact_points() -> dict[str, Any]:
     """Two receivers, one per severity; destinations come from environment variables (Grafana expands them)."""
     cps = [
-        ab.ContactPoint().uid("seamline-critical").name("seamline-critical").type("webhook").settings(
-            {"url": "$SEAMLINE_ALERT_CRITICAL_WEBHOOK_URL", "httpMethod": "POST"}
-        ),
-        ab.ContactPoint().uid("seamline-warning").name("seamline-warning").type("webhook").settings(
-            {"url": "$SEAMLINE_ALERT_WARNING_WEBHOOK_URL", "httpMethod": "POST"}
-        ),
+        ab.ContactPoint()
+        .uid("seamline-critical")
+        .name("seamline-critical")
+        .type("webhook")
+        .settings({"url": "$SEAMLINE_ALERT_CRITICAL_WEBHOOK_URL", "httpMethod": "POST"}),
+        ab.ContactPoint()
+        .uid("seamline-warning")
+        .name("seamline-warning")
+        .type("webhook")
+        .settings({"url": "$SEAMLINE_ALERT_WARNING_WEBHOOK_URL", "httpMethod": "POST"}),
     ]
     points = []
     for cp in (c.build() for c in cps):
@@ -436,8 +448,12 @@ def notification_policies() -> dict[str, Any]:
         .repeat_interval("4h")
         .routes(
             [
-                ab.NotificationPolicy().receiver("seamline-critical").object_matchers([["severity", "=", "critical"]])
-                .group_wait("10s").group_interval("1m").repeat_interval("1h"),
+                ab.NotificationPolicy()
+                .receiver("seamline-critical")
+                .object_matchers([["severity", "=", "critical"]])
+                .group_wait("10s")
+                .group_interval("1m")
+                .repeat_interval("1h"),
                 ab.NotificationPolicy().receiver("seamline-warning").object_matchers([["severity", "=", "warning"]]),
             ]
         )

@@ -49,30 +49,44 @@ def build() -> dsb.Dashboard:
     d = d.with_panel(stat_panel(ids, "Calls", f"SELECT count() AS calls FROM {HANDOFFS} WHERE {F}", w=4))
     d = d.with_panel(
         stat_panel(
-            ids, "HTTP success", f"SELECT {HTTP_SUCCESS_PCT} AS http_success FROM {HANDOFFS} WHERE {F}",
-            unit="percent", w=4, steps=[(None, "red"), (80, "orange"), (95, "green")],
+            ids,
+            "HTTP success",
+            f"SELECT {HTTP_SUCCESS_PCT} AS http_success FROM {HANDOFFS} WHERE {F}",
+            unit="percent",
+            w=4,
+            steps=[(None, "red"), (80, "orange"), (95, "green")],
             description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees. Calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Business success", f"SELECT {BUSINESS_SUCCESS_PCT} AS business_success FROM {HANDOFFS} WHERE {F}",
-            unit="percent", w=4, steps=[(None, "red"), (80, "orange"), (95, "green")],
+            ids,
+            "Business success",
+            f"SELECT {BUSINESS_SUCCESS_PCT} AS business_success FROM {HANDOFFS} WHERE {F}",
+            unit="percent",
+            w=4,
+            steps=[(None, "red"), (80, "orange"), (95, "green")],
             description="Share of validated calls whose outcome is ok (contract, assertions, echo checks passed). "
             "Unvalidated calls and calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Silent failures", f"SELECT countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures FROM {HANDOFFS} WHERE {F}",
-            w=4, steps=[(None, "green"), (1, "red")],
+            ids,
+            "Silent failures",
+            f"SELECT countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures FROM {HANDOFFS} WHERE {F}",
+            w=4,
+            steps=[(None, "green"), (1, "red")],
             description="2xx answers that failed in business terms (e.g. a payment 200 with status declined).",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Refused by Seamline", f"SELECT countIf({IS_REFUSED}) AS refused FROM {HANDOFFS} WHERE {F}",
-            w=4, steps=[(None, "green"), (1, "orange")],
+            ids,
+            "Refused by Seamline",
+            f"SELECT countIf({IS_REFUSED}) AS refused FROM {HANDOFFS} WHERE {F}",
+            w=4,
+            steps=[(None, "green"), (1, "orange")],
             description="Calls Seamline answered itself (unknown upstream, refused target, body too large, unknown client "
             "token, not implemented, malformed request): the app's or the configuration's problem, never the upstream's, "
             "so no success or error rate counts them.",
@@ -80,8 +94,11 @@ def build() -> dsb.Dashboard:
     )
     d = d.with_panel(
         stat_panel(
-            ids, "p95 latency", f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL}",
-            unit="ms", w=4,
+            ids,
+            "p95 latency",
+            f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL}",
+            unit="ms",
+            w=4,
         )
     )
 

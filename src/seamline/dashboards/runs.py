@@ -42,7 +42,13 @@ def build_runs() -> dsb.Dashboard:
     )
     d = d.with_panel(stat_panel(ids, "Runs", f"SELECT count() AS runs FROM ({run_stats})", w=6))
     d = d.with_panel(
-        stat_panel(ids, "Failed runs", f"SELECT countIf(failed) AS failed_runs FROM ({run_stats})", w=6, steps=[(None, "green"), (1, "red")])
+        stat_panel(
+            ids,
+            "Failed runs",
+            f"SELECT countIf(failed) AS failed_runs FROM ({run_stats})",
+            w=6,
+            steps=[(None, "green"), (1, "red")],
+        )
     )
     d = d.with_panel(
         time_series(

@@ -76,12 +76,7 @@ async def get_run(
 ) -> list[dict[str, Any]]:
     """Every recorded handoff of one run, oldest first (empty when the run is unknown)."""
     cols = ", ".join(COLUMN_NAMES)
-    sql = (
-        f"SELECT {cols} FROM {_table(database)} "
-        "WHERE run_id = {run_id:String} "
-        "ORDER BY ts, event_id "
-        "LIMIT {limit:UInt32}"
-    )
+    sql = f"SELECT {cols} FROM {_table(database)} WHERE run_id = {{run_id:String}} ORDER BY ts, event_id LIMIT {{limit:UInt32}}"
     rows = await store.query(sql, {"run_id": run_id, "limit": int(limit)})
     for row in rows:
         row["ts"] = _utc(row.get("ts"))

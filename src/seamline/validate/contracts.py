@@ -166,10 +166,14 @@ class CompiledContract:
         ast = _parse(path, where, source, self.name)
         chain = _plain_chain(ast)
         if chain is None:
-            raise ContractError(source, self.name, where, "an echo entry is a dotted field path such as `email` or `customer.email`")
+            raise ContractError(
+                source, self.name, where, "an echo entry is a dotted field path such as `email` or `customer.email`"
+            )
         for side, shape in (("request", self._req_shape), ("response", self._resp_shape)):
             if shape is not None and not shape.knows(chain[0]):
-                raise ContractError(source, self.name, where, f"field {chain[0]!r} is not in {side}_schema properties; path to nowhere")
+                raise ContractError(
+                    source, self.name, where, f"field {chain[0]!r} is not in {side}_schema properties; path to nowhere"
+                )
         return path, tuple(chain)
 
     # -- evaluate ---------------------------------------------------------------------------------
@@ -207,7 +211,9 @@ class CompiledContract:
         except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
             return Evaluation([o.VALIDATOR_ERROR + type(e).__name__], unvalidated_reason="validator_error")
 
-    def _evaluate(self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool) -> Evaluation:
+    def _evaluate(
+        self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool
+    ) -> Evaluation:
         data = {"request": req, "response": resp}
         ids = self._external_ids(data)
         status = resp.get("status")
@@ -286,7 +292,9 @@ def _compile_schema(schema: dict[str, Any] | None, where: str, source: str, hand
         return jsonschema_rs.Draft202012Validator(schema)
     except jsonschema_rs.ValidationError as e:
         loc = "".join(f"/{p}" for p in e.instance_path)
-        raise ContractError(source, handoff, f"{where}{loc.replace('/', '.')}", f"invalid JSON Schema (2020-12): {e.message}") from None
+        raise ContractError(
+            source, handoff, f"{where}{loc.replace('/', '.')}", f"invalid JSON Schema (2020-12): {e.message}"
+        ) from None
     except Exception as e:  # noqa: BLE001 - referencing errors and the like
         raise ContractError(source, handoff, where, f"invalid JSON Schema (2020-12): {e}") from None
 

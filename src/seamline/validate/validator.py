@@ -78,7 +78,9 @@ class Validator:
                 not_json = True
         return contract.check_request(self.request_view(ex, body, headers), not_json=not_json, truncated=tap.truncated)
 
-    def evaluate(self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody) -> tuple[Evaluation | None, Classification, list[str]]:
+    def evaluate(
+        self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody
+    ) -> tuple[Evaluation | None, Classification, list[str]]:
         """(evaluation, classification, request violations) for a finished exchange."""
         contract = self.contracts.get(ex.handoff)
         resp_headers = _lower(ex.response_headers)

@@ -75,7 +75,7 @@ def _failed(summary: dict[str, Any]) -> str:
 def _page(title: str, body: str, *, nonce: str, script: str = "") -> str:
     js = f'<script nonce="{e(nonce)}">{script}</script>' if script else ""
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · Seamline</title><style>{_asset('run.css')}</style></head>"
         f'<body><header class="top"><a href="/runs">Seamline runs</a></header><main>{body}</main>{js}</body></html>'
@@ -142,9 +142,9 @@ def run_page(run: dict[str, Any], *, data_json: str, nonce: str) -> str:
     ]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
     body = (
-        f'<h1>Run <code>{e(run["run_id"])}</code> {_badge(worst)}</h1>'
+        f"<h1>Run <code>{e(run['run_id'])}</code> {_badge(worst)}</h1>"
         f'<dl class="facts">{dl}</dl>'
-        f'<h2>Timeline</h2>{waterfall(rows, float(s.get("duration_ms") or 0))}'
+        f"<h2>Timeline</h2>{waterfall(rows, float(s.get('duration_ms') or 0))}"
         '<p class="hint">Click a handoff to see its redacted request and response.</p>'
         '<section id="detail" class="detail" hidden></section>'
         f'<script type="application/json" id="run-data">{script_json(data_json)}</script>'
@@ -194,10 +194,9 @@ def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -
 
 
 def not_found_page(run_id: str) -> str:
-    body = f'<h1>Run not found</h1><p>No handoffs are recorded for run <code>{e(run_id)}</code>.</p>'
+    body = f"<h1>Run not found</h1><p>No handoffs are recorded for run <code>{e(run_id)}</code>.</p>"
     return _page("Run not found", body, nonce="")
 
 
 def error_page(message: str) -> str:
     return _page("Error", f"<h1>Cannot show this page</h1><p>{e(message)}</p>", nonce="")
-
