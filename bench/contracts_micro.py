@@ -17,10 +17,10 @@ import jsonschema_rs
 import orjson
 
 from seamline.capture.bodies import BodyCapture, render_body
-from seamline.validate.classify import classify
-from seamline.config.models import Capture, Contract
-from seamline.validate.contracts import compile_contract
 from seamline.capture.redact import RedactionPolicy
+from seamline.config.models import Capture, Contract
+from seamline.validate.classify import classify
+from seamline.validate.contracts import compile_contract
 
 
 def make_body(size: int = 1024) -> dict[str, Any]:

@@ -51,7 +51,8 @@ def template() -> dict[str, Any]:
     return new_event(
         run_id="run-0", handoff="billing.charge", upstream="billing", method="POST", url="https://api.billing.example/v1/charges",
         status=200, duration_ms=41.5, ttfb_ms=30.1, outcome="ok", request_body=BODY, response_body=BODY,
-        request_headers={"content-type": "application/json", "user-agent": "wf/1"}, response_headers={"content-type": "application/json"},
+        request_headers={"content-type": "application/json", "user-agent": "wf/1"},
+        response_headers={"content-type": "application/json"},
         request_bytes=1024, response_bytes=1024, proxy_instance="bench", tenant="t1", source_app="app1",
     )  # fmt: skip
 
@@ -220,8 +221,8 @@ def main() -> int:
     )
     results: dict[str, dict[str, Any]] = {}
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch), "--path", args.path,
-               "--max-insert-bytes", str(args.max_insert_bytes)]  # fmt: skip
+        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch),
+               "--path", args.path, "--max-insert-bytes", str(args.max_insert_bytes)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             print(f"{mode}: FAILED\n{proc.stderr[-3000:]}")

@@ -6,8 +6,8 @@
 Starts an upstream (nginx if installed, else an aiohttp app), the bare pass-through baseline and
 Seamline as separate processes, loads each with wrk, and prints req/s, p50/p99 and ratios to the
 bare proxy. `bare+headers` is the bare proxy sending the correlation headers Seamline must add (constants):
-what those headers alone cost inside aiohttp. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0; `onecore` pins everything to
-CPU 0 (the control for added latency: no cross-core wake-ups). Recording variants keep the embedded
+what those headers alone cost inside aiohttp. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0;
+`onecore` pins everything to CPU 0 (the control for added latency: no cross-core wake-ups). Recording variants keep the embedded
 ClickHouse process (`storage.embedded_cpus`) on the load generator's CPU, off the proxy's, as on a
 multi-core host or with a ClickHouse server; `+samecore` leaves it on the proxy's CPU (everything Seamline
 does on one core). Variants are interleaved per round and the median of `--rounds` is reported (single
@@ -54,7 +54,7 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 def pinned(cmd: list[str], cpu: str | None) -> list[str]:
-    return (["taskset", "-c", cpu] + cmd) if cpu is not None and shutil.which("taskset") else cmd
+    return ["taskset", "-c", cpu, *cmd] if cpu is not None and shutil.which("taskset") else cmd
 
 
 def start_upstream(port: int, cpu: str | None, tmp: Path) -> subprocess.Popen:
@@ -196,7 +196,8 @@ def main() -> int:
         summary: dict = {}
         print(f"\nlayout={args.layout} method={args.method} duration={args.duration}s rounds={args.rounds} (medians)")
         print(
-            f"{'target':<22}{'conc':>5}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'+p50 µs':>9}{'rps/bare':>9}{'+p50/bare':>10}{'non2xx':>8}"
+            f"{'target':<22}{'conc':>5}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'+p50 µs':>9}"
+            f"{'rps/bare':>9}{'+p50/bare':>10}{'non2xx':>8}"
         )
         for c in results["direct"]:
             med = {

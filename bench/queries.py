@@ -176,7 +176,8 @@ async def measure(store, table: str, total_rows: int, now_us: int) -> dict[str, 
         ms, _ = await timed(store, agg_sql, {"a": h})
         agg_ms.append(ms)
     size = await store.query(
-        "SELECT sum(bytes_on_disk) AS b, count() AS parts FROM system.parts WHERE database = {d:String} AND table = {t:String} AND active",
+        "SELECT sum(bytes_on_disk) AS b, count() AS parts FROM system.parts "
+        "WHERE database = {d:String} AND table = {t:String} AND active",
         {"d": DB, "t": table},
     )
     return {
@@ -242,8 +243,9 @@ async def main() -> int:
             }
             results.append((LAYOUTS[key], size, m))
             print(
-                f"{key} rows={size:>10,} run_lookup={m['run_ms']:7.1f} ms ({m['run_rows']:.0f} rows) agg_1h={m['agg_ms']:6.1f} ms "
-                f"disk={m['mib']:8.1f} MiB parts={m['parts']} load_avg={os.getloadavg()[0]:.1f}  [{LAYOUTS[key].doc}]",
+                f"{key} rows={size:>10,} run_lookup={m['run_ms']:7.1f} ms ({m['run_rows']:.0f} rows) "
+                f"agg_1h={m['agg_ms']:6.1f} ms disk={m['mib']:8.1f} MiB parts={m['parts']} "
+                f"load_avg={os.getloadavg()[0]:.1f}  [{LAYOUTS[key].doc}]",
                 flush=True,
             )
         done = size

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 # drops SEAMLINE_* variables) run the default, the engine process.
 os.environ.setdefault("SEAMLINE_STORAGE__EMBEDDED_ENGINE", "thread")
 
-from support.upstream import Upstream  # noqa: E402
+from support.upstream import Upstream
 
-from seamline.config.models import Config  # noqa: E402
+from seamline.config.models import Config
 
 
 @pytest.fixture

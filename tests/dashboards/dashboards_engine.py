@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import clickhouse_connect
+from support.chdb_path import unique_database  # tests/ is on sys.path (tests/conftest.py)
 
 from seamline.event.columns import COLUMN_NAMES, new_event
 from seamline.record.schema import statements
-from support.chdb_path import unique_database  # tests/ is on sys.path (tests/conftest.py)
 
 ALL = "$__all"
 Variables = Mapping[str, Sequence[str] | str]
@@ -198,7 +198,7 @@ def render(sql: str, *, frm: datetime, to: datetime, interval_s: int = 60, varia
 def query(client: Any, sql: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """(column names, column types, rows as dicts)."""
     r = client.query(sql)
-    rows = [dict(zip(r.column_names, row)) for row in r.result_rows]
+    rows = [dict(zip(r.column_names, row, strict=True)) for row in r.result_rows]
     if r.column_names:
         return list(r.column_names), [t.name for t in r.column_types], rows
     # An empty result may come back without its header: ask the engine for the shape.

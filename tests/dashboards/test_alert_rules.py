@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-
 from dashboards_engine import handoff, insert_handoffs, insert_health, new_database, query, render
 from support.clock import utc_now
+
 from seamline.dashboards import alerts
 
 # Evaluation time: now (rows older than the 30-day TTL would be dropped), on a whole minute like the per-minute
@@ -26,12 +26,14 @@ def evaluate(client: Any, uid: str, at: datetime = T) -> dict[tuple[tuple[str, s
     spec = SPECS[uid]
     sql = render(spec.sql, frm=at - timedelta(seconds=spec.window_s), to=at)
     names, types, rows = query(client, sql)
-    numeric = [n for n, t in zip(names, types) if "String" not in t]
+    numeric = [n for n, t in zip(names, types, strict=True) if "String" not in t]
     # Grafana turns every numeric column into its own series: exactly one, named value.
     assert numeric == ["value"], (names, types)
     out = {}
     for row in rows:
-        labels = tuple(sorted((k, str(v)) for k, v, t in zip(names, row.values(), types) if k != "value" and "String" in t))
+        labels = tuple(
+            sorted((k, str(v)) for k, v, t in zip(names, row.values(), types, strict=True) if k != "value" and "String" in t)
+        )
         value = float(row["value"])
         firing = value > spec.threshold if spec.op == "gt" else value < spec.threshold
         out[labels] = (value, firing)

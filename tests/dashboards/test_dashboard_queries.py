@@ -6,10 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
-from seamline.dashboards.generate import DASHBOARDS, dashboard_json
 from dashboards_engine import ALL, handoff, insert_handoffs, insert_health, new_database, query, render
 from support.clock import utc_now
+
+from seamline.dashboards.generate import DASHBOARDS, dashboard_json
 
 # Relative to the engine's clock: the health panels compare heartbeats with now(), and a week of baseline traffic
 # must stay inside the 30-day row TTL. On a whole minute, like the per-minute rollup.
@@ -108,19 +108,21 @@ def _dataset() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             "rows_replayed": 200 - m,
             "dropped": 0 if m > 10 else 2,
         }
-        for m in range(0, 120)
+        for m in range(120)
         for inst in ("seamline-a", "seamline-b")
     ]
     return rows, health
 
 
 def _otel_rows(client: Any) -> None:
+    root_at = (FROM + timedelta(minutes=25)).strftime("%Y-%m-%d %H:%M:%S")
+    child_at = (FROM + timedelta(minutes=25, seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
     client.command(
         "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, "
         "ResourceAttributes, SpanAttributes, Duration, StatusCode) VALUES "
-        f"(toDateTime64('{(FROM + timedelta(minutes=25)).strftime('%Y-%m-%d %H:%M:%S')}', 9), '{TRACE_ID}', 'aaaaaaaaaaaaaaaa', '', "
+        f"(toDateTime64('{root_at}', 9), '{TRACE_ID}', 'aaaaaaaaaaaaaaaa', '', "
         "'onboard', 'Server', 'workflow-app', {'service.name': 'workflow-app'}, {'run.id': 'run-0003'}, 900000000, 'Ok'), "
-        f"(toDateTime64('{(FROM + timedelta(minutes=25, seconds=1)).strftime('%Y-%m-%d %H:%M:%S')}', 9), '{TRACE_ID}', 'bbbbbbbbbbbbbbbb', "
+        f"(toDateTime64('{child_at}', 9), '{TRACE_ID}', 'bbbbbbbbbbbbbbbb', "
         "'aaaaaaaaaaaaaaaa', 'POST /billing/v1/x', 'Client', 'seamline', {'service.name': 'seamline'}, "
         "{'http.response.status_code': '200'}, 120000000, 'Ok')"
     )

@@ -173,7 +173,7 @@ def test_compose_stack_structure_and_referenced_files_exist() -> None:
     declared_volumes = set(compose.get("volumes") or {})
     for name, svc in services.items():
         for vol in svc.get("volumes", []):
-            src, dst = vol.split(":")[:2]
+            src, _dst = vol.split(":")[:2]
             if src.startswith("./"):
                 assert (ROOT / src).exists(), f"{name} mounts missing {src}"
             else:
@@ -206,7 +206,7 @@ def test_clickhouse_users_match_compose_and_datasource() -> None:
         assert user.find("password").get("from_env") in ch_env
     reader = users["grafana_reader"]
     assert root.find(f"profiles/{reader.find('profile').text}/readonly").text in ("1", "2")
-    assert "GRANT SELECT, SHOW ON seamline.*" == reader.find("grants/query").text
+    assert reader.find("grants/query").text == "GRANT SELECT, SHOW ON seamline.*"
     compose = _compose()["services"]
     assert compose["grafana"]["environment"]["SEAMLINE_CLICKHOUSE_READER_USER"] == "grafana_reader"
     assert compose["otel-collector"]["environment"]["OTEL_CLICKHOUSE_USER"] == "otel_writer"

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from support.chdb_path import chdb_url, unique_database
 
 from seamline.demo.cli import demo
 from seamline.demo.driver import DemoSummary
 from seamline.demo.mocks import plan_fault
 from seamline.record.store import open_store
-from support.chdb_path import chdb_url, unique_database
 
 SEED, RATE, RUNS = 11, 0.3, 30
 

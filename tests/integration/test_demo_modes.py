@@ -59,7 +59,9 @@ async def test_proxy_url_drives_runs_through_an_external_sidecar_to_mocks_only(t
     sidecar = None
     try:
         await asyncio.wait_for(ready.wait(), 10)
-        sidecar, database = await _start_sidecar({s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports)}, tmp_path)
+        sidecar, database = await _start_sidecar(
+            {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports, strict=True)}, tmp_path
+        )
         out = io.StringIO()
         summary = await asyncio.wait_for(
             drive_external(
@@ -133,7 +135,7 @@ async def test_the_two_compose_commands_work_as_processes(tmp_path):
         assert mocks.stderr is not None
         banner = await _read_until(mocks.stderr, "SIGTERM or Ctrl-C stops", 30)
         assert all(f"http://127.0.0.1:{p}" in banner for p in ports)
-        sidecar, _ = await _start_sidecar({s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports)}, tmp_path)
+        sidecar, _ = await _start_sidecar({s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports, strict=True)}, tmp_path)
         driver = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -54,7 +54,7 @@ async def test_round_trip_and_errors_through_the_engine_process(tmp_path: Path) 
         await store.insert_json("t", b'[{"id": 2, "s": "\\u00e9", "tags": []}]', settings={"insert_deduplicate": 1})
         rows = await store.query("SELECT * FROM t WHERE id >= {m:UInt32} ORDER BY id", {"m": 1})
         assert rows == [{"id": 1, "s": "a", "tags": ["x"]}, {"id": 2, "s": "é", "tags": []}]
-        with pytest.raises(StoreError, match="query failed: .*no_such_table"):
+        with pytest.raises(StoreError, match=r"query failed: .*no_such_table"):
             await store.query("SELECT * FROM no_such_table")
         assert await store.ping() and engine_pid(store) == pid  # an error does not cost the process
     finally:
@@ -194,7 +194,7 @@ async def test_an_engine_that_cannot_start_is_retried_after_a_backoff_not_on_eve
 
         store._process._spawn = counting  # type: ignore[union-attr]
         for _ in range(5):
-            with pytest.raises(StoreError, match="did not start .*retrying in"):
+            with pytest.raises(StoreError, match=r"did not start .*retrying in"):
                 await store.query("SELECT 1")
         assert spawned == 0
         await asyncio.sleep(0.6)  # the first backoff is 0.5 s

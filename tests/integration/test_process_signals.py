@@ -34,7 +34,7 @@ class Proc:
         self.path.write_text(json.dumps(cfg))
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "Proc":
+    async def start(self) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAMLINE_", "OTEL_"))}
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,

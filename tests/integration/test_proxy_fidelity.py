@@ -202,9 +202,11 @@ CANNED = {
     b"Content-Length: %d\r\n\r\n%s" % (len(_GZ), _GZ),
     "/no-type": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
     "/big-no-type": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"b" * 100_000,
-    "/server-and-date": b"HTTP/1.1 200 OK\r\nServer: upstream/1.0\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n"  # date-ok: a relayed value
+    "/server-and-date": b"HTTP/1.1 200 OK\r\nServer: upstream/1.0\r\n"
+    b"Date: Tue, 01 Dec 2026 00:00:00 GMT\r\n"  # date-ok: a relayed value
     b"Content-Length: 2\r\n\r\nok",
-    "/cookies": b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nLink: </x>; rel=next\r\nContent-Length: 0\r\n\r\n",
+    "/cookies": b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nLink: </x>; rel=next\r\n"
+    b"Content-Length: 0\r\n\r\n",
     "/empty-type": b"HTTP/1.1 202 Accepted\r\nContent-Type: \r\nContent-Length: 0\r\n\r\n",
 }
 # This hop's own: the documented correlation headers, the framing of this connection, and a Date when the upstream

@@ -241,7 +241,10 @@ async def test_slow_upstream_is_504_timeout(upstream, make_sidecar):
 async def test_websocket_upgrade_to_an_upstream_that_declines_it_gets_the_upstreams_answer(upstream, make_sidecar):
     # Was a 501 before WebSockets were proxied (tests/integration/test_proxy_websocket.py): now the offer goes upstream.
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
-    raw = b"GET /billing/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    raw = (
+        b"GET /billing/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     r = await raw_request(sc.proxy_port, raw)
     assert r.status == 200 and r.body == b'{"ok": true, "path": "/ws"}'
     assert upstream.last.header("Upgrade") == "websocket" and upstream.last.header("Sec-WebSocket-Key")

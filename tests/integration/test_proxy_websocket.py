@@ -85,7 +85,9 @@ async def test_h2c_offer_keeps_the_connection_usable_for_the_next_request(upstre
             writer.write(f"GET /up{path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
             async with asyncio.timeout(5):
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+                length = int(
+                    next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
+                )
                 body = await reader.readexactly(length)
             assert head.startswith(b"HTTP/1.1 200") and orjson.loads(body)["path"] == path
     finally:
@@ -136,7 +138,8 @@ async def test_a_wss_upstream_is_reached_over_verified_tls(make_sidecar, tmp_pat
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     proc = await asyncio.create_subprocess_exec(
         "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert await asyncio.wait_for(proc.wait(), 60) == 0
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -193,7 +196,9 @@ async def test_after_the_close_handshake_an_upstream_that_keeps_its_tcp_open_is_
     async def lingering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Completes the WebSocket close handshake, then never closes its side (as a sloppy server might)."""
         head = await reader.readuntil(b"\r\n\r\n")
-        key = next(l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key"))
+        key = next(
+            line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key")
+        )
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
@@ -262,7 +267,7 @@ async def test_a_declined_handshake_leaves_the_app_connection_usable(ws_up, make
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 403")
-            length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+            length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1])
             assert await reader.readexactly(length) == b"no entry\n"
             writer.write(b"GET /chat/forbidden HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")  # fmt: skip
@@ -295,8 +300,9 @@ async def test_absolute_form_http_uri_with_a_websocket_upgrade_is_relayed(ws_up,
     sc = await make_sidecar(ws_config(ws_up))
     reader, writer = await asyncio.open_connection("127.0.0.1", sc.proxy_port)
     try:
-        writer.write(f"GET http://127.0.0.1:{ws_up.port}/echo HTTP/1.1\r\nHost: 127.0.0.1:{ws_up.port}\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
+        writer.write(f"GET http://127.0.0.1:{ws_up.port}/echo HTTP/1.1\r\nHost: 127.0.0.1:{ws_up.port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 101") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's sample accept
@@ -327,8 +333,9 @@ async def test_websockets_client_through_seamline_as_http_proxy_uses_a_connect_t
 )
 async def test_a_websocket_to_anything_not_configured_is_refused_with_problem_json(ws_up, make_sidecar, target, status, slug):
     sc = await make_sidecar(ws_config(ws_up))
-    r = await raw_request(sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
+    r = await raw_request(sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
     assert r.status == status and r.header("Content-Type") == "application/problem+json"
     assert orjson.loads(r.body)["type"].endswith(slug)
     assert ws_up.handshakes == []

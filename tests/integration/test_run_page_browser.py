@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-
-from seamline.read.api import setup_routes
 from support.cdp import CHROMIUM, chromium
 from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.png import decode_png, pixel
 from support.servers import serve
+
+from seamline.read.api import setup_routes
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 
@@ -89,7 +89,7 @@ async def test_waterfall_renders_and_click_shows_payloads(admin, tmp_path):
         png = base64.b64decode(shot["data"])
         out = Path(os.environ.get("SEAMLINE_SCREENSHOT_DIR", tmp_path)) / "run-page.png"
         out.write_bytes(png)
-        width, height, pixels, bpp = decode_png(png)
+        width, _height, pixels, bpp = decode_png(png)
         assert width == 1400
         for x, y, w, h in rects:
             cx, cy = int(x + w / 2), int(y + h / 2)

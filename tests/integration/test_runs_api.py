@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 from aiohttp import web
-
-from seamline.read.api import setup_routes
 from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.servers import serve
+
+from seamline.read.api import setup_routes
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 NOW = datetime.now(UTC)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -60,7 +60,7 @@ class Upstream:
             return await handler(request)
         return web.json_response({"ok": True, "path": request.path})
 
-    async def start(self) -> "Upstream":
+    async def start(self) -> Upstream:
         app = web.Application(client_max_size=1 << 40)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app, access_log=None, auto_decompress=False)

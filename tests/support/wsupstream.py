@@ -70,7 +70,7 @@ class WsUpstream:
             exts = tuple(e.name for e in ws.protocol.extensions)
             self.ended.put_nowait(Ended(path, ws.close_code, ws.subprotocol, exts, n))
 
-    async def start(self) -> "WsUpstream":
+    async def start(self) -> WsUpstream:
         self.server = await serve(
             self._handle,
             "127.0.0.1",

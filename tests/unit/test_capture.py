@@ -12,8 +12,8 @@ import pytest
 import zstandard
 
 from seamline.capture.bodies import BodyCapture, RenderedBody, decode_content, parse_content_type, render_body
-from seamline.config.models import Capture
 from seamline.capture.redact import REDACTED, RedactionPolicy
+from seamline.config.models import Capture
 
 BODY = json.dumps({"items": [{"id": i, "name": f"item-{i}", "password": "hunter2-secret"} for i in range(400)]}).encode()
 

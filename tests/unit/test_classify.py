@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from seamline import errors
+from seamline.config.models import Contract
 from seamline.validate.classify import (
     Classification,
     classify,
@@ -19,7 +20,6 @@ from seamline.validate.classify import (
     token_expired,
     transport_error_class,
 )
-from seamline.config.models import Contract
 from seamline.validate.contracts import Evaluation, compile_contract
 
 NOW = float(int(time.time()))  # whole seconds: an HTTP date has no finer resolution

@@ -38,7 +38,8 @@ def test_check_config_prints_resolved_routes(tmp_path, capsys):
 def test_bad_contract_names_file_handoff_and_field(tmp_path, capsys, contract, field):
     p = tmp_path / "bad.yaml"
     p.write_text(
-        f"upstreams:\n  b: {{base_url: 'https://b.example'}}\nhandoffs:\n  b.pay:\n    upstream: b\n    match: POST /p\n    contract:\n      {contract}\n"
+        f"upstreams:\n  b: {{base_url: 'https://b.example'}}\n"
+        f"handoffs:\n  b.pay:\n    upstream: b\n    match: POST /p\n    contract:\n      {contract}\n"
     )
     assert main(["check-config", str(p)]) == 2
     err = capsys.readouterr().err

@@ -64,7 +64,8 @@ def test_bad_match_and_literal_choices(tmp_path):
     msg = error_of(
         write(
             tmp_path,
-            "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a:\n    upstream: crm\n    match: charges\n    safety: maybe\n",
+            "upstreams:\n  crm:\n    base_url: https://crm.example\n"
+            "handoffs:\n  a:\n    upstream: crm\n    match: charges\n    safety: maybe\n",
         )
     )
     assert "handoffs.a.match" in msg and "POST /v1/charges" in msg
@@ -96,7 +97,8 @@ def test_contract_file_reference_is_loaded_relative_to_the_config(tmp_path):
     cfg = load_config(
         write(
             tmp_path,
-            "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n",
+            "upstreams:\n  b:\n    base_url: https://b.example\n"
+            "handoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n",
         )
     )
     assert cfg.handoffs["b.charge"].contract.status == [200]
@@ -106,7 +108,8 @@ def test_missing_contract_file_is_named(tmp_path):
     msg = error_of(
         write(
             tmp_path,
-            "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n",
+            "upstreams:\n  b:\n    base_url: https://b.example\n"
+            "handoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n",
         )
     )
     assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg

@@ -60,7 +60,7 @@ def test_update_readme_replaces_between_markers_only(tmp_path: Path) -> None:
 def test_update_readme_without_markers_fails_loudly(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n", encoding="utf-8")
-    with pytest.raises(docs.MarkersMissing, match="README.md"):
+    with pytest.raises(docs.MarkersMissing, match=r"README\.md"):
         docs.update_readme(readme)
     assert readme.read_text(encoding="utf-8") == "# no markers\n"
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from seamline.capture.bodies import render_body
-from seamline.config.models import Capture, HeaderRedaction
 from seamline.capture.redact import REDACTED, RedactionPolicy, Redactor, has_card, luhn_valid, normalize_key, redact_cards
+from seamline.config.models import Capture, HeaderRedaction
 
 SECRET = "s3cr3t-VALUE-9f8e7d"
 VISA = "4111111111111111"

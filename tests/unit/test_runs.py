@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from support.handoff_rows import T0, fresh_store, handoff_row, insert_rows
 
 from seamline.read import queries as runs
-from support.handoff_rows import T0, fresh_store, handoff_row, insert_rows
 
 
 @pytest.fixture
@@ -67,7 +67,8 @@ async def test_run_id_is_bound_not_interpolated(store):
 
 
 async def test_list_runs_summarises_each_run_most_recent_first(store):
-    rows = _ok_run("r-ok", 0) + [
+    rows = [
+        *_ok_run("r-ok", 0),
         handoff_row("r-bad", "crm.create_contact", at_ms=1000, duration_ms=20),
         handoff_row(
             "r-bad", "billing.charge", at_ms=1030, duration_ms=500, status=0, outcome="transport_error", error_class="timeout"
@@ -97,7 +98,8 @@ async def test_list_runs_summarises_each_run_most_recent_first(store):
 
 
 async def test_list_runs_filters(store):
-    rows = _ok_run("r-ok", 0) + [
+    rows = [
+        *_ok_run("r-ok", 0),
         handoff_row("r-silent", "billing.charge", at_ms=10, outcome="silent_failure", error_class="contract"),
         handoff_row("r-http", "email.send_welcome", at_ms=20, status=500, outcome="http_error", error_class="server_error"),
     ]

@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from aiohttp import web
 from rich.console import Console
-
-from seamline.read import terminal
 from support.clock import utc_now
 from support.servers import serve
+
+from seamline.read import terminal
 
 STARTED = utc_now()
 RUN = {

@@ -15,6 +15,7 @@ then scrubbed of the exchange's secret values and card numbers.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import zlib
 from collections.abc import Callable
@@ -55,7 +56,7 @@ _FORM: Final = "application/x-www-form-urlencoded"
 class BodyCapture:
     """Keeps the first `cap` bytes of a streamed body and counts the true total."""
 
-    __slots__ = ("cap", "total", "truncated", "_parts", "_kept", "_joined")
+    __slots__ = ("_joined", "_kept", "_parts", "cap", "total", "truncated")
 
     def __init__(self, cap: int = DEFAULT_CAP) -> None:
         self.cap = max(0, cap)
@@ -260,10 +261,8 @@ def binary_marker(total_bytes: int, mime: str, note: str | None = None) -> str:
 def _decode_text(data: bytes, charset: str | None, cut: bool) -> str | None:
     name = "utf-8"
     if charset and charset not in ("utf-8", "utf8"):
-        try:
+        with contextlib.suppress(LookupError):
             name = codecs.lookup(charset).name
-        except LookupError:
-            pass
     try:
         text = data.decode(name)
     except UnicodeDecodeError as e:

@@ -220,7 +220,8 @@ class Server(_Model):
 class Storage(_Model):
     clickhouse_url: str = Field(
         DEFAULT_CLICKHOUSE_URL,
-        description="chdb:///path (embedded) or http(s)://user:pass@host:8123/db (ClickHouse server). Env: SEAMLINE_CLICKHOUSE_URL.",
+        description="chdb:///path (embedded) or http(s)://user:pass@host:8123/db (ClickHouse server). "
+        "Env: SEAMLINE_CLICKHOUSE_URL.",
     )
     database: str = Field("seamline", description="Database for Seamline's tables (a URL path overrides it).")
     embedded_engine: Literal["process", "thread"] = Field(
@@ -267,7 +268,7 @@ class Storage(_Model):
         return v
 
     @model_validator(mode="after")
-    def _check_ttls(self) -> "Storage":
+    def _check_ttls(self) -> Storage:
         if self.body_ttl_days > self.ttl_days:
             raise ValueError("body_ttl_days must be <= ttl_days")
         return self
@@ -321,7 +322,7 @@ class Config(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _check_refs(self) -> "Config":
+    def _check_refs(self) -> Config:
         for name, h in self.handoffs.items():
             if not _NAME_RE.match(name):
                 raise ValueError(f"handoffs.{name}: name must be letters, digits, '_', '.', '-'")
@@ -331,7 +332,7 @@ class Config(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_shared_hosts(self) -> "Config":
+    def _check_shared_hosts(self) -> Config:
         # Forward mode finds an upstream by scheme + host + port, then by the longest base path prefixing the
         # request path: two upstreams equal in all four could not be told apart. Compared as yarl normalises them
         # (host lower-cased, default port 80/443 made explicit, trailing '/' dropped by _check_base_url).

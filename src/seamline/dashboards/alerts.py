@@ -19,9 +19,9 @@ from grafana_foundation_sdk.builders import expr as eb
 from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import dashboard as dm
 
+from seamline import outcomes as o
 from seamline.dashboards.common import HEALTH_UID, OVERVIEW_UID, RUN_VIEW_URL, UPSTREAMS_UID
 from seamline.dashboards.query import DATASOURCE_UID, Format, Query
-from seamline import outcomes as o
 from seamline.dashboards.sql import HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_UPSTREAM_CALL, IS_VALIDATED
 
 FOLDER: Final = "Seamline"
@@ -161,12 +161,14 @@ RULES: Final[tuple[RuleSpec, ...]] = (
             f"(SELECT handoff, count() AS calls FROM {HANDOFFS} WHERE $__timeFilter(ts) "
             f"GROUP BY handoff HAVING calls >= {MIN_CALLS}) AS c "
             "INNER JOIN "
-            # Normal: calls in the same clock hour on each of the previous 7 days (rollup), averaged over the days that had traffic.
+            # Normal: calls in the same clock hour on each of the previous 7 days (rollup), averaged over the days that
+            # had traffic.
             "(SELECT handoff, sum(calls) / uniqExact(day) AS normal FROM "
             "(SELECT handoff, calls, intDiv(dateDiff('second', minute, $__toTime), 86400) AS day FROM handoffs_1m "
             "WHERE minute > $__toTime - INTERVAL 7 DAY - INTERVAL 1 HOUR AND minute <= $__toTime - INTERVAL 1 DAY "
             "AND dateDiff('second', minute, $__toTime) % 86400 < 3600) "
-            f"GROUP BY handoff HAVING uniqExact(day) >= {VOLUME_BASELINE_MIN_DAYS} AND normal >= {VOLUME_BASELINE_MIN_CALLS}) AS b "
+            f"GROUP BY handoff HAVING uniqExact(day) >= {VOLUME_BASELINE_MIN_DAYS} "
+            f"AND normal >= {VOLUME_BASELINE_MIN_CALLS}) AS b "
             "ON c.handoff = b.handoff"
         ),
         window_s=3600,
@@ -192,8 +194,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=ERROR_PCT,
         severity="critical",
         summary=f"{{{{ $labels.handoff }}}}: {_VALUE}% of calls failed at the HTTP or transport level (10 min)",
-        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). The upstream is down or refusing us. "
-        "Calls Seamline refused itself (unknown upstream, too large, …) are not counted.",
+        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). "
+        "The upstream is down or refusing us. Calls Seamline refused itself (unknown upstream, too large, …) are not counted.",
         anchor="error-rate",
         dashboard_uid=UPSTREAMS_UID,
         for_="1m",
@@ -210,7 +212,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=AUTH_BURST,
         severity="critical",
         summary=f"{{{{ $labels.handoff }}}} ({{{{ $labels.upstream }}}}): {_VALUE} auth failures in 5 min",
-        description="401/403 answers in a burst: credentials revoked or expired (error_class auth_expired), or a wrong key deployed.",
+        description="401/403 answers in a burst: credentials revoked or expired (error_class auth_expired), "
+        "or a wrong key deployed.",
         anchor="auth-failures",
         dashboard_uid=UPSTREAMS_UID,
         for_="0s",
@@ -269,8 +272,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=0,
         severity="warning",
         summary=f"Seamline instance {{{{ $labels.proxy_instance }}}}: spool held at least {_VALUE} records for 10 min",
-        description="Events are waiting on disk because ClickHouse did not take them; nothing is lost yet, but the spool has a cap. "
-        "Check ClickHouse reachability and the instance's sink_up/reasons.",
+        description="Events are waiting on disk because ClickHouse did not take them; nothing is lost yet, "
+        "but the spool has a cap. Check ClickHouse reachability and the instance's sink_up/reasons.",
         anchor="spool-backlog",
         group=HEALTH_GROUP,
         static_labels={"handoff": "all"},
@@ -289,7 +292,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=0,
         severity="critical",
         summary=f"Seamline instance {{{{ $labels.proxy_instance }}}} dropped {_VALUE} events in 10 min",
-        description="The spool is full or unwritable: handoff records are being lost (traffic still flows). Free disk or restore ClickHouse.",
+        description="The spool is full or unwritable: handoff records are being lost (traffic still flows). "
+        "Free disk or restore ClickHouse.",
         anchor="dropped-events",
         group=HEALTH_GROUP,
         static_labels={"handoff": "all"},

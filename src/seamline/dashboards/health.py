@@ -17,7 +17,10 @@ HF = f"$__timeFilter(ts) AND {INSTANCE}"
 
 
 def _gauge(column: str) -> str:
-    return f"SELECT $__timeInterval(ts) AS time, proxy_instance, max({column}) AS {column} FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time"
+    return (
+        f"SELECT $__timeInterval(ts) AS time, proxy_instance, max({column}) AS {column} "
+        f"FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time"
+    )
 
 
 def _increase(column: str) -> str:
@@ -44,7 +47,8 @@ def build() -> dsb.Dashboard:
         stat_panel(
             ids,
             "Seconds since last heartbeat",
-            f"SELECT dateDiff('second', max(ts), now()) AS seconds_since_heartbeat FROM {HEALTH} WHERE ts >= now() - INTERVAL 1 DAY AND {INSTANCE}",
+            f"SELECT dateDiff('second', max(ts), now()) AS seconds_since_heartbeat "
+            f"FROM {HEALTH} WHERE ts >= now() - INTERVAL 1 DAY AND {INSTANCE}",
             unit="s",
             w=6,
             steps=[(None, "green"), (120, "orange"), (180, "red")],
@@ -65,7 +69,8 @@ def build() -> dsb.Dashboard:
         stat_panel(
             ids,
             "Dropped events",
-            f"SELECT sum(d) AS dropped FROM (SELECT greatest(max(dropped) - min(dropped), 0) AS d FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
+            f"SELECT sum(d) AS dropped FROM (SELECT greatest(max(dropped) - min(dropped), 0) AS d "
+            f"FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
             w=6,
             steps=[(None, "green"), (1, "red")],
         )
@@ -74,7 +79,8 @@ def build() -> dsb.Dashboard:
         stat_panel(
             ids,
             "Sink down (instances)",
-            f"SELECT countIf(NOT last_sink_up) AS sink_down FROM (SELECT argMax(sink_up, ts) AS last_sink_up FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
+            f"SELECT countIf(NOT last_sink_up) AS sink_down FROM (SELECT argMax(sink_up, ts) AS last_sink_up "
+            f"FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
             w=6,
             steps=[(None, "green"), (1, "red")],
         )
@@ -97,7 +103,8 @@ def build() -> dsb.Dashboard:
         time_series(
             ids,
             "Heartbeats per interval",
-            f"SELECT $__timeInterval(ts) AS time, proxy_instance, count() AS heartbeats FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time",
+            f"SELECT $__timeInterval(ts) AS time, proxy_instance, count() AS heartbeats "
+            f"FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time",
             bars=True,
         )
     )

@@ -29,8 +29,9 @@ RF = where(*VARS, time_column="minute")
 # out of both: the upstream never judged them (they have their own panel).
 R_BUSINESS = f"round(100 * sumIf(calls, outcome = '{o.OK}') / nullIf(sumIf(calls, {IS_VALIDATED}), 0), 2)"
 R_HTTP = (
-    f"round(100 * (sumIf(calls, {IS_UPSTREAM_CALL}) - sumIf(status_4xx, {IS_UPSTREAM_CALL}) - sumIf(status_5xx, {IS_UPSTREAM_CALL})"
-    f" - sumIf(calls, outcome = '{o.TRANSPORT_ERROR}')) / nullIf(sumIf(calls, {IS_UPSTREAM_CALL}), 0), 2)"
+    f"round(100 * (sumIf(calls, {IS_UPSTREAM_CALL}) - sumIf(status_4xx, {IS_UPSTREAM_CALL})"
+    f" - sumIf(status_5xx, {IS_UPSTREAM_CALL}) - sumIf(calls, outcome = '{o.TRANSPORT_ERROR}'))"
+    f" / nullIf(sumIf(calls, {IS_UPSTREAM_CALL}), 0), 2)"
 )
 
 
@@ -55,7 +56,8 @@ def build() -> dsb.Dashboard:
             unit="percent",
             w=4,
             steps=[(None, "red"), (80, "orange"), (95, "green")],
-            description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees. Calls Seamline refused itself are left out.",
+            description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees. "
+            "Calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
@@ -116,7 +118,8 @@ def build() -> dsb.Dashboard:
             f"WHERE minute >= $__fromTime - INTERVAL 7 DAY AND minute <= $__toTime - INTERVAL 1 DAY "
             f"AND minute + toIntervalDay(k) >= $__fromTime AND minute + toIntervalDay(k) <= $__toTime "
             f"AND {var_filter(*VARS)} GROUP BY time, series ORDER BY time",
-            description="Calls per interval and handoff; dashed reference: the average of the same clock time over the previous 7 days.",
+            description="Calls per interval and handoff; "
+            "dashed reference: the average of the same clock time over the previous 7 days.",
             w=24,
         )
     )
@@ -165,7 +168,8 @@ def build() -> dsb.Dashboard:
             "Latency by handoff",
             f"SELECT handoff, count() AS calls, round(quantile(0.5)(duration_ms), 1) AS p50_ms, "
             f"round(quantile(0.95)(duration_ms), 1) AS p95_ms, round(quantile(0.99)(duration_ms), 1) AS p99_ms, "
-            f"round(max(duration_ms), 1) AS max_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL} GROUP BY handoff ORDER BY p95_ms DESC",
+            f"round(max(duration_ms), 1) AS max_ms "
+            f"FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL} GROUP BY handoff ORDER BY p95_ms DESC",
             w=12,
             h=8,
         )

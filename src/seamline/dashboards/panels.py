@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from grafana_foundation_sdk.builders import dashboard as dsb
 from grafana_foundation_sdk.builders import stat, table, timeseries

@@ -8,6 +8,7 @@ Whether a call fails, and how, is a pure function of (seed, failure rate, handof
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
@@ -151,10 +152,8 @@ class MockFleet:
         if fault == "timeout":
             assert self._stopping is not None and self.hanging is not None
             self.hanging.set()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.hang_s)
-            except TimeoutError:
-                pass
             return _error(504, "timeout", "gave up")
         if fault == "slow":
             await asyncio.sleep(slow_delay(self.seed, ep.handoff, order, attempt, self.slow_s))

@@ -13,12 +13,12 @@ from urllib.parse import parse_qsl
 import orjson
 
 from seamline.capture.bodies import RenderedBody, decode_content, parse_content_type
-from seamline.validate.classify import Classification, classify, classify_own_answer
 from seamline.config.loader import ConfigError
 from seamline.config.models import Config
-from seamline.validate.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 from seamline.exchange import Exchange
 from seamline.outcomes import NONE, SEAMLINE_REFUSAL_CLASSES
+from seamline.validate.classify import Classification, classify, classify_own_answer
+from seamline.validate.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 
 
 def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:

@@ -158,7 +158,7 @@ async def test_mocks_only_serves_each_api_on_its_port_until_stopped():
     finally:
         stop.set()
     fleet = await asyncio.wait_for(task, 10)
-    assert fleet.urls == {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports)}
+    assert fleet.urls == {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports, strict=True)}
     text = out.getvalue()
     assert all(f"http://127.0.0.1:{p}" in text for p in ports) and "--seed 3 --failure-rate 0" in text
     for port in ports:  # stopped: nothing listens any more
@@ -243,7 +243,7 @@ def test_compose_demo_mocks_and_driver_use_real_flags_and_agree():
 
     cfg = load_config(ROOT / "deploy/seamline.compose.yaml")
     assert {name: up.base_url for name, up in cfg.upstreams.items()} == {
-        s: f"http://demo-mocks:{p}" for s, p in zip(SERVICES, m.mock_ports)
+        s: f"http://demo-mocks:{p}" for s, p in zip(SERVICES, m.mock_ports, strict=True)
     }
     assert all(up.allow_private for up in cfg.upstreams.values())
     assert cfg.server.port == 8080 and cfg.server.admin_port == 9090 and cfg.server.admin_host == "0.0.0.0"

@@ -60,15 +60,15 @@ async def test_runs_follow_each_steps_safety(fleet):
 
 
 async def test_same_seed_same_fates(fleet):
-    kw = dict(
-        runs=25,
-        seed=5,
-        failure_rate=0.35,
-        upstream_urls=fleet.urls,
-        request_timeout_s=0.3,
-        progress=False,
-        console=Console(file=io.StringIO()),
-    )
+    kw = {
+        "runs": 25,
+        "seed": 5,
+        "failure_rate": 0.35,
+        "upstream_urls": fleet.urls,
+        "request_timeout_s": 0.3,
+        "progress": False,
+        "console": Console(file=io.StringIO()),
+    }
     a = await run_demo(**kw, run_prefix="a")
     b = await run_demo(**kw, run_prefix="b")
     fate = lambda s: [(r.order, r.ok, r.failed_step, r.error_class, r.calls) for r in s.results]  # noqa: E731

@@ -110,10 +110,11 @@ def waterfall(rows: list[dict[str, Any]], total_ms: float) -> str:
         err = "" if err == o.NONE else err
         # data-failed marks the rows `#first-failure` may open (run.js keeps no outcome list of its own).
         failed = " data-failed" if outcome in FAILED_OUTCOMES else ""
+        retry = f" <small>(attempt {attempt})</small>" if attempt > 1 else ""
         out.append(
             f'<div class="wf-row {outcome_class(outcome)}" role="listitem" tabindex="0" data-index="{i}"{failed}>'
             f'<span class="num">+{_ms(offset)}</span>'
-            f'<span class="name">{e(row.get("handoff") or "—")}{f" <small>(attempt {attempt})</small>" if attempt > 1 else ""}</span>'
+            f'<span class="name">{e(row.get("handoff") or "—")}{retry}</span>'
             f'<span class="req"><b>{e(row.get("method"))}</b> {e(_path(str(row.get("url") or "")))}</span>'
             f'<span class="num">{status or "—"}</span>'
             f'<span class="track"><span class="bar" style="left:{left:.3f}%;width:{width:.3f}%"></span></span>'
@@ -163,7 +164,8 @@ def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -
         f'<label>since <input name="since" value="{e(form.get("since"))}" size="6"></label>'
         f'<label>outcome <select name="outcome">{options}</select></label>'
         f'<label>handoff <input name="handoff" value="{e(form.get("handoff"))}"></label>'
-        f'<label><input type="hidden" name="failed" value="false"><input type="checkbox" name="failed" value="true"{checked}> failed only</label>'
+        '<label><input type="hidden" name="failed" value="false">'
+        f'<input type="checkbox" name="failed" value="true"{checked}> failed only</label>'
         f'<label>limit <input name="limit" value="{e(form.get("limit"))}" size="4"></label>'
         "<button>Show</button></form>"
     )
