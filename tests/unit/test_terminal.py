@@ -321,6 +321,15 @@ async def test_runs_command_passes_filters(admin, monkeypatch):
     assert code == 2 and "since: 'bad'" in err
 
 
+async def test_json_that_is_not_an_object_is_a_clear_error_with_exit_2():
+    app = web.Application()
+    app.router.add_get("/api/runs/{run_id}", lambda request: web.json_response(["not", "a", "run"]))
+    async with serve(app) as base:
+        code, out, err = await _cmd(_parse("trace", "r1", "--admin-url", base))
+    assert code == 2 and out == ""
+    assert "JSON that is not an object" in err and f"is {base} a Seamline admin listener?" in err
+
+
 async def test_unreachable_sidecar_is_a_clear_error_with_exit_2():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

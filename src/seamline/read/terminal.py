@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from urllib.parse import quote, urlsplit
 
 import httpx
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -72,6 +72,11 @@ def fetch(base: str, path: str, params: dict[str, str] | None = None, *, timeout
         raise AdminError(
             f"{url} answered {resp.status_code} with a non-JSON body; is {base} a Seamline admin listener?", EXIT_UNREACHABLE
         ) from None
+    if not isinstance(body, dict):
+        raise AdminError(
+            f"{url} answered {resp.status_code} with JSON that is not an object; is {base} a Seamline admin listener?",
+            EXIT_UNREACHABLE,
+        )
     if resp.status_code == 404:
         raise AdminError(str(body.get("detail") or "not found"), EXIT_NOT_FOUND)
     if resp.status_code == 400:
@@ -140,7 +145,7 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
     console.print(head)
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold dim")
-    for name, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("offset", "right"),
         ("handoff", "left"),
         ("request", "left"),
@@ -149,8 +154,9 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
         ("duration", "right"),
         ("outcome", "left"),
         ("error", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    )
+    for header, justify in columns:
+        table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis")
     for row in rows:
         outcome = str(row.get("outcome") or "")
         style = OUTCOME_STYLE.get(outcome, "")

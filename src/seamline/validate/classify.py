@@ -149,9 +149,7 @@ def parse_retry_after(value: str | None, now: float) -> float:
         return float(v)
     try:
         when = parsedate_to_datetime(v)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return -1.0
-    if when is None:
+    except (TypeError, ValueError, IndexError, OverflowError):  # an unparsable date raises (it no longer returns None)
         return -1.0
     return max(0.0, when.timestamp() - now)
 

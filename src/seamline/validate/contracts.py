@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import jmespath
 import jsonschema_rs
@@ -56,6 +56,10 @@ from jmespath.visitor import TreeInterpreter
 
 from seamline import outcomes as o
 from seamline.config.models import Contract
+
+if TYPE_CHECKING:
+    # A parsed JMESPath expression as the stubs type it (a plain dict at run time: type, value, children).
+    from jmespath.visitor import _TreeNode as _Node
 
 MAX_VIOLATIONS: Final = 50
 MAX_DRIFT: Final = 50
@@ -109,7 +113,7 @@ class _Shape:
 @dataclass(frozen=True, slots=True)
 class _Expr:
     name: str
-    ast: dict[str, Any]
+    ast: _Node
     reads_body: bool
     fast: Callable[[Any], Any] | None = None  # same result as the interpreter, for simple shapes
 
@@ -419,9 +423,9 @@ def _walk_unknown(value: Any, shape: _Shape, path: str, out: dict[str, None], de
 # -- JMESPath -------------------------------------------------------------------------------------
 
 
-def _parse(expr: str, where: str, source: str, handoff: str) -> dict[str, Any]:
+def _parse(expr: str, where: str, source: str, handoff: str) -> _Node:
     try:
-        return jmespath.compile(expr).parsed  # type: ignore[no-any-return]
+        return jmespath.compile(expr).parsed
     except (JMESPathError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         if "(NUMBER)" in msg:
@@ -429,7 +433,7 @@ def _parse(expr: str, where: str, source: str, handoff: str) -> dict[str, Any]:
         raise ContractError(source, handoff, where, f"JMESPath expression {expr!r} does not parse: {msg}") from None
 
 
-def _root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
+def _root_chains(node: _Node) -> Iterator[list[str]]:
     """Field paths read from the root document (e.g. ['response', 'body', 'id'])."""
     t = node.get("type")
     kids = node.get("children") or []
@@ -441,7 +445,8 @@ def _root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
             if k["type"] == "field":
                 chain.append(k["value"])
                 continue
-            head = (k.get("children") or [None])[0] if k["type"] in _WRAPPERS else None
+            wrapped = k.get("children") if k["type"] in _WRAPPERS else None
+            head = wrapped[0] if wrapped else None
             if isinstance(head, dict) and head.get("type") == "field":
                 chain.append(head["value"])
             break
@@ -456,7 +461,7 @@ def _root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
             yield from _root_chains(k)
 
 
-def _plain_chain(ast: dict[str, Any]) -> list[str] | None:
+def _plain_chain(ast: _Node) -> list[str] | None:
     if ast.get("type") == "field":
         return [ast["value"]]
     if ast.get("type") == "subexpression" and all(k.get("type") == "field" for k in ast["children"]):
@@ -473,7 +478,7 @@ def _get_path(value: Any, chain: tuple[str, ...]) -> Any:
     return value
 
 
-def _fast(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
+def _fast(ast: _Node) -> Callable[[Any], Any] | None:
     """A direct evaluator for `a.b.c` and `a.b == <a.b | literal>` (!=, too); None for anything else."""
     chain = _plain_chain(ast)
     if chain is not None:
@@ -489,7 +494,7 @@ def _fast(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
     return lambda d: not _json_equal(left(d), right(d))
 
 
-def _fast_operand(node: dict[str, Any]) -> Callable[[Any], Any] | None:
+def _fast_operand(node: _Node) -> Callable[[Any], Any] | None:
     if node.get("type") == "literal":
         value = node["value"]
         return lambda _d: value
