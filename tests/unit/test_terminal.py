@@ -322,8 +322,11 @@ async def test_runs_command_passes_filters(admin, monkeypatch):
 
 
 async def test_json_that_is_not_an_object_is_a_clear_error_with_exit_2():
+    async def not_a_run(request: web.Request) -> web.Response:
+        return web.json_response(["not", "a", "run"])
+
     app = web.Application()
-    app.router.add_get("/api/runs/{run_id}", lambda request: web.json_response(["not", "a", "run"]))
+    app.router.add_get("/api/runs/{run_id}", not_a_run)
     async with serve(app) as base:
         code, out, err = await _cmd(_parse("trace", "r1", "--admin-url", base))
     assert code == 2 and out == ""
