@@ -1,4 +1,4 @@
-"""The README's config reference is what `seamline.docs` generates from the pydantic models."""
+"""The README's config reference is what `seamline.config.reference` generates from the pydantic models."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_committed_readme_reference_is_current() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert docs.section_of(text) == docs.config_reference_markdown(), (
-        "README.md's config reference is stale: run `python -m seamline.docs`"
+        "README.md's config reference is stale: run `python -m seamline.config.reference`"
     )
 
 

@@ -4,7 +4,7 @@
 whole body). `render_body()` runs once per body when the event is built: it decodes
 gzip/deflate/br/zstd for the record only (output bounded by `limit`, a truncated or corrupt stream
 decodes as far as it can and never raises), parses JSON (the unredacted value is returned for
-contracts), redacts (see `seamline.redact`) and returns the text to store.
+contracts), redacts (see `seamline.capture.redact`) and returns the text to store.
 
 Stored forms: JSON → compact re-serialisation of the redacted value; form-urlencoded → fields
 redacted by name; other text → as is (JSON-like text that does not parse has its `"key": value`

@@ -1,6 +1,6 @@
 """Redaction of one exchange (headers, URL, bodies) before anything is stored. Pure: no I/O.
 
-Rules (issue 3 §2):
+Rules:
 
 - **Headers** (names lower-cased, repeated values joined with ", "): redacted when the name is in
   `capture.redact_headers` or the upstream's `redact_headers.deny`, or contains one of

@@ -27,7 +27,8 @@ DEFAULT_REDACT_HEADERS = [
 # Any header whose lower-cased name contains one of these is redacted too.
 DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key"]
 DEFAULT_REDACT_KEYS = ["password", "secret", "token", "card_number", "cvv", "ssn", "iban"]
-# Added to DEFAULT_REDACT_KEYS by default (kept apart so the issue's list above stays verbatim).
+# Redacted with DEFAULT_REDACT_KEYS by default; a separate list so that setting `redact_keys` replaces the base list
+# and keeps these (`redact_keys_extra: []` drops them).
 DEFAULT_REDACT_KEYS_EXTRA = ["passwd", "api_key", "apikey", "private_key", "credentials", "authorization", "cvc"]
 # Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere).
 DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key"]
@@ -109,7 +110,7 @@ class Upstream(_Model):
 
 
 class Contract(_Model):
-    """The business contract of a handoff (validated by `seamline.contracts`)."""
+    """The business contract of a handoff (compiled and evaluated by `seamline.validate.contracts`)."""
 
     status: list[int] | None = Field(None, description="Expected HTTP status codes.")
     request_schema: dict[str, Any] | None = Field(None, description="JSON Schema (2020-12) of the request body.")

@@ -1,6 +1,6 @@
 """The configuration reference, generated from the pydantic models in `seamline.config`.
 
-`python -m seamline.docs` rewrites the section between the markers in README.md (`--check`: exit 1 when stale).
+`python -m seamline.config.reference` rewrites the section between the markers in README.md (`--check`: exit 1 when stale).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def config_reference_markdown(heading_level: int = 3) -> str:
     """The reference as Markdown: one table per section (key, type, default, description), plus env overrides."""
     h = "#" * heading_level
     out = [
-        "<!-- Generated from src/seamline/config.py by `python -m seamline.docs`; edit the models, not this text. -->",
+        "<!-- Generated from src/seamline/config/models.py by `python -m seamline.config.reference`; "
+        "edit the models, not this text. -->",
         "",
         "One YAML file, given to `serve --config` and validated by `check-config`; unknown keys are errors. "
         "Top-level keys: " + ", ".join(f"`{_key(n, f)}`" for n, f in Config.model_fields.items()) + ".",
@@ -213,7 +214,7 @@ def update_readme(path: str | Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seamline.docs", description="Regenerate the config reference.")
+    parser = argparse.ArgumentParser(prog="python -m seamline.config.reference", description="Regenerate the config reference.")
     parser.add_argument(
         "paths", nargs="*", default=list(DEFAULT_TARGETS), help="Markdown files with the markers (default README.md)"
     )

@@ -1,4 +1,4 @@
-"""Record stage: turn a finished Exchange into one immutable, redacted event (see `seamline.event`).
+"""Build the handoff event: a finished Exchange becomes one immutable, redacted row (columns: `seamline.event.columns`).
 
 Order matters for redaction: both header sets and the URL are redacted first (collecting secret
 values), then bodies are rendered and scrubbed, then the error text.

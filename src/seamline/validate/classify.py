@@ -1,4 +1,4 @@
-"""Outcome and error class of one handoff (issue 4). Pure: no I/O (the clock can be injected).
+"""Outcome and error class of one handoff. Pure: no I/O (the clock can be injected).
 
 Precedence, first match wins:
 1. request broke its contract and `enforce: request` (never forwarded) → contract_violation / contract

@@ -1,4 +1,4 @@
-"""Handoff contracts (issue 4): compiled once from config, evaluated per exchange. Pure: no I/O.
+"""Handoff contracts: compiled once from config, evaluated per exchange. Pure: no I/O.
 
 Data seen by expressions: `{"request": {method, path, headers, query, body},
 "response": {status, headers, body}}`; header names are lower-case, bodies are parsed JSON or None.
