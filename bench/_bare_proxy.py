@@ -31,7 +31,9 @@ def main() -> None:
         nonlocal session
         if session is None:
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256), auto_decompress=False, skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+                connector=aiohttp.TCPConnector(limit=256),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             )
         path = request.raw_path.split("/", 2)[2] if request.raw_path.count("/") >= 2 else ""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}

@@ -16,7 +16,13 @@ async def item(request: web.Request) -> web.Response:
             sent = orjson.loads(body)
         except orjson.JSONDecodeError:
             sent = {}
-        reply = {"id": "ch_123", "status": "succeeded", "amount": sent.get("amount"), "currency": sent.get("currency"), "pad": "x" * 900}
+        reply = {
+            "id": "ch_123",
+            "status": "succeeded",
+            "amount": sent.get("amount"),
+            "currency": sent.get("currency"),
+            "pad": "x" * 900,
+        }
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
     return web.Response(body=ITEM, content_type="application/json")
 

@@ -17,11 +17,11 @@ import jsonschema_rs
 import orjson
 
 from seamline.capture.bodies import render_body
+from seamline.capture.redact import RedactionPolicy
+from seamline.config.models import Capture, Contract
 from seamline.exchange import BodyTap
 from seamline.validate.classify import classify
-from seamline.config.models import Capture, Contract
 from seamline.validate.contracts import compile_contract
-from seamline.capture.redact import RedactionPolicy
 
 
 def make_body(size: int = 1024) -> dict[str, Any]:
@@ -45,7 +45,11 @@ def make_body(size: int = 1024) -> dict[str, Any]:
 
 CONTRACT: dict[str, Any] = {
     "status": [200, 201],
-    "request_schema": {"type": "object", "required": ["amount", "currency"], "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}}},
+    "request_schema": {
+        "type": "object",
+        "required": ["amount", "currency"],
+        "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}},
+    },
     "response_schema": {
         "type": "object",
         "required": ["id", "status", "amount", "currency"],
@@ -55,12 +59,25 @@ CONTRACT: dict[str, Any] = {
             "status": {"enum": ["succeeded", "pending", "failed"]},
             "amount": {"type": "integer", "minimum": 0},
             "currency": {"type": "string", "minLength": 3, "maxLength": 3},
-            "customer": {"type": "object", "properties": {"id": {"type": "string"}, "email": {"type": "string"}, "name": {"type": "string"}}},
+            "customer": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "email": {"type": "string"}, "name": {"type": "string"}},
+            },
             "metadata": {"type": "object"},
-            "items": {"type": "array", "items": {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}, "price": {"type": "integer"}}}},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["sku"],
+                    "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}, "price": {"type": "integer"}},
+                },
+            },
         },
     },
-    "assert": {"payment_succeeded": "response.body.status == 'succeeded'", "amount_matches": "response.body.amount == request.body.amount"},
+    "assert": {
+        "payment_succeeded": "response.body.status == 'succeeded'",
+        "amount_matches": "response.body.amount == request.body.amount",
+    },
     "echo": ["amount", "currency"],
     "extract": {"charge_id": "response.body.id", "customer_id": "response.body.customer.id"},
 }
@@ -110,11 +127,20 @@ def main() -> None:
 
     def render_only() -> object:
         r = policy.redactor()
-        return render_body(raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(raw), redactor=r)
+        return render_body(
+            raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(raw), redactor=r
+        )
 
     def render_with_secret_key() -> object:
         r = policy.redactor()
-        return render_body(secret_raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(secret_raw), redactor=r)
+        return render_body(
+            secret_raw,
+            content_type="application/json",
+            content_encoding=None,
+            truncated=False,
+            total_bytes=len(secret_raw),
+            redactor=r,
+        )
 
     def render_text_small() -> object:
         r = policy.redactor()
@@ -127,8 +153,17 @@ def main() -> None:
         rh = r.redact_headers(REQ_HEADERS)
         sh = r.redact_headers(RESP_HEADERS)
         url = r.redact_url("https://api.billing.example/v1/charges?expand=customer")
-        a = render_body(req_raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(req_raw), redactor=r)
-        b = render_body(cap.data, content_type="application/json", content_encoding=None, truncated=cap.truncated, total_bytes=cap.total, redactor=r)
+        a = render_body(
+            req_raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(req_raw), redactor=r
+        )
+        b = render_body(
+            cap.data,
+            content_type="application/json",
+            content_encoding=None,
+            truncated=cap.truncated,
+            total_bytes=cap.total,
+            redactor=r,
+        )
         return rh, sh, url, a, b
 
     def validate() -> object:
@@ -157,7 +192,9 @@ def main() -> None:
             py_validator = jsonschema.Draft202012Validator(CONTRACT["response_schema"])
             from importlib.metadata import version
 
-            rows.append((f"  jsonschema {version('jsonschema')} is_valid (response)", measure(lambda: py_validator.is_valid(body))))
+            rows.append(
+                (f"  jsonschema {version('jsonschema')} is_valid (response)", measure(lambda: py_validator.is_valid(body)))
+            )
 
     base = rows[0][1]
     print(f"body: {len(raw)} bytes; python {sys.version.split()[0]}")

@@ -51,7 +51,8 @@ def template() -> dict[str, Any]:
     return new_event(
         run_id="run-0", handoff="billing.charge", upstream="billing", method="POST", url="https://api.billing.example/v1/charges",
         status=200, duration_ms=41.5, ttfb_ms=30.1, outcome="ok", request_body=BODY, response_body=BODY,
-        request_headers={"content-type": "application/json", "user-agent": "wf/1"}, response_headers={"content-type": "application/json"},
+        request_headers={"content-type": "application/json", "user-agent": "wf/1"},
+        response_headers={"content-type": "application/json"},
         request_bytes=1024, response_bytes=1024, proxy_instance="bench", tenant="t1", source_app="app1",
     )  # fmt: skip
 
@@ -61,7 +62,9 @@ def events(n: int) -> list[dict[str, Any]]:
     return [{**t, "event_id": str(uuid.uuid4()), "ts": now + i, "run_id": f"run-{i // 20}"} for i in range(n)]
 
 
-async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "process", max_insert: int = 32 << 20) -> dict[str, Any]:
+async def run_recorder(
+    url: str, db: str, n: int, batch: int, engine: str = "process", max_insert: int = 32 << 20
+) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     from seamline.config.models import Storage
@@ -72,7 +75,13 @@ async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "pro
     # (a proxy cannot produce events as fast as this loop; overflow is exercised by the tests).
     queue = n + batch if os.environ.get("SEAMLINE_BENCH_OVERFLOW") is None else 50_000
     storage = Storage(
-        clickhouse_url=url, database=db, batch_size=batch, queue_size=queue, spool_dir=spool, embedded_engine=engine, max_insert_bytes=max_insert
+        clickhouse_url=url,
+        database=db,
+        batch_size=batch,
+        queue_size=queue,
+        spool_dir=spool,
+        embedded_engine=engine,
+        max_insert_bytes=max_insert,
     )
     rec = await build_recorder(storage, CollectorRegistry(), "bench", heartbeat_interval_s=0)
     evs = events(n)
@@ -92,7 +101,13 @@ async def run_recorder(url: str, db: str, n: int, batch: int, engine: str = "pro
     rows = (await rec.store.query("SELECT count() AS n FROM handoffs"))[0]["n"]
     await rec.stop(60)
     inserts = rec.metrics.batches_written.labels("direct")._value.get()
-    return {"events_s": n / elapsed, "submit_us": submit_s / n * 1e6, "rows": rows, "inserts": int(inserts), "overflow_batches_replayed": spooled}
+    return {
+        "events_s": n / elapsed,
+        "submit_us": submit_s / n * 1e6,
+        "rows": rows,
+        "inserts": int(inserts),
+        "overflow_batches_replayed": spooled,
+    }
 
 
 def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, Any]:
@@ -111,13 +126,22 @@ def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, 
     if fmt == "native":
         prepared: list[Any] = [[[e[c] for c in COLUMN_NAMES] for e in evs[i : i + batch]] for i in range(0, n, batch)]
     else:
-        prepared = [seal([encode_event(e) for e in evs[i : i + batch]], [e["event_id"] for e in evs[i : i + batch]]) for i in range(0, n, batch)]
+        prepared = [
+            seal([encode_event(e) for e in evs[i : i + batch]], [e["event_id"] for e in evs[i : i + batch]])
+            for i in range(0, n, batch)
+        ]
     t0 = time.perf_counter()
     for i, b in enumerate(prepared):
         if fmt == "native":
             client.insert("handoffs", b, column_names=list(COLUMN_NAMES), settings={"insert_deduplication_token": f"b{i}"})
         else:
-            client.raw_insert("handoffs", None, b.payload, fmt="JSONEachRow", settings={**INSERT_SETTINGS, "insert_deduplication_token": b.token})
+            client.raw_insert(
+                "handoffs",
+                None,
+                b.payload,
+                fmt="JSONEachRow",
+                settings={**INSERT_SETTINGS, "insert_deduplication_token": b.token},
+            )
     elapsed = time.perf_counter() - t0
     rows = client.query("SELECT count() FROM handoffs").result_rows[0][0]
     client.close()
@@ -149,7 +173,9 @@ def run_spool(batch: int) -> dict[str, Any]:
 def child(mode: str, path: str, n: int, batch: int, max_insert: int) -> dict[str, Any]:
     db = f"bench_ingest_{mode.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
     if mode in ("recorder-chdb", "recorder-chdb-thread"):
-        res = asyncio.run(run_recorder(f"chdb://{path}", db, n, batch, "thread" if mode.endswith("thread") else "process", max_insert))
+        res = asyncio.run(
+            run_recorder(f"chdb://{path}", db, n, batch, "thread" if mode.endswith("thread") else "process", max_insert)
+        )
     elif mode == "recorder-http":
         sys.path.insert(0, str(ROOT / "tests"))
         os.environ["SEAMLINE_TEST_CHDB_PATH"] = path  # the adapter serves this process's chdb directory
@@ -188,12 +214,15 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child, args.path, args.events, args.batch, args.max_insert_bytes)), flush=True)
         return 0
-    print(f"# {os.cpu_count()} vCPU shared with other jobs (load avg {os.getloadavg()[0]:.1f}); {args.events:,} events, "
-          f"1 KiB request + 1 KiB response bodies, batch {args.batch}, max_insert_bytes {args.max_insert_bytes}", flush=True)
+    print(
+        f"# {os.cpu_count()} vCPU shared with other jobs (load avg {os.getloadavg()[0]:.1f}); {args.events:,} events, "
+        f"1 KiB request + 1 KiB response bodies, batch {args.batch}, max_insert_bytes {args.max_insert_bytes}",
+        flush=True,
+    )
     results: dict[str, dict[str, Any]] = {}
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch), "--path", args.path,
-               "--max-insert-bytes", str(args.max_insert_bytes)]  # fmt: skip
+        cmd = [sys.executable, __file__, "--child", mode, "--events", str(args.events), "--batch", str(args.batch),
+               "--path", args.path, "--max-insert-bytes", str(args.max_insert_bytes)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             print(f"{mode}: FAILED\n{proc.stderr[-3000:]}")
@@ -206,8 +235,10 @@ def main() -> int:
         print("\n| mode | events/s | vs raw Native insert | submit µs/event | RSS MiB (peak) |\n|---|---|---|---|---|")
         for mode, r in results.items():
             if "events_s" in r:
-                print(f"| {mode} | {r['events_s']:,.0f} | {r['events_s'] / base:.2f}x | {r.get('submit_us', float('nan')):.1f} | "
-                      f"{r['rss_mib']} ({r['peak_rss_mib']}) |")
+                print(
+                    f"| {mode} | {r['events_s']:,.0f} | {r['events_s'] / base:.2f}x | {r.get('submit_us', float('nan')):.1f} | "
+                    f"{r['rss_mib']} ({r['peak_rss_mib']}) |"
+                )
     return 0
 
 

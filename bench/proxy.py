@@ -6,8 +6,8 @@
 Starts an upstream (nginx if installed, else an aiohttp app), the bare pass-through baseline and
 Seamline as separate processes, loads each with wrk, and prints req/s, p50/p99 and ratios to the
 bare proxy. `bare+headers` is the bare proxy sending the correlation headers Seamline must add (constants):
-what those headers alone cost inside aiohttp. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0; `onecore` pins everything to
-CPU 0 (the control for added latency: no cross-core wake-ups). Recording variants keep the embedded
+what those headers alone cost inside aiohttp. `split` pins the proxy to CPU 1 and upstream + wrk to CPU 0;
+`onecore` pins everything to CPU 0 (the control for added latency: no cross-core wake-ups). Recording variants keep the embedded
 ClickHouse process (`storage.embedded_cpus`) on the load generator's CPU, off the proxy's, as on a
 multi-core host or with a ClickHouse server; `+samecore` leaves it on the proxy's CPU (everything Seamline
 does on one core). Variants are interleaved per round and the median of `--rounds` is reported (single
@@ -54,7 +54,7 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 def pinned(cmd: list[str], cpu: str | None) -> list[str]:
-    return (["taskset", "-c", cpu] + cmd) if cpu is not None and shutil.which("taskset") else cmd
+    return ["taskset", "-c", cpu, *cmd] if cpu is not None and shutil.which("taskset") else cmd
 
 
 def start_upstream(port: int, cpu: str | None, tmp: Path) -> subprocess.Popen:
@@ -75,8 +75,21 @@ http {{ access_log off; keepalive_requests 1000000;
 def seamline_config(tmp: Path, upstream_port: int, variant: str, engine_cpu: str | None = None) -> Path:
     contract = {
         "status": [200, 201],
-        "request_schema": {"type": "object", "required": ["amount", "currency"], "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}}},
-        "response_schema": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "amount": {"type": "integer"}, "currency": {"type": "string"}}},
+        "request_schema": {
+            "type": "object",
+            "required": ["amount", "currency"],
+            "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}},
+        },
+        "response_schema": {
+            "type": "object",
+            "required": ["id", "status"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"type": "string"},
+                "amount": {"type": "integer"},
+                "currency": {"type": "string"},
+            },
+        },
         "assert": {"payment_succeeded": "response.body.status == 'succeeded'"},
         "echo": ["amount", "currency"],
         "extract": {"charge_id": "response.body.id"},
@@ -101,12 +114,29 @@ def seamline_config(tmp: Path, upstream_port: int, variant: str, engine_cpu: str
     return path
 
 
-def start_proxy(kind: str, port: int, upstream_port: int, cpu: str | None, tmp: Path, engine_cpu: str | None = None) -> subprocess.Popen:
+def start_proxy(
+    kind: str, port: int, upstream_port: int, cpu: str | None, tmp: Path, engine_cpu: str | None = None
+) -> subprocess.Popen:
     if kind in ("bare", "bare+headers"):
         flags = ["--correlation-headers"] if kind == "bare+headers" else []
-        return subprocess.Popen(pinned([PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{upstream_port}", *flags], cpu))
+        return subprocess.Popen(
+            pinned([PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{upstream_port}", *flags], cpu)
+        )
     cfg = seamline_config(tmp, upstream_port, kind, engine_cpu)
-    cmd = [PY, "-m", "seamline", "serve", "--config", str(cfg), "--port", str(port), "--admin-port", str(free_port()), "--log-level", "WARNING"]
+    cmd = [
+        PY,
+        "-m",
+        "seamline",
+        "serve",
+        "--config",
+        str(cfg),
+        "--port",
+        str(port),
+        "--admin-port",
+        str(free_port()),
+        "--log-level",
+        "WARNING",
+    ]
     env = dict(os.environ)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     return subprocess.Popen(pinned(cmd, cpu), env=env, stderr=subprocess.DEVNULL)
@@ -165,16 +195,24 @@ def main() -> int:
                     results[name].setdefault(c, []).append(wrk(url, c, args.duration, args.method, load_cpu, tmp))
         summary: dict = {}
         print(f"\nlayout={args.layout} method={args.method} duration={args.duration}s rounds={args.rounds} (medians)")
-        print(f"{'target':<22}{'conc':>5}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'+p50 µs':>9}{'rps/bare':>9}{'+p50/bare':>10}{'non2xx':>8}")
+        print(
+            f"{'target':<22}{'conc':>5}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'+p50 µs':>9}"
+            f"{'rps/bare':>9}{'+p50/bare':>10}{'non2xx':>8}"
+        )
         for c in results["direct"]:
-            med = {n: {k: statistics.median(r[k] for r in results[n][c]) for k in ("rps", "p50_us", "p99_us", "non2xx")} for n in results}
+            med = {
+                n: {k: statistics.median(r[k] for r in results[n][c]) for k in ("rps", "p50_us", "p99_us", "non2xx")}
+                for n in results
+            }
             base = med["direct"]["p50_us"]
             bare_added = max(med["bare"]["p50_us"] - base, 1e-9)
             for n, m in med.items():
                 added = m["p50_us"] - base
                 ratio = m["rps"] / med["bare"]["rps"]
                 lat_ratio = added / bare_added if n not in ("direct",) else float("nan")
-                print(f"{n:<22}{c:>5}{m['rps']:>10.0f}{m['p50_us']:>9.0f}{m['p99_us']:>9.0f}{added:>9.0f}{ratio:>9.2f}{lat_ratio:>10.2f}{m['non2xx']:>8.0f}")
+                print(
+                    f"{n:<22}{c:>5}{m['rps']:>10.0f}{m['p50_us']:>9.0f}{m['p99_us']:>9.0f}{added:>9.0f}{ratio:>9.2f}{lat_ratio:>10.2f}{m['non2xx']:>8.0f}"
+                )
                 summary.setdefault(n, {})[c] = {**m, "added_p50_us": added, "rps_vs_bare": ratio, "added_p50_vs_bare": lat_ratio}
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2))

@@ -47,22 +47,50 @@ RUN_BLOOM = "INDEX idx_run_id run_id TYPE bloom_filter(0.001) GRANULARITY 1"
 LAYOUTS = {
     "A": Layout("A", "ORDER BY (handoff, ts)", "(handoff, ts)"),
     "B": Layout("B", "A + bloom_filter(run_id)", "(handoff, ts)", (RUN_BLOOM,)),
-    "C": Layout("C", "A + bloom_filter(run_id) + index_granularity_bytes 1 MiB", "(handoff, ts)", (RUN_BLOOM,),
-                settings="index_granularity = 8192, index_granularity_bytes = 1048576"),
-    "D": Layout("D", "A + projection (SELECT _part_offset ORDER BY run_id)", "(handoff, ts)",
-                projections=("PROJECTION by_run (SELECT _part_offset ORDER BY run_id)",)),
-    "E": Layout("E", "A + projection _part_offset by run + granularity_bytes 1 MiB", "(handoff, ts)",
-                projections=("PROJECTION by_run (SELECT _part_offset ORDER BY run_id)",),
-                settings="index_granularity = 8192, index_granularity_bytes = 1048576"),
-    "F": Layout("F", "ORDER BY (toStartOfHour(ts), run_id, ts) + granularity_bytes 1 MiB", "(toStartOfHour(ts), run_id, ts)",
-                settings="index_granularity = 8192, index_granularity_bytes = 1048576"),
+    "C": Layout(
+        "C",
+        "A + bloom_filter(run_id) + index_granularity_bytes 1 MiB",
+        "(handoff, ts)",
+        (RUN_BLOOM,),
+        settings="index_granularity = 8192, index_granularity_bytes = 1048576",
+    ),
+    "D": Layout(
+        "D",
+        "A + projection (SELECT _part_offset ORDER BY run_id)",
+        "(handoff, ts)",
+        projections=("PROJECTION by_run (SELECT _part_offset ORDER BY run_id)",),
+    ),
+    "E": Layout(
+        "E",
+        "A + projection _part_offset by run + granularity_bytes 1 MiB",
+        "(handoff, ts)",
+        projections=("PROJECTION by_run (SELECT _part_offset ORDER BY run_id)",),
+        settings="index_granularity = 8192, index_granularity_bytes = 1048576",
+    ),
+    "F": Layout(
+        "F",
+        "ORDER BY (toStartOfHour(ts), run_id, ts) + granularity_bytes 1 MiB",
+        "(toStartOfHour(ts), run_id, ts)",
+        settings="index_granularity = 8192, index_granularity_bytes = 1048576",
+    ),
     "G": Layout("G", "ORDER BY (toStartOfHour(ts), run_id, ts), default granularity", "(toStartOfHour(ts), run_id, ts)"),
-    "H": Layout("H", "A + bloom_filter(run_id) + index_granularity_bytes 256 KiB", "(handoff, ts)", (RUN_BLOOM,),
-                settings="index_granularity = 8192, index_granularity_bytes = 262144"),
+    "H": Layout(
+        "H",
+        "A + bloom_filter(run_id) + index_granularity_bytes 256 KiB",
+        "(handoff, ts)",
+        (RUN_BLOOM,),
+        settings="index_granularity = 8192, index_granularity_bytes = 262144",
+    ),
     "I": Layout("I", "ORDER BY (run_id, ts) (daily partitions)", "(run_id, ts)"),
     "K": Layout("K", "G + bloom_filter(run_id)", "(toStartOfHour(ts), run_id, ts)", (RUN_BLOOM,)),
-    "S": Layout("S", "shipped schema (seamline.record.schema)", HANDOFFS_ORDER_BY, HANDOFFS_INDEXES, HANDOFFS_PROJECTIONS,
-                HANDOFFS_SETTINGS),
+    "S": Layout(
+        "S",
+        "shipped schema (seamline.record.schema)",
+        HANDOFFS_ORDER_BY,
+        HANDOFFS_INDEXES,
+        HANDOFFS_PROJECTIONS,
+        HANDOFFS_SETTINGS,
+    ),
 }
 
 
@@ -148,7 +176,8 @@ async def measure(store, table: str, total_rows: int, now_us: int) -> dict[str, 
         ms, _ = await timed(store, agg_sql, {"a": h})
         agg_ms.append(ms)
     size = await store.query(
-        "SELECT sum(bytes_on_disk) AS b, count() AS parts FROM system.parts WHERE database = {d:String} AND table = {t:String} AND active",
+        "SELECT sum(bytes_on_disk) AS b, count() AS parts FROM system.parts "
+        "WHERE database = {d:String} AND table = {t:String} AND active",
         {"d": DB, "t": table},
     )
     return {
@@ -166,8 +195,9 @@ async def load(store, key: str, start: int, target: int, now_us: int) -> float:
     t = time.perf_counter()
     if start == 0:
         await store.command(f"DROP TABLE IF EXISTS {DB}.{table}")
-        for stmt in handoffs_ddl(Ctx(DB), table=table, order_by=lay.order_by, indexes=lay.indexes,
-                                 projections=lay.projections, settings=lay.settings):
+        for stmt in handoffs_ddl(
+            Ctx(DB), table=table, order_by=lay.order_by, indexes=lay.indexes, projections=lay.projections, settings=lay.settings
+        ):
             await store.command(stmt)
     done = start
     while done < target:
@@ -207,11 +237,17 @@ async def main() -> int:
             m = {
                 "run_ms": statistics.median(x["run_ms"] for x in ms),
                 "agg_ms": statistics.median(x["agg_ms"] for x in ms),
-                "run_rows": ms[0]["run_rows"], "mib": ms[-1]["mib"], "parts": ms[-1]["parts"],
+                "run_rows": ms[0]["run_rows"],
+                "mib": ms[-1]["mib"],
+                "parts": ms[-1]["parts"],
             }
             results.append((LAYOUTS[key], size, m))
-            print(f"{key} rows={size:>10,} run_lookup={m['run_ms']:7.1f} ms ({m['run_rows']:.0f} rows) agg_1h={m['agg_ms']:6.1f} ms "
-                  f"disk={m['mib']:8.1f} MiB parts={m['parts']} load_avg={os.getloadavg()[0]:.1f}  [{LAYOUTS[key].doc}]", flush=True)
+            print(
+                f"{key} rows={size:>10,} run_lookup={m['run_ms']:7.1f} ms ({m['run_rows']:.0f} rows) "
+                f"agg_1h={m['agg_ms']:6.1f} ms disk={m['mib']:8.1f} MiB parts={m['parts']} "
+                f"load_avg={os.getloadavg()[0]:.1f}  [{LAYOUTS[key].doc}]",
+                flush=True,
+            )
         done = size
     if not args.keep:
         for key in keys:

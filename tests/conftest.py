@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 # drops SEAMLINE_* variables) run the default, the engine process.
 os.environ.setdefault("SEAMLINE_STORAGE__EMBEDDED_ENGINE", "thread")
 
-from support.upstream import Upstream  # noqa: E402
+from support.upstream import Upstream
 
-from seamline.config.models import Config  # noqa: E402
+from seamline.config.models import Config
 
 
 @pytest.fixture
@@ -30,7 +31,10 @@ async def upstream() -> AsyncIterator[Upstream]:
 def proxy_config(upstreams: dict[str, str], handoffs: dict[str, Any] | None = None, **extra: Any) -> Config:
     """A Config for tests: loopback upstreams allowed, ephemeral ports, recording off unless given."""
     data: dict[str, Any] = {
-        "upstreams": {n: {"base_url": u, "allow_private": True, "timeouts": {"connect": 2, "read": 5, "total": 5}} for n, u in upstreams.items()},
+        "upstreams": {
+            n: {"base_url": u, "allow_private": True, "timeouts": {"connect": 2, "read": 5, "total": 5}}
+            for n, u in upstreams.items()
+        },
         "handoffs": handoffs or {},
         "server": {"port": 0, "admin_port": 0},
         "storage": {"enabled": False},

@@ -15,6 +15,7 @@ UNIT = TESTS / "unit"
 SRC = TESTS.parent / "src" / "seamline"
 
 ALLOWED: dict[str, str] = {
+    "test_packaging.py": "the distribution as installed (pyproject extras, package data, imports without extras), no one module",
     # Pending: renamed to mirror src/seamline/record/ on the branch that owns tests/unit/record/ (issue 12, item 6);
     # drop these entries when it merges (the stale-entry test below says so).
     "record/test_record_cli.py": "pending rename to record/test_cli.py",

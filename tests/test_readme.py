@@ -42,7 +42,10 @@ def test_first_screen_has_exactly_the_two_setup_commands_ci_runs():
     assert "pytest" in first[1]
     extracted = subprocess.run(
         ["bash", "-c", "awk '/^```bash$/{f=1; next} /^```$/{if (f) exit} f && !/^#/ && NF' README.md | head -n 2"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     assert extracted == first
     assert README.index(first[0]) < 1500  # on the first screen
@@ -80,7 +83,11 @@ def run_cli(cmd: str, **env: str) -> subprocess.CompletedProcess[str]:
     argv = shlex.split(cmd)
     assert argv[0].endswith("seamline")
     return subprocess.run(
-        [sys.executable, "-m", "seamline", *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "seamline", *argv[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **env},
     )
 
@@ -101,8 +108,13 @@ def test_schema_and_cluster_commands_run():
 def test_serve_command_starts_and_stops_on_sigterm(tmp_path):
     (cmd,) = [c for c in commands() if " serve " in c]
     argv = shlex.split(cmd)
-    env = {**os.environ, "SEAMLINE_SERVER__PORT": "0", "SEAMLINE_SERVER__ADMIN_PORT": "0",
-           "SEAMLINE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'data'}", "SEAMLINE_STORAGE__SPOOL_DIR": str(tmp_path / "spool")}
+    env = {
+        **os.environ,
+        "SEAMLINE_SERVER__PORT": "0",
+        "SEAMLINE_SERVER__ADMIN_PORT": "0",
+        "SEAMLINE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'data'}",
+        "SEAMLINE_STORAGE__SPOOL_DIR": str(tmp_path / "spool"),
+    }
     proc = subprocess.Popen([sys.executable, "-m", "seamline", *argv[1:]], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:  # the start-up line names both listeners
@@ -121,7 +133,12 @@ async def test_trace_and_runs_commands_run_against_a_sidecar(upstream, make_side
     from conftest import proxy_config
     from support.chdb_path import chdb_url, unique_database
 
-    storage = {"enabled": True, "clickhouse_url": chdb_url(), "database": unique_database("readme"), "spool_dir": str(tmp_path / "s")}
+    storage = {
+        "enabled": True,
+        "clickhouse_url": chdb_url(),
+        "database": unique_database("readme"),
+        "spool_dir": str(tmp_path / "s"),
+    }
     sc = await make_sidecar(proxy_config({"billing": upstream.url}, storage=storage))
     trace_cmds = [c for c in commands() if re.match(r"^\S*seamline (trace|runs) ", c)]
     run_ids = {shlex.split(c)[2] for c in trace_cmds if " trace " in c}

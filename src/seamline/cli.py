@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
 import os
 import signal
 import sys
@@ -13,9 +12,13 @@ from typing import Any
 
 from seamline import __version__
 from seamline.config.loader import ConfigError, load_config
+from seamline.demo import cli as demo_cli
+from seamline.read import terminal
+from seamline.record import cli as record_cli
 
-# Subcommands contributed by other modules: module path → exposes add_parsers(subparsers).
-_PLUGINS = ("seamline.record.cli", "seamline.read.terminal", "seamline.demo.cli")
+# Subcommands contributed by other modules, each through add_parsers(subparsers), in `--help` order:
+# migrate, schema (record); trace, runs (read); demo.
+_SUBCOMMANDS = (record_cli, terminal, demo_cli)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,13 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.set_defaults(func=cmd_check_config)
 
-    for mod in _PLUGINS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):
-                continue
-            raise
+    for module in _SUBCOMMANDS:
         module.add_parsers(sub)
     return p
 

@@ -104,6 +104,7 @@ def async_client(
     https:// goes through a CONNECT tunnel the sidecar cannot read, so no run ID and no payloads).
     Other keyword arguments go to httpx.
     """
+
     async def add_run_id(request: httpx.Request) -> None:
         _set_run_id(request, run_id_header)
 
@@ -139,6 +140,7 @@ def client(
     **kwargs: Any,
 ) -> httpx.Client:
     """The synchronous twin of `async_client` (same arguments)."""
+
     def add_run_id(request: httpx.Request) -> None:
         _set_run_id(request, run_id_header)
 
@@ -158,7 +160,9 @@ def trace_config(run_id_header: str = RUN_ID_HEADER) -> aiohttp.TraceConfig:
     """An aiohttp TraceConfig adding the current run ID and the current OpenTelemetry context (traceparent)."""
     from opentelemetry import propagate
 
-    async def on_request_start(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+    async def on_request_start(
+        session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
         rid = _run_id.get()
         if rid is not None and run_id_header not in params.headers:
             params.headers[run_id_header] = rid

@@ -57,7 +57,12 @@ class NotImplementedYet(ProxyError):
 
 
 class ClientBodyTimeout(ProxyError):
-    status, slug, title, error_class = 408, "request-body-timeout", "The client stopped sending its request body", o.CLIENT_TIMEOUT
+    status, slug, title, error_class = (
+        408,
+        "request-body-timeout",
+        "The client stopped sending its request body",
+        o.CLIENT_TIMEOUT,
+    )
 
 
 class UpstreamError(ProxyError):
@@ -72,7 +77,9 @@ class UpstreamTimeout(ProxyError):
     status, slug, title, error_class = 504, "upstream-timeout", "Upstream timed out", o.TIMEOUT
 
 
-def problem(status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+def problem(
+    status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
     """An RFC 9457 problem+json response: the one builder for every answer Seamline gives itself."""
     body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
     return ExactResponse(status=status, body=orjson.dumps(body), content_type="application/problem+json", headers=headers)

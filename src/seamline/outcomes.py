@@ -1,9 +1,10 @@
 """The words Seamline records about a handoff: its outcome, its error class and its violation codes.
 
-One vocabulary for everything that writes or reads them: classification (classify.py, stages/validate.py), the
-typed errors (errors.py), contracts (violation prefixes), the event's column docs, the generated dashboards and
-alert rules, `seamline runs`/`trace` and the run pages. The values are stored in `handoffs` rows, so they never
-change; add new ones here and every reader sees them. Pure constants: no imports from the rest of Seamline.
+One vocabulary for everything that writes or reads them: classification (validate/classify.py,
+validate/validator.py), the typed errors (errors.py), contracts (violation prefixes), the event's column docs
+(event/columns.py), the generated dashboards and alert rules, `seamline runs`/`trace` and the run pages. The values
+are stored in `handoffs` rows, so they never change; add new ones here and every reader sees them. Pure constants:
+no imports from the rest of Seamline.
 """
 
 from __future__ import annotations
@@ -61,9 +62,26 @@ CLIENT_TIMEOUT: Final = "client_timeout"  # the client sent its request body too
 CLIENT_DISCONNECTED: Final = "client_disconnected"  # the client went away before the exchange finished
 
 ErrorClass = Literal[
-    "none", "timeout", "connect", "tls", "dns", "rate_limited", "auth", "auth_expired", "client_error", "server_error",
-    "contract", "refused", "unknown_upstream", "bad_request", "too_large", "unauthorized", "not_implemented",
-    "internal", "client_timeout", "client_disconnected",
+    "none",
+    "timeout",
+    "connect",
+    "tls",
+    "dns",
+    "rate_limited",
+    "auth",
+    "auth_expired",
+    "client_error",
+    "server_error",
+    "contract",
+    "refused",
+    "unknown_upstream",
+    "bad_request",
+    "too_large",
+    "unauthorized",
+    "not_implemented",
+    "internal",
+    "client_timeout",
+    "client_disconnected",
 ]
 ERROR_CLASSES: Final[tuple[ErrorClass, ...]] = get_args(ErrorClass)
 
@@ -79,7 +97,7 @@ SEAMLINE_REFUSAL_CLASSES: Final = frozenset(
 )  # fmt: skip
 UPSTREAM_CLASSES: Final = TRANSPORT_CLASSES | HTTP_CLASSES
 
-# -- violation codes (`handoffs.violations`, see contracts.py for their full form) ------------------------------------
+# -- violation codes (`handoffs.violations`, see validate/contracts.py for their full form) ---------------------------
 
 STATUS_UNEXPECTED: Final = "status:unexpected:"  # status:unexpected:<code>
 SCHEMA: Final = "schema:"  # schema:<pointer>:<keyword>

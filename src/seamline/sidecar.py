@@ -9,18 +9,18 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from seamline.read.admin import create_admin_app
 from seamline.config.models import Config
-from seamline.exchange import Exchange
-from seamline.proxy.forward import Forwarder
-from seamline.proxy.metrics import ProxyMetrics
-from seamline.proxy.deadlines import Deadlines
-from seamline.proxy.handler import ProxyHandler, build_request_path
-from seamline.event.record import RecordExchange
 from seamline.event.build import EventBuilder
-from seamline.validate.validator import Validator
+from seamline.event.record import RecordExchange
+from seamline.exchange import Exchange
+from seamline.proxy.deadlines import Deadlines
+from seamline.proxy.forward import Forwarder
+from seamline.proxy.handler import ProxyHandler, build_request_path
+from seamline.proxy.metrics import ProxyMetrics
 from seamline.proxy.spans import Telemetry
 from seamline.proxy.websocket import WebSocketRelay
+from seamline.read.admin import create_admin_app
+from seamline.validate.validator import Validator
 
 log = logging.getLogger("seamline")
 
@@ -77,7 +77,9 @@ class Sidecar:
         if self.recorder is not None and self._own_recorder:
             from seamline.record.offload import start_offload
 
-            self.offload = await start_offload(self.recorder.store, self.recorder, cfg, self.instance, self._build_here, self.registry)
+            self.offload = await start_offload(
+                self.recorder.store, self.recorder, cfg, self.instance, self._build_here, self.registry
+            )
         self.record.attach(self.recorder, self.offload)
         srv = cfg.server
         server = web.Server(
@@ -107,7 +109,7 @@ class Sidecar:
         """Build and queue an event in this process (the offload's fallback); never raises into its caller."""
         try:
             self.record.build_here(ex)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the fallback must never raise into the offload
             self.handler.stage_failed("record", ex)
 
     async def flush(self, timeout: float = 10.0) -> bool:

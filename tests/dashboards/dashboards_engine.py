@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import clickhouse_connect
+from support.chdb_path import unique_database  # tests/ is on sys.path (tests/conftest.py)
 
 from seamline.event.columns import COLUMN_NAMES, new_event
 from seamline.record.schema import statements
-from support.chdb_path import unique_database  # tests/ is on sys.path (tests/conftest.py)
 
 ALL = "$__all"
 Variables = Mapping[str, Sequence[str] | str]
@@ -66,16 +66,41 @@ def handoff(handoff: str, ts: datetime, **values: Any) -> dict[str, Any]:
 
 
 HEALTH_COLUMNS = (
-    "ts", "proxy_instance", "version", "store", "ready", "sink_up", "reasons", "queue_depth", "spool_bytes",
-    "spool_records", "rows_written", "batches_written", "rows_replayed", "dropped", "spool_corrupt", "uptime_s",
+    "ts",
+    "proxy_instance",
+    "version",
+    "store",
+    "ready",
+    "sink_up",
+    "reasons",
+    "queue_depth",
+    "spool_bytes",
+    "spool_records",
+    "rows_written",
+    "batches_written",
+    "rows_replayed",
+    "dropped",
+    "spool_corrupt",
+    "uptime_s",
 )
 
 
 def insert_health(client: Any, rows: list[dict[str, Any]]) -> None:
     defaults: dict[str, Any] = {
-        "version": "0.1.0", "store": "server", "ready": True, "sink_up": True, "reasons": [], "queue_depth": 0,
-        "spool_bytes": 0, "spool_records": 0, "rows_written": 0, "batches_written": 0, "rows_replayed": 0,
-        "dropped": 0, "spool_corrupt": 0, "uptime_s": 60.0,
+        "version": "0.1.0",
+        "store": "server",
+        "ready": True,
+        "sink_up": True,
+        "reasons": [],
+        "queue_depth": 0,
+        "spool_bytes": 0,
+        "spool_records": 0,
+        "rows_written": 0,
+        "batches_written": 0,
+        "rows_replayed": 0,
+        "dropped": 0,
+        "spool_corrupt": 0,
+        "uptime_s": 60.0,
     }
     full = [{**defaults, **r} for r in rows]
     client.insert("seamline_health", [[r[c] for c in HEALTH_COLUMNS] for r in full], column_names=list(HEALTH_COLUMNS))
@@ -99,7 +124,7 @@ def _macro_args(sql: str, open_paren: int) -> tuple[list[str], int]:
         elif ch == "," and depth == 1:
             args.append(sql[start:i])
             start = i + 1
-    raise ValueError(f"unbalanced macro call at {open_paren}: {sql[open_paren:open_paren + 60]!r}")
+    raise ValueError(f"unbalanced macro call at {open_paren}: {sql[open_paren : open_paren + 60]!r}")
 
 
 def _is_all(value: Sequence[str] | str | None) -> bool:
@@ -173,7 +198,7 @@ def render(sql: str, *, frm: datetime, to: datetime, interval_s: int = 60, varia
 def query(client: Any, sql: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """(column names, column types, rows as dicts)."""
     r = client.query(sql)
-    rows = [dict(zip(r.column_names, row)) for row in r.result_rows]
+    rows = [dict(zip(r.column_names, row, strict=True)) for row in r.result_rows]
     if r.column_names:
         return list(r.column_names), [t.name for t in r.column_types], rows
     # An empty result may come back without its header: ask the engine for the shape.

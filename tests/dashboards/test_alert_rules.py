@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-
 from dashboards_engine import handoff, insert_handoffs, insert_health, new_database, query, render
 from support.clock import utc_now
+
 from seamline.dashboards import alerts
 
 # Evaluation time: now (rows older than the 30-day TTL would be dropped), on a whole minute like the per-minute
@@ -26,12 +26,14 @@ def evaluate(client: Any, uid: str, at: datetime = T) -> dict[tuple[tuple[str, s
     spec = SPECS[uid]
     sql = render(spec.sql, frm=at - timedelta(seconds=spec.window_s), to=at)
     names, types, rows = query(client, sql)
-    numeric = [n for n, t in zip(names, types) if "String" not in t]
+    numeric = [n for n, t in zip(names, types, strict=True) if "String" not in t]
     # Grafana turns every numeric column into its own series: exactly one, named value.
     assert numeric == ["value"], (names, types)
     out = {}
     for row in rows:
-        labels = tuple(sorted((k, str(v)) for k, v, t in zip(names, row.values(), types) if k != "value" and "String" in t))
+        labels = tuple(
+            sorted((k, str(v)) for k, v, t in zip(names, row.values(), types, strict=True) if k != "value" and "String" in t)
+        )
         value = float(row["value"])
         firing = value > spec.threshold if spec.op == "gt" else value < spec.threshold
         out[labels] = (value, firing)
@@ -47,7 +49,9 @@ def calls(name: str, n: int, *, at: datetime, spread_s: float = 200, **values: A
     return [handoff(name, at - timedelta(seconds=spread_s * (i + 1) / (n + 1)), **values) for i in range(n)]
 
 
-def mixed(name: str, ok: int, failed: int, *, at: datetime = T, failure: dict[str, Any] | None = None, spread_s: float = 200) -> list[dict[str, Any]]:
+def mixed(
+    name: str, ok: int, failed: int, *, at: datetime = T, failure: dict[str, Any] | None = None, spread_s: float = 200
+) -> list[dict[str, Any]]:
     bad = failure or {"outcome": "silent_failure", "error_class": "contract", "violations": ["assert:ok"]}
     return calls(name, ok, at=at, spread_s=spread_s) + calls(name, failed, at=at, spread_s=spread_s, **bad)
 
@@ -55,7 +59,10 @@ def mixed(name: str, ok: int, failed: int, *, at: datetime = T, failure: dict[st
 def test_success_rate_warning_and_critical_split_at_95_and_80() -> None:
     c = new_database("alert_success")
     rows = (
-        mixed("h96", 48, 2) + mixed("h94", 47, 3) + mixed("h80", 80, 20) + mixed("h79", 79, 21)
+        mixed("h96", 48, 2)
+        + mixed("h94", 47, 3)
+        + mixed("h80", 80, 20)
+        + mixed("h79", 79, 21)
         + mixed("small", 0, 19)  # below the minimum sample: never judged
         + calls("h96", 30, at=T, outcome="unvalidated")  # unknown outcomes do not count either way
         + mixed("h96", 0, 50, at=T - timedelta(minutes=6))  # outside the 5-minute window
@@ -71,8 +78,13 @@ def test_success_rate_warning_and_critical_split_at_95_and_80() -> None:
 def test_silent_failure_rate_above_five_percent() -> None:
     c = new_database("alert_silent")
     http_error = {"outcome": "http_error", "status": 500, "error_class": "server_error"}
-    insert_handoffs(c, mixed("hi", 94, 6, spread_s=500) + mixed("lo", 95, 5, spread_s=500) + mixed("small", 10, 9, spread_s=500)
-                    + mixed("loud", 50, 50, failure=http_error, spread_s=500))
+    insert_handoffs(
+        c,
+        mixed("hi", 94, 6, spread_s=500)
+        + mixed("lo", 95, 5, spread_s=500)
+        + mixed("small", 10, 9, spread_s=500)
+        + mixed("loud", 50, 50, failure=http_error, spread_s=500),
+    )
     got = by_handoff(evaluate(c, "seamline-silent-failure-rate"))
     assert got == {"hi": (6.0, True), "lo": (5.0, False), "loud": (0.0, False)}  # small: below the minimum sample
 
@@ -116,8 +128,13 @@ def test_volume_above_150_percent_of_same_hour_over_previous_days() -> None:
 def test_error_rate_above_half_over_ten_minutes() -> None:
     c = new_database("alert_errors")
     err = {"outcome": "transport_error", "status": 0, "error_class": "timeout"}
-    insert_handoffs(c, mixed("down", 4, 6, failure=err, spread_s=500) + mixed("half", 5, 5, failure=err, spread_s=500)
-                    + mixed("few", 0, 9, failure=err, spread_s=500) + mixed("contract", 0, 20, spread_s=500))
+    insert_handoffs(
+        c,
+        mixed("down", 4, 6, failure=err, spread_s=500)
+        + mixed("half", 5, 5, failure=err, spread_s=500)
+        + mixed("few", 0, 9, failure=err, spread_s=500)
+        + mixed("contract", 0, 20, spread_s=500),
+    )
     got = by_handoff(evaluate(c, "seamline-error-rate"))
     assert got == {"down": (60.0, True), "half": (50.0, False), "contract": (0.0, False)}
 
@@ -129,9 +146,12 @@ UNKNOWN = {"outcome": "refused", "status": 404, "error_class": "unknown_upstream
 def test_refused_calls_never_fire_the_success_rate_rules() -> None:
     c = new_database("alert_success_refused")
     rows = (
-        mixed("flood", 20, 0) + calls("flood", 60, at=T, **REFUSED) + calls("flood", 20, at=T, **UNKNOWN)  # 20 % ok if refusals counted
+        mixed("flood", 20, 0)
+        + calls("flood", 60, at=T, **REFUSED)
+        + calls("flood", 20, at=T, **UNKNOWN)  # 20 % ok if refusals counted
         + calls("refused_only", 40, at=T, **REFUSED)  # no validated call at all: nothing to judge
-        + mixed("sick", 15, 10) + calls("sick", 100, at=T, **REFUSED)  # refusals neither hide nor worsen a real failure
+        + mixed("sick", 15, 10)
+        + calls("sick", 100, at=T, **REFUSED)  # refusals neither hide nor worsen a real failure
     )
     insert_handoffs(c, rows)
     warn = by_handoff(evaluate(c, "seamline-success-rate-warning"))
@@ -147,8 +167,10 @@ def test_refused_calls_neither_fire_nor_dilute_the_error_rate() -> None:
     err = {"outcome": "transport_error", "status": 0, "error_class": "timeout"}
     insert_handoffs(
         c,
-        calls("refusing", 12, at=T, spread_s=500) + calls("refusing", 40, at=T, spread_s=500, **REFUSED)  # 77 % non-2xx, 0 % errors
-        + mixed("down", 4, 6, failure=err, spread_s=500) + calls("down", 30, at=T, spread_s=500, **UNKNOWN)  # 60 %, not 15 %
+        calls("refusing", 12, at=T, spread_s=500)
+        + calls("refusing", 40, at=T, spread_s=500, **REFUSED)  # 77 % non-2xx, 0 % errors
+        + mixed("down", 4, 6, failure=err, spread_s=500)
+        + calls("down", 30, at=T, spread_s=500, **UNKNOWN)  # 60 %, not 15 %
         + calls("only_refused", 30, at=T, spread_s=500, **REFUSED),  # no upstream call: below the minimum sample
     )
     got = by_handoff(evaluate(c, "seamline-error-rate"))
@@ -159,8 +181,12 @@ def test_auth_failure_burst_more_than_ten_in_five_minutes() -> None:
     c = new_database("alert_auth")
     auth = {"outcome": "http_error", "status": 401, "error_class": "auth"}
     expired = {"outcome": "http_error", "status": 401, "error_class": "auth_expired"}
-    rows = (calls("crm.get", 6, at=T, **auth) + calls("crm.get", 5, at=T, **expired) + calls("billing.charge", 10, at=T, **auth)
-            + calls("billing.charge", 20, at=T - timedelta(minutes=10), **auth))
+    rows = (
+        calls("crm.get", 6, at=T, **auth)
+        + calls("crm.get", 5, at=T, **expired)
+        + calls("billing.charge", 10, at=T, **auth)
+        + calls("billing.charge", 20, at=T - timedelta(minutes=10), **auth)
+    )
     insert_handoffs(c, rows)
     got = evaluate(c, "seamline-auth-failure-burst")
     assert got == {
@@ -172,7 +198,9 @@ def test_auth_failure_burst_more_than_ten_in_five_minutes() -> None:
 def test_run_loop_more_than_n_calls_of_one_handoff() -> None:
     c = new_database("alert_loop")
     n = alerts.LOOP_MAX_CALLS
-    rows = calls("crm.update", n + 1, at=T, spread_s=800, run_id="run-loop") + calls("crm.get", n, at=T, spread_s=800, run_id="run-busy")
+    rows = calls("crm.update", n + 1, at=T, spread_s=800, run_id="run-loop") + calls(
+        "crm.get", n, at=T, spread_s=800, run_id="run-busy"
+    )
     rows += calls("crm.get", 3, at=T, run_id="run-other") + calls("crm.update", 2, at=T, run_id="run-fine")
     insert_handoffs(c, rows)
     got = {dict(k)["handoff"]: (dict(k)["run_id"], v) for k, v in evaluate(c, "seamline-run-loop").items()}
@@ -183,8 +211,11 @@ def test_missing_heartbeat_fires_and_silence_is_alerting() -> None:
     c = new_database("alert_heartbeat")
     assert evaluate(c, "seamline-heartbeat-missing") == {}  # no rows → NoData …
     assert SPECS["seamline-heartbeat-missing"].no_data == "Alerting"  # … which alerts: silence is the failure
-    insert_health(c, [{"ts": T - timedelta(seconds=s), "proxy_instance": "alive"} for s in (60, 120, 180)]
-                  + [{"ts": T - timedelta(seconds=s), "proxy_instance": "stale"} for s in (300, 360)])
+    insert_health(
+        c,
+        [{"ts": T - timedelta(seconds=s), "proxy_instance": "alive"} for s in (60, 120, 180)]
+        + [{"ts": T - timedelta(seconds=s), "proxy_instance": "stale"} for s in (300, 360)],
+    )
     got = {dict(k)["proxy_instance"]: v for k, v in evaluate(c, "seamline-heartbeat-missing").items()}
     assert got == {"alive": (60.0, False), "stale": (300.0, True)}
 

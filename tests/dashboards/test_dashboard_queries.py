@@ -6,10 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
-from seamline.dashboards.generate import DASHBOARDS, dashboard_json
 from dashboards_engine import ALL, handoff, insert_handoffs, insert_health, new_database, query, render
 from support.clock import utc_now
+
+from seamline.dashboards.generate import DASHBOARDS, dashboard_json
 
 # Relative to the engine's clock: the health panels compare heartbeats with now(), and a week of baseline traffic
 # must stay inside the 30-day row TTL. On a whole minute, like the per-minute rollup.
@@ -33,8 +33,13 @@ def _failure(i: int, name: str) -> dict[str, Any]:
     if name == "billing.charge" and i % 4 == 1:
         return {"outcome": "silent_failure", "error_class": "contract", "violations": ["assert:payment_succeeded"]}
     if name == "crm.create_contact" and i % 5 == 2:
-        return {"outcome": "silent_failure", "error_class": "contract", "violations": ["echo:missing:email", "schema:/email:required"],
-                "missing_fields": ["email"], "unknown_fields": ["email_address"]}
+        return {
+            "outcome": "silent_failure",
+            "error_class": "contract",
+            "violations": ["echo:missing:email", "schema:/email:required"],
+            "missing_fields": ["email"],
+            "unknown_fields": ["email_address"],
+        }
     if name == "provisioning.create_account" and i % 6 == 3:
         return {"outcome": "http_error", "status": 429, "error_class": "rate_limited", "retry_after_s": 30.0}
     if name == "provisioning.create_account" and i % 6 == 4:
@@ -61,34 +66,63 @@ def _dataset() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             values = {"duration_ms": 40.0 + 10 * j + i, "ttfb_ms": 20.0, **_failure(i, name)}
             rows.append(
                 handoff(
-                    name, start + timedelta(milliseconds=300 * j), run_id=run, trace_id=trace,
-                    tenant="acme" if i % 2 else "globex", source_app="onboarding" if i % 3 else "billing-app",
-                    step=name.split(".")[1], route="/v1/x", attempt=2 if i % 9 == 0 else 1,
-                    idempotency_key=f"k-{run}-{j}", external_ids={"id": f"{name}-{i}"},
-                    request_body='{"amount": 100}', response_body='{"id": "x"}', request_headers={"content-type": "application/json"},
-                    proxy_instance="seamline-a" if i % 2 else "seamline-b", **values,
+                    name,
+                    start + timedelta(milliseconds=300 * j),
+                    run_id=run,
+                    trace_id=trace,
+                    tenant="acme" if i % 2 else "globex",
+                    source_app="onboarding" if i % 3 else "billing-app",
+                    step=name.split(".")[1],
+                    route="/v1/x",
+                    attempt=2 if i % 9 == 0 else 1,
+                    idempotency_key=f"k-{run}-{j}",
+                    external_ids={"id": f"{name}-{i}"},
+                    request_body='{"amount": 100}',
+                    response_body='{"id": "x"}',
+                    request_headers={"content-type": "application/json"},
+                    proxy_instance="seamline-a" if i % 2 else "seamline-b",
+                    **values,
                 )
             )
     for day in range(1, 8):  # last week's traffic at the same clock times: the baselines
         for i in range(0, 40, 4):
             for name in HANDOFFS:
-                rows.append(handoff(name, FROM + timedelta(days=-day, minutes=8 * i + 2), duration_ms=45.0, tenant="acme",
-                                    source_app="onboarding", proxy_instance="seamline-a"))
+                rows.append(
+                    handoff(
+                        name,
+                        FROM + timedelta(days=-day, minutes=8 * i + 2),
+                        duration_ms=45.0,
+                        tenant="acme",
+                        source_app="onboarding",
+                        proxy_instance="seamline-a",
+                    )
+                )
     health = [
-        {"ts": NOW - timedelta(minutes=m), "proxy_instance": inst, "queue_depth": m % 5, "spool_bytes": 1024 * (m % 3),
-         "spool_records": m % 3, "rows_written": 10 * (200 - m), "rows_replayed": 200 - m, "dropped": 0 if m > 10 else 2}
-        for m in range(0, 120) for inst in ("seamline-a", "seamline-b")
+        {
+            "ts": NOW - timedelta(minutes=m),
+            "proxy_instance": inst,
+            "queue_depth": m % 5,
+            "spool_bytes": 1024 * (m % 3),
+            "spool_records": m % 3,
+            "rows_written": 10 * (200 - m),
+            "rows_replayed": 200 - m,
+            "dropped": 0 if m > 10 else 2,
+        }
+        for m in range(120)
+        for inst in ("seamline-a", "seamline-b")
     ]
     return rows, health
 
 
 def _otel_rows(client: Any) -> None:
+    root_at = (FROM + timedelta(minutes=25)).strftime("%Y-%m-%d %H:%M:%S")
+    child_at = (FROM + timedelta(minutes=25, seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
     client.command(
         "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, "
         "ResourceAttributes, SpanAttributes, Duration, StatusCode) VALUES "
-        f"(toDateTime64('{(FROM + timedelta(minutes=25)).strftime('%Y-%m-%d %H:%M:%S')}', 9), '{TRACE_ID}', 'aaaaaaaaaaaaaaaa', '', "
+        f"(toDateTime64('{root_at}', 9), '{TRACE_ID}', 'aaaaaaaaaaaaaaaa', '', "
         "'onboard', 'Server', 'workflow-app', {'service.name': 'workflow-app'}, {'run.id': 'run-0003'}, 900000000, 'Ok'), "
-        f"(toDateTime64('{(FROM + timedelta(minutes=25, seconds=1)).strftime('%Y-%m-%d %H:%M:%S')}', 9), '{TRACE_ID}', 'bbbbbbbbbbbbbbbb', "
+        f"(toDateTime64('{child_at}', 9), '{TRACE_ID}', 'bbbbbbbbbbbbbbbb', "
         "'aaaaaaaaaaaaaaaa', 'POST /billing/v1/x', 'Client', 'seamline', {'service.name': 'seamline'}, "
         "{'http.response.status_code': '200'}, 120000000, 'Ok')"
     )
@@ -141,7 +175,9 @@ PANELS = _panel_cases()
 
 @pytest.mark.parametrize("selection", ["all", "one"])
 @pytest.mark.parametrize(("uid", "title", "ref", "fmt", "sql"), PANELS, ids=[f"{c[0]}:{c[1]}:{c[2]}" for c in PANELS])
-def test_panel_query_runs_on_real_schema(populated: Any, selection: str, uid: str, title: str, ref: str, fmt: int, sql: str) -> None:
+def test_panel_query_runs_on_real_schema(
+    populated: Any, selection: str, uid: str, title: str, ref: str, fmt: int, sql: str
+) -> None:
     variables = _variables_of(uid, selection == "one")
     rendered = render(sql, frm=FROM, to=NOW, interval_s=300, variables=variables)
     names, types, rows = query(populated, rendered)
@@ -186,10 +222,31 @@ def test_refused_calls_show_in_their_own_panels_and_in_no_upstream_rate() -> Non
     c = new_database("panels_refused")
     at = NOW - timedelta(minutes=30)
     rows = [handoff("billing.charge", at + timedelta(seconds=i), proxy_instance="seamline-a") for i in range(10)]
-    rows += [handoff("billing.charge", at + timedelta(seconds=20 + i), outcome="refused", status=413, error_class="too_large",
-                     duration_ms=1.0, proxy_instance="seamline-a") for i in range(8)]
-    rows += [handoff("", at + timedelta(seconds=40 + i), upstream="", outcome="refused", status=404, error_class="unknown_upstream",
-                     duration_ms=1.0, proxy_instance="seamline-a") for i in range(2)]
+    rows += [
+        handoff(
+            "billing.charge",
+            at + timedelta(seconds=20 + i),
+            outcome="refused",
+            status=413,
+            error_class="too_large",
+            duration_ms=1.0,
+            proxy_instance="seamline-a",
+        )
+        for i in range(8)
+    ]
+    rows += [
+        handoff(
+            "",
+            at + timedelta(seconds=40 + i),
+            upstream="",
+            outcome="refused",
+            status=404,
+            error_class="unknown_upstream",
+            duration_ms=1.0,
+            proxy_instance="seamline-a",
+        )
+        for i in range(2)
+    ]
     insert_handoffs(c, rows)
 
     def one(uid: str, title: str) -> list[dict[str, Any]]:

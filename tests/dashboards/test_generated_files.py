@@ -59,9 +59,10 @@ def test_rule_groups_round_trip_through_sdk_models() -> None:
         raw = json.loads(JSONEncoder(sort_keys=True).encode(group))
         again = json.loads(JSONEncoder(sort_keys=True).encode(am.RuleGroup.from_json(raw)))
         assert again == raw
-    assert alerts.provisioning_rules(
-        [am.RuleGroup.from_json(json.loads(JSONEncoder().encode(g))) for g in alerts.rule_groups()]
-    ) == alerts.provisioning_rules()
+    assert (
+        alerts.provisioning_rules([am.RuleGroup.from_json(json.loads(JSONEncoder().encode(g))) for g in alerts.rule_groups()])
+        == alerts.provisioning_rules()
+    )
 
 
 def test_dashboards_are_consistent() -> None:
@@ -141,7 +142,9 @@ def test_provisioning_structure() -> None:
     routed = {tuple(m) for r in tree["routes"] for m in r["object_matchers"]}
     assert routed == {("severity", "=", "critical"), ("severity", "=", "warning")}
     assert {r["receiver"] for r in tree["routes"]} <= receivers
-    severities = {r["labels"]["severity"] for g in _load_yaml(GRAFANA / "provisioning/alerting/rules.yaml")["groups"] for r in g["rules"]}
+    severities = {
+        r["labels"]["severity"] for g in _load_yaml(GRAFANA / "provisioning/alerting/rules.yaml")["groups"] for r in g["rules"]
+    }
     assert severities == {"critical", "warning"}
 
 
@@ -160,7 +163,9 @@ def test_compose_stack_structure_and_referenced_files_exist() -> None:
     assert services["otel-collector"]["image"].startswith("otel/opentelemetry-collector-contrib:")
     major, minor = map(int, services["grafana"]["image"].split(":")[1].split(".")[:2])
     assert (major, minor) >= (11, 6)
-    assert re.fullmatch(r"grafana-clickhouse-datasource@4\.\d+\.\d+", services["grafana"]["environment"]["GF_PLUGINS_PREINSTALL_SYNC"])
+    assert re.fullmatch(
+        r"grafana-clickhouse-datasource@4\.\d+\.\d+", services["grafana"]["environment"]["GF_PLUGINS_PREINSTALL_SYNC"]
+    )
     assert services["demo"]["profiles"] == ["demo"]
     assert services["seamline"]["build"] == "." and (ROOT / "Dockerfile").is_file()
     for name in ("clickhouse", "seamline", "grafana"):
@@ -168,7 +173,7 @@ def test_compose_stack_structure_and_referenced_files_exist() -> None:
     declared_volumes = set(compose.get("volumes") or {})
     for name, svc in services.items():
         for vol in svc.get("volumes", []):
-            src, dst = vol.split(":")[:2]
+            src, _dst = vol.split(":")[:2]
             if src.startswith("./"):
                 assert (ROOT / src).exists(), f"{name} mounts missing {src}"
             else:
@@ -201,7 +206,7 @@ def test_clickhouse_users_match_compose_and_datasource() -> None:
         assert user.find("password").get("from_env") in ch_env
     reader = users["grafana_reader"]
     assert root.find(f"profiles/{reader.find('profile').text}/readonly").text in ("1", "2")
-    assert "GRANT SELECT, SHOW ON seamline.*" == reader.find("grants/query").text
+    assert reader.find("grants/query").text == "GRANT SELECT, SHOW ON seamline.*"
     compose = _compose()["services"]
     assert compose["grafana"]["environment"]["SEAMLINE_CLICKHOUSE_READER_USER"] == "grafana_reader"
     assert compose["otel-collector"]["environment"]["OTEL_CLICKHOUSE_USER"] == "otel_writer"
@@ -209,7 +214,10 @@ def test_clickhouse_users_match_compose_and_datasource() -> None:
 
 def test_collector_config_structure() -> None:
     cfg = _load_yaml(ROOT / "collector_config/otel-collector.yaml")
-    assert {"health_check", "file_storage"} <= set(cfg["extensions"]) and set(cfg["service"]["extensions"]) >= {"health_check", "file_storage"}
+    assert {"health_check", "file_storage"} <= set(cfg["extensions"]) and set(cfg["service"]["extensions"]) >= {
+        "health_check",
+        "file_storage",
+    }
     assert {"grpc", "http"} <= set(cfg["receivers"]["otlp"]["protocols"])
     ch = cfg["exporters"]["clickhouse"]
     assert ch["traces_table_name"] == "otel_traces" and ch["create_schema"] is False and ch["database"] == "seamline"

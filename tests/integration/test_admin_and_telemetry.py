@@ -9,7 +9,9 @@ from opentelemetry.trace import SpanKind
 
 
 async def test_admin_health_readiness_and_metrics(upstream, make_sidecar):
-    sc = await make_sidecar(proxy_config({"billing": upstream.url}, handoffs={"billing.charge": {"upstream": "billing", "match": "POST /v1/charges"}}))
+    sc = await make_sidecar(
+        proxy_config({"billing": upstream.url}, handoffs={"billing.charge": {"upstream": "billing", "match": "POST /v1/charges"}})
+    )
     assert sc.admin_url.startswith("http://127.0.0.1:")
     async with aiohttp.ClientSession() as s:
         await (await s.post(sc.proxy_url + "/billing/v1/charges", json={})).read()
@@ -29,12 +31,16 @@ async def test_admin_health_readiness_and_metrics(upstream, make_sidecar):
 async def test_spans_server_and_client_and_upstream_parent_is_the_client_span(upstream, make_sidecar):
     exporter = InMemorySpanExporter()
     sc = await make_sidecar(
-        proxy_config({"billing": upstream.url}, handoffs={"billing.charge": {"upstream": "billing", "match": "POST /v1/charges"}}),
+        proxy_config(
+            {"billing": upstream.url}, handoffs={"billing.charge": {"upstream": "billing", "match": "POST /v1/charges"}}
+        ),
         span_exporter=exporter,
     )
     tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     async with aiohttp.ClientSession() as s:
-        await (await s.post(sc.proxy_url + "/billing/v1/charges", json={}, headers={"traceparent": tp, "X-Run-ID": "r-otel"})).read()
+        await (
+            await s.post(sc.proxy_url + "/billing/v1/charges", json={}, headers={"traceparent": tp, "X-Run-ID": "r-otel"})
+        ).read()
     spans = exporter.get_finished_spans()
     server = next(sp for sp in spans if sp.kind == SpanKind.SERVER)
     client = next(sp for sp in spans if sp.kind == SpanKind.CLIENT)

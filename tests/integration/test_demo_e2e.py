@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from support.chdb_path import chdb_url, unique_database
 
 from seamline.demo.cli import demo
 from seamline.demo.driver import DemoSummary
 from seamline.demo.mocks import plan_fault
 from seamline.record.store import open_store
-from support.chdb_path import chdb_url, unique_database
 
 SEED, RATE, RUNS = 11, 0.3, 30
 
@@ -40,9 +40,17 @@ def demo_run(tmp_path_factory) -> tuple[DemoSummary, list[dict[str, Any]], str]:
         database = unique_database("demo")
         out = io.StringIO()
         summary = await demo(
-            runs=RUNS, seed=SEED, failure_rate=RATE, admin_port=0, progress=False,
-            storage={"clickhouse_url": chdb_url(), "database": database,
-                     "spool_dir": str(tmp_path_factory.mktemp("spool")), "flush_interval_ms": 50},
+            runs=RUNS,
+            seed=SEED,
+            failure_rate=RATE,
+            admin_port=0,
+            progress=False,
+            storage={
+                "clickhouse_url": chdb_url(),
+                "database": database,
+                "spool_dir": str(tmp_path_factory.mktemp("spool")),
+                "flush_interval_ms": 50,
+            },
             console=Console(file=out, force_terminal=False, width=160),
         )
         store = open_store(chdb_url(), database)

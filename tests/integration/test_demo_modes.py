@@ -46,18 +46,36 @@ async def _rows(database: str) -> list[dict[str, Any]]:
 async def test_proxy_url_drives_runs_through_an_external_sidecar_to_mocks_only(tmp_path):
     ports = free_ports(len(SERVICES))
     stop, ready = asyncio.Event(), asyncio.Event()
-    mocks = asyncio.create_task(serve_mocks(
-        seed=SEED, failure_rate=RATE, ports=ports, stop_event=stop, ready=ready, console=Console(file=io.StringIO()),
-    ))
+    mocks = asyncio.create_task(
+        serve_mocks(
+            seed=SEED,
+            failure_rate=RATE,
+            ports=ports,
+            stop_event=stop,
+            ready=ready,
+            console=Console(file=io.StringIO()),
+        )
+    )
     sidecar = None
     try:
         await asyncio.wait_for(ready.wait(), 10)
-        sidecar, database = await _start_sidecar({s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports)}, tmp_path)
+        sidecar, database = await _start_sidecar(
+            {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports, strict=True)}, tmp_path
+        )
         out = io.StringIO()
-        summary = await asyncio.wait_for(drive_external(
-            proxy_url=sidecar.proxy_url, admin_url=sidecar.admin_url, runs=RUNS, seed=SEED, failure_rate=RATE,
-            wait_s=5, console=Console(file=out, width=200), progress=False,
-        ), 60)
+        summary = await asyncio.wait_for(
+            drive_external(
+                proxy_url=sidecar.proxy_url,
+                admin_url=sidecar.admin_url,
+                runs=RUNS,
+                seed=SEED,
+                failure_rate=RATE,
+                wait_s=5,
+                console=Console(file=out, width=200),
+                progress=False,
+            ),
+            60,
+        )
         rows = await _rows(database)
     finally:
         stop.set()
@@ -98,20 +116,44 @@ async def test_the_two_compose_commands_work_as_processes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAMLINE_CLICKHOUSE", "HTTP_PROXY", "http_proxy"))}
     fault_args = ["--seed", str(SEED), "--failure-rate", str(RATE)]
     mocks = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "seamline", "demo", "--mocks-only", "--mock-host", "127.0.0.1",
-        "--mock-ports", ",".join(map(str, ports)), *fault_args,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        "-m",
+        "seamline",
+        "demo",
+        "--mocks-only",
+        "--mock-host",
+        "127.0.0.1",
+        "--mock-ports",
+        ",".join(map(str, ports)),
+        *fault_args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     sidecar = None
     try:
         assert mocks.stderr is not None
         banner = await _read_until(mocks.stderr, "SIGTERM or Ctrl-C stops", 30)
         assert all(f"http://127.0.0.1:{p}" in banner for p in ports)
-        sidecar, _ = await _start_sidecar({s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports)}, tmp_path)
+        sidecar, _ = await _start_sidecar({s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports, strict=True)}, tmp_path)
         driver = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "seamline", "demo", "--proxy-url", sidecar.proxy_url, "--admin-url", sidecar.admin_url,
-            "--runs", "6", *fault_args, "--wait", "10", "--no-progress",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+            sys.executable,
+            "-m",
+            "seamline",
+            "demo",
+            "--proxy-url",
+            sidecar.proxy_url,
+            "--admin-url",
+            sidecar.admin_url,
+            "--runs",
+            "6",
+            *fault_args,
+            "--wait",
+            "10",
+            "--no-progress",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
         )
         output, _ = await asyncio.wait_for(driver.communicate(), 60)
         text = output.decode()
@@ -128,8 +170,17 @@ async def test_the_two_compose_commands_work_as_processes(tmp_path):
 async def test_proxy_url_without_a_sidecar_exits_1_after_the_wait(tmp_path):
     (port,) = free_ports(1)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "seamline", "demo", "--proxy-url", f"http://127.0.0.1:{port}", "--wait", "0.5", "--no-progress",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "seamline",
+        "demo",
+        "--proxy-url",
+        f"http://127.0.0.1:{port}",
+        "--wait",
+        "0.5",
+        "--no-progress",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1

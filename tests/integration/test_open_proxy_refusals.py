@@ -47,7 +47,7 @@ async def test_path_tricks_never_reach_another_host(two, target):
 
 
 async def test_absolute_form_to_an_unconfigured_host_is_403(two):
-    sc, billing, crm = two
+    sc, _billing, _crm = two
     r = await raw_request(sc.proxy_port, b"GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
     assert r.status == 403
 

@@ -73,7 +73,7 @@ async def test_correlation_id_and_baggage_are_accepted(sc, upstream):
 
 async def test_valid_traceparent_keeps_trace_id_with_a_new_span_per_request(sc, upstream):
     _, h1 = await _call(sc, [("traceparent", VALID)])
-    _, h2 = await _call(sc, [("traceparent", VALID)])
+    _, _h2 = await _call(sc, [("traceparent", VALID)])
     sent = [TP.match(r.header("traceparent")) for r in upstream.received]
     assert all(sent)
     assert sent[0].group(1) == TRACE and sent[1].group(1) == TRACE
@@ -138,7 +138,10 @@ async def test_unsampled_flag_is_kept(sc, upstream):
 
 
 async def test_tracestate_lines_are_merged_in_order(sc, upstream):
-    raw = f"GET /billing/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\ntraceparent: {VALID}\r\ntracestate: a=1, b=2\r\ntracestate: t@sys=3,,c=4\r\n\r\n"
+    raw = (
+        f"GET /billing/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\ntraceparent: {VALID}\r\n"
+        "tracestate: a=1, b=2\r\ntracestate: t@sys=3,,c=4\r\n\r\n"
+    )
     await raw_request(sc.proxy_port, raw.encode())
     assert upstream.last.header("tracestate") == "a=1,b=2,t@sys=3,c=4"
     assert len(upstream.last.header_all("tracestate")) == 1

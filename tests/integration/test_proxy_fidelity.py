@@ -18,6 +18,7 @@ from conftest import proxy_config
 from support.canned import CannedServer
 from support.rawhttp import raw_request
 
+
 def billing_config(url: str, timeouts: dict[str, float] | None = None, **fields: object):
     """proxy_config with one upstream `billing` whose fields (and timeouts) are overridden."""
     cfg = proxy_config({"billing": url})
@@ -196,14 +197,16 @@ CANNED = {
     "/teapot": b"HTTP/1.1 418 I'm a teapot\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nshort",
     "/head": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n",
     "/chunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+    b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n',
     "/gzip": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
     b"Content-Length: %d\r\n\r\n%s" % (len(_GZ), _GZ),
     "/no-type": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
     "/big-no-type": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"b" * 100_000,
-    "/server-and-date": b"HTTP/1.1 200 OK\r\nServer: upstream/1.0\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n"  # date-ok: a relayed value
+    "/server-and-date": b"HTTP/1.1 200 OK\r\nServer: upstream/1.0\r\n"
+    b"Date: Tue, 01 Dec 2026 00:00:00 GMT\r\n"  # date-ok: a relayed value
     b"Content-Length: 2\r\n\r\nok",
-    "/cookies": b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nLink: </x>; rel=next\r\nContent-Length: 0\r\n\r\n",
+    "/cookies": b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nLink: </x>; rel=next\r\n"
+    b"Content-Length: 0\r\n\r\n",
     "/empty-type": b"HTTP/1.1 202 Accepted\r\nContent-Type: \r\nContent-Length: 0\r\n\r\n",
 }
 # This hop's own: the documented correlation headers, the framing of this connection, and a Date when the upstream
@@ -263,7 +266,9 @@ SECRET = "sk_live_51Habc0123456789SECRET"
 
 async def test_garbage_upstream_answer_gives_a_short_redacted_detail(make_sidecar, tmp_path):
     garbage = (b"NOT-HTTP api_key=" + SECRET.encode() + b" token: hunter2-hunter2 " + b"\x01noise " * 8000)[:65536]
-    server = await CannedServer({"/x": garbage, "/hdr": b"HTTP/1.1 200 OK\r\nBad Header api_key=" + SECRET.encode() + b"\r\n\r\n"}).start()
+    server = await CannedServer(
+        {"/x": garbage, "/hdr": b"HTTP/1.1 200 OK\r\nBad Header api_key=" + SECRET.encode() + b"\r\n\r\n"}
+    ).start()
     try:
         sc = await make_sidecar(proxy_config({"api": server.url}))
         for path in ("/api/x", "/api/hdr"):

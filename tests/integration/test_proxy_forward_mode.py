@@ -19,7 +19,9 @@ from seamline.config.models import Config
 
 
 async def test_absolute_form_request_to_a_configured_host_is_proxied(upstream, make_sidecar):
-    sc = await make_sidecar(proxy_config({"billing": upstream.url}, handoffs={"billing.list": {"upstream": "billing", "match": "GET /v1/items"}}))
+    sc = await make_sidecar(
+        proxy_config({"billing": upstream.url}, handoffs={"billing.list": {"upstream": "billing", "match": "GET /v1/items"}})
+    )
     async with aiohttp.ClientSession() as s:
         async with s.get(upstream.url + "/v1/items?page=2", proxy=sc.proxy_url, headers={"X-Run-ID": "fwd-1"}) as r:
             assert r.status == 200
@@ -68,7 +70,9 @@ async def test_connect_tunnel_relays_bytes_untouched(make_sidecar):
 def _config(upstreams: dict[str, str]) -> Config:
     """Loopback upstreams, each adding `X-Upstream: <name>` so the receiving app can tell which one was used."""
     cfg = proxy_config(upstreams)
-    return cfg.model_copy(update={"upstreams": {n: u.model_copy(update={"headers": {"X-Upstream": n}}) for n, u in cfg.upstreams.items()}})
+    return cfg.model_copy(
+        update={"upstreams": {n: u.model_copy(update={"headers": {"X-Upstream": n}}) for n, u in cfg.upstreams.items()}}
+    )
 
 
 def _get(proxy_url: str, url: str, **kw) -> requests.Response:
@@ -80,8 +84,18 @@ def _get(proxy_url: str, url: str, **kw) -> requests.Response:
 async def _curl(proxy_url: str, url: str) -> tuple[int, bytes]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     proc = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "-x", proxy_url, "-o", "-", "-w", "\n%{http_code}", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        "curl",
+        "-sS",
+        "-x",
+        proxy_url,
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 0, err
@@ -165,9 +179,29 @@ async def test_curl_tunnel_run_id_goes_on_the_connect_request(tmp_path, make_sid
     # the CONNECT request, which Seamline reads (and echoes on its 200).
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
@@ -189,8 +223,18 @@ async def test_curl_tunnel_run_id_goes_on_the_connect_request(tmp_path, make_sid
 
         async def curl(*args: str) -> str:
             proc = await asyncio.create_subprocess_exec(
-                "curl", "-sS", "-v", "--cacert", str(cert), "-x", sc.proxy_url, *args, f"https://127.0.0.1:{port}/hello",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+                "curl",
+                "-sS",
+                "-v",
+                "--cacert",
+                str(cert),
+                "-x",
+                sc.proxy_url,
+                *args,
+                f"https://127.0.0.1:{port}/hello",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
             )
             out, err = await asyncio.wait_for(proc.communicate(), 10)
             assert proc.returncode == 0 and b'"tls": true' in out, err

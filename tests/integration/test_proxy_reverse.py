@@ -42,7 +42,16 @@ async def test_upstream_gets_exactly_the_callers_headers_plus_correlation(upstre
     names = [k.lower() for k, _ in upstream.last.headers]
     assert names[0] == "host" and upstream.last.header("Host") == f"127.0.0.1:{upstream.port}"
     assert sorted(names) == sorted(
-        ["host", "x-mine", "content-length", "x-run-id", "traceparent", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+        [
+            "host",
+            "x-mine",
+            "content-length",
+            "x-run-id",
+            "traceparent",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ]
     )
     assert upstream.last.body == b"body"
 
@@ -50,14 +59,18 @@ async def test_upstream_gets_exactly_the_callers_headers_plus_correlation(upstre
 async def test_x_forwarded_headers_are_appended(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
     async with aiohttp.ClientSession() as s:
-        await (await s.get(sc.proxy_url + "/billing/x", headers={"X-Forwarded-For": "10.0.0.1", "X-Forwarded-Proto": "https"})).read()
+        await (
+            await s.get(sc.proxy_url + "/billing/x", headers={"X-Forwarded-For": "10.0.0.1", "X-Forwarded-Proto": "https"})
+        ).read()
     assert upstream.last.header("X-Forwarded-For") == "10.0.0.1, 127.0.0.1"
     assert upstream.last.header("X-Forwarded-Proto") == "https, http"
 
 
 async def test_hop_by_hop_headers_are_removed_both_ways(upstream, make_sidecar):
     async def resp(request):
-        return web.Response(text="hi", headers={"Connection": "X-Up-Private", "X-Up-Private": "secret", "Keep-Alive": "timeout=5", "X-Kept": "1"})
+        return web.Response(
+            text="hi", headers={"Connection": "X-Up-Private", "X-Up-Private": "secret", "Keep-Alive": "timeout=5", "X-Kept": "1"}
+        )
 
     upstream.routes["/hop"] = resp
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
@@ -79,7 +92,9 @@ async def test_hop_by_hop_headers_are_removed_both_ways(upstream, make_sidecar):
 
 async def test_configured_upstream_headers_are_added(upstream, make_sidecar):
     cfg = proxy_config({"billing": upstream.url})
-    cfg = cfg.model_copy(update={"upstreams": {"billing": cfg.upstreams["billing"].model_copy(update={"headers": {"X-Api-Version": "2024-01"}})}})
+    cfg = cfg.model_copy(
+        update={"upstreams": {"billing": cfg.upstreams["billing"].model_copy(update={"headers": {"X-Api-Version": "2024-01"}})}}
+    )
     sc = await make_sidecar(cfg)
     async with aiohttp.ClientSession() as s:
         await (await s.get(sc.proxy_url + "/billing/x")).read()
@@ -209,7 +224,9 @@ async def test_slow_upstream_is_504_timeout(upstream, make_sidecar):
 
     upstream.routes["/slow"] = slow
     cfg = proxy_config({"billing": upstream.url})
-    up = cfg.upstreams["billing"].model_copy(update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.2, "total": 0.3})})
+    up = cfg.upstreams["billing"].model_copy(
+        update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.2, "total": 0.3})}
+    )
     sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"billing": up}}))
     try:
         async with aiohttp.ClientSession() as s:
@@ -224,7 +241,10 @@ async def test_slow_upstream_is_504_timeout(upstream, make_sidecar):
 async def test_websocket_upgrade_to_an_upstream_that_declines_it_gets_the_upstreams_answer(upstream, make_sidecar):
     # Was a 501 before WebSockets were proxied (tests/integration/test_proxy_websocket.py): now the offer goes upstream.
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
-    raw = b"GET /billing/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    raw = (
+        b"GET /billing/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     r = await raw_request(sc.proxy_port, raw)
     assert r.status == 200 and r.body == b'{"ok": true, "path": "/ws"}'
     assert upstream.last.header("Upgrade") == "websocket" and upstream.last.header("Sec-WebSocket-Key")
@@ -291,7 +311,9 @@ async def test_upstream_stalling_mid_body_aborts_the_client_after_the_read_timeo
 
     upstream.routes["/stall"] = stall
     cfg = proxy_config({"billing": upstream.url})
-    up = cfg.upstreams["billing"].model_copy(update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.3})})
+    up = cfg.upstreams["billing"].model_copy(
+        update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.3})}
+    )
     sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"billing": up}}))
     try:
         async with aiohttp.ClientSession() as s:
@@ -318,7 +340,9 @@ async def test_small_body_stall_is_a_504(upstream, make_sidecar):
 
     upstream.routes["/stall-small"] = stall
     cfg = proxy_config({"billing": upstream.url})
-    up = cfg.upstreams["billing"].model_copy(update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.3})})
+    up = cfg.upstreams["billing"].model_copy(
+        update={"timeouts": cfg.upstreams["billing"].timeouts.model_copy(update={"read": 0.3})}
+    )
     sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"billing": up}}))
     try:
         async with aiohttp.ClientSession() as s:

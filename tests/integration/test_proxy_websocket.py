@@ -78,11 +78,16 @@ async def test_h2c_offer_keeps_the_connection_usable_for_the_next_request(upstre
     sc = await make_sidecar(proxy_config({"up": upstream.url}))
     reader, writer = await asyncio.open_connection("127.0.0.1", sc.proxy_port)
     try:
-        for path, extra in (("/first", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"), ("/second", "")):
+        for path, extra in (
+            ("/first", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"),
+            ("/second", ""),
+        ):
             writer.write(f"GET /up{path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
             async with asyncio.timeout(5):
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+                length = int(
+                    next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
+                )
                 body = await reader.readexactly(length)
             assert head.startswith(b"HTTP/1.1 200") and orjson.loads(body)["path"] == path
     finally:
@@ -92,7 +97,9 @@ async def test_h2c_offer_keeps_the_connection_usable_for_the_next_request(upstre
 
 async def test_http2_settings_without_an_upgrade_never_reaches_the_upstream(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"up": upstream.url}))
-    r = await raw_request(sc.proxy_port, b"GET /up/x HTTP/1.1\r\nHost: x\r\nHTTP2-Settings: AAMAAABk\r\nConnection: close\r\n\r\n")
+    r = await raw_request(
+        sc.proxy_port, b"GET /up/x HTTP/1.1\r\nHost: x\r\nHTTP2-Settings: AAMAAABk\r\nConnection: close\r\n\r\n"
+    )
     assert r.status == 200 and upstream.last.header("HTTP2-Settings") is None
 
 
@@ -101,7 +108,12 @@ async def test_http2_settings_without_an_upgrade_never_reaches_the_upstream(upst
 
 async def test_text_and_binary_messages_pass_both_ways_with_the_negotiated_subprotocol(ws_up, make_sidecar):
     sc = await make_sidecar(ws_config(ws_up))
-    async with open_ws(sc, "/echo/room-1?user=ada", subprotocols=["chat.v3", "chat.v2"], additional_headers={"X-Run-ID": "ws-run-1", "Origin": "https://app.example"}) as ws:
+    async with open_ws(
+        sc,
+        "/echo/room-1?user=ada",
+        subprotocols=["chat.v3", "chat.v2"],
+        additional_headers={"X-Run-ID": "ws-run-1", "Origin": "https://app.example"},
+    ) as ws:
         assert ws.subprotocol == "chat.v2"
         assert ws.response.status_code == 101
         assert ws.response.headers["X-Run-ID"] == "ws-run-1"  # Seamline's correlation headers on the 101
@@ -115,7 +127,9 @@ async def test_text_and_binary_messages_pass_both_ways_with_the_negotiated_subpr
     assert (ended.path, ended.close_code, ended.subprotocol, ended.messages) == ("/echo/room-1?user=ada", 1000, "chat.v2", 2)
     seen = ws_up.handshakes[-1]
     assert seen["Sec-WebSocket-Protocol"] == "chat.v3, chat.v2" and seen["Origin"] == "https://app.example"
-    assert seen["X-Run-ID"] == "ws-run-1" and seen["traceparent"].split("-")[1] == ws.response.headers["traceparent"].split("-")[1]
+    assert (
+        seen["X-Run-ID"] == "ws-run-1" and seen["traceparent"].split("-")[1] == ws.response.headers["traceparent"].split("-")[1]
+    )
     assert seen["Host"] == f"127.0.0.1:{ws_up.port}"
 
 
@@ -124,7 +138,8 @@ async def test_a_wss_upstream_is_reached_over_verified_tls(make_sidecar, tmp_pat
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     proc = await asyncio.create_subprocess_exec(
         "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert await asyncio.wait_for(proc.wait(), 60) == 0
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -132,7 +147,9 @@ async def test_a_wss_upstream_is_reached_over_verified_tls(make_sidecar, tmp_pat
     up = await WsUpstream(tls=ctx).start()
     try:
         cfg = ws_config(up)
-        sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"chat": cfg.upstreams["chat"].model_copy(update={"ca_bundle": str(cert)})}}))
+        sc = await make_sidecar(
+            cfg.model_copy(update={"upstreams": {"chat": cfg.upstreams["chat"].model_copy(update={"ca_bundle": str(cert)})}})
+        )
         async with open_ws(sc, "/echo") as ws:
             await ws.send("over tls")
             assert await ws.recv() == "over tls"
@@ -179,9 +196,15 @@ async def test_after_the_close_handshake_an_upstream_that_keeps_its_tcp_open_is_
     async def lingering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Completes the WebSocket close handshake, then never closes its side (as a sloppy server might)."""
         head = await reader.readuntil(b"\r\n\r\n")
-        key = next(l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key"))
+        key = next(
+            line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key")
+        )
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept
+            + b"\r\n\r\n"
+        )
         await reader.readexactly(2 + 4 + 2)  # the client's masked Close(1000)
         writer.write(bytes((0x88, 2)) + (1000).to_bytes(2, "big"))
         upstream_eof.set_result(await reader.read())  # b"" once Seamline ends the connection
@@ -190,7 +213,9 @@ async def test_after_the_close_handshake_an_upstream_that_keeps_its_tcp_open_is_
     port = server.sockets[0].getsockname()[1]
     try:
         cfg = proxy_config({"chat": f"http://127.0.0.1:{port}"})
-        up = cfg.upstreams["chat"].model_copy(update={"timeouts": cfg.upstreams["chat"].timeouts.model_copy(update={"read": 0.3})})
+        up = cfg.upstreams["chat"].model_copy(
+            update={"timeouts": cfg.upstreams["chat"].timeouts.model_copy(update={"read": 0.3})}
+        )
         sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"chat": up}}))
         loop = asyncio.get_running_loop()
         async with open_ws(sc, "/x", close_timeout=10, compression=None) as ws:
@@ -242,7 +267,7 @@ async def test_a_declined_handshake_leaves_the_app_connection_usable(ws_up, make
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 403")
-            length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+            length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1])
             assert await reader.readexactly(length) == b"no entry\n"
             writer.write(b"GET /chat/forbidden HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")  # fmt: skip
@@ -258,7 +283,9 @@ async def test_a_declined_handshake_leaves_the_app_connection_usable(ws_up, make
 async def test_aiohttp_ws_connect_through_seamline_as_http_proxy_uses_absolute_form(ws_up, make_sidecar):
     sc = await make_sidecar(ws_config(ws_up))
     async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(f"ws://127.0.0.1:{ws_up.port}/echo", proxy=sc.proxy_url, protocols=("chat.v1",), headers={"X-Run-ID": "fwd-ws"}) as ws:
+        async with s.ws_connect(
+            f"ws://127.0.0.1:{ws_up.port}/echo", proxy=sc.proxy_url, protocols=("chat.v1",), headers={"X-Run-ID": "fwd-ws"}
+        ) as ws:
             assert ws.protocol == "chat.v1"
             await ws.send_str("fwd")
             assert (await ws.receive()).data == "fwd"
@@ -273,8 +300,9 @@ async def test_absolute_form_http_uri_with_a_websocket_upgrade_is_relayed(ws_up,
     sc = await make_sidecar(ws_config(ws_up))
     reader, writer = await asyncio.open_connection("127.0.0.1", sc.proxy_port)
     try:
-        writer.write(f"GET http://127.0.0.1:{ws_up.port}/echo HTTP/1.1\r\nHost: 127.0.0.1:{ws_up.port}\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
+        writer.write(f"GET http://127.0.0.1:{ws_up.port}/echo HTTP/1.1\r\nHost: 127.0.0.1:{ws_up.port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 101") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's sample accept
@@ -305,8 +333,9 @@ async def test_websockets_client_through_seamline_as_http_proxy_uses_a_connect_t
 )
 async def test_a_websocket_to_anything_not_configured_is_refused_with_problem_json(ws_up, make_sidecar, target, status, slug):
     sc = await make_sidecar(ws_config(ws_up))
-    r = await raw_request(sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
+    r = await raw_request(sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())  # fmt: skip
     assert r.status == status and r.header("Content-Type") == "application/problem+json"
     assert orjson.loads(r.body)["type"].endswith(slug)
     assert ws_up.handshakes == []
@@ -326,7 +355,13 @@ async def test_aiohttp_ws_connect_to_an_unconfigured_host_is_refused(ws_up, make
 @pytest.fixture
 async def rec_ws(ws_up, make_sidecar, tmp_path):
     """A recording sidecar (chdb, one database per test) in front of the WebSocket upstream."""
-    storage = {"enabled": True, "clickhouse_url": chdb_url(), "database": unique_database("ws"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20}
+    storage = {
+        "enabled": True,
+        "clickhouse_url": chdb_url(),
+        "database": unique_database("ws"),
+        "spool_dir": str(tmp_path / "spool"),
+        "flush_interval_ms": 20,
+    }
     handoffs = {"chat.room": {"upstream": "chat", "match": "GET /echo/{room}", "safety": "safe_once"}}
     return await make_sidecar(ws_config(ws_up, storage=storage, handoffs=handoffs))
 
@@ -358,7 +393,13 @@ async def test_a_websocket_is_recorded_as_one_handoff_with_counts_each_way(rec_w
     held_ms = (loop.time() - opened) * 1000
     row = await row_of(sc, "ws-rec-1")
     a = row["attributes"]
-    assert (row["mode"], row["status"], row["method"], row["handoff"], row["outcome"]) == ("websocket", 101, "GET", "chat.room", "ok")
+    assert (row["mode"], row["status"], row["method"], row["handoff"], row["outcome"]) == (
+        "websocket",
+        101,
+        "GET",
+        "chat.room",
+        "ok",
+    )
     assert row["route"] == "/echo/{room}" and row["safety"] == "safe_once" and a["ws_via"] == "reverse"
     assert (a["ws_messages_sent"], a["ws_messages_received"]) == ("5", "5")
     assert (a["ws_frames_sent"], a["ws_frames_received"]) == ("6", "6")  # the messages and a Close frame each way
@@ -398,15 +439,31 @@ async def test_declined_and_refused_websocket_handshakes_are_recorded_as_websock
         async with connect(f"ws://127.0.0.1:{sc.proxy_port}/nope/x", proxy=None, additional_headers={"X-Run-ID": "ws-rec-4"}):
             pass
     declined, refused = await row_of(sc, "ws-rec-3"), await row_of(sc, "ws-rec-4")
-    assert (declined["mode"], declined["status"], declined["error_class"], declined["response_body"]) == ("websocket", 403, "auth", "no entry\n")
+    assert (declined["mode"], declined["status"], declined["error_class"], declined["response_body"]) == (
+        "websocket",
+        403,
+        "auth",
+        "no entry\n",
+    )
     assert (refused["mode"], refused["status"], refused["error_class"]) == ("websocket", 404, "unknown_upstream")
     assert "ws_messages_sent" not in declined["attributes"]
 
 
 async def test_an_idle_timeout_is_recorded_as_who_closed(ws_up, make_sidecar, tmp_path):
-    storage = {"enabled": True, "clickhouse_url": chdb_url(), "database": unique_database("wsidle"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20}
+    storage = {
+        "enabled": True,
+        "clickhouse_url": chdb_url(),
+        "database": unique_database("wsidle"),
+        "spool_dir": str(tmp_path / "spool"),
+        "flush_interval_ms": 20,
+    }
     sc = await make_sidecar(ws_config(ws_up, idle=0.2, storage=storage))
     async with open_ws(sc, "/quiet", ping_interval=None, additional_headers={"X-Run-ID": "ws-rec-5"}) as ws:
         await asyncio.wait_for(ws.wait_closed(), 5)
     a = (await row_of(sc, "ws-rec-5"))["attributes"]
-    assert (a["ws_closed_by"], a["ws_close_code"], a["ws_messages_sent"], a["ws_frames_sent"]) == ("idle_timeout", "1001", "0", "0")
+    assert (a["ws_closed_by"], a["ws_close_code"], a["ws_messages_sent"], a["ws_frames_sent"]) == (
+        "idle_timeout",
+        "1001",
+        "0",
+        "0",
+    )

@@ -9,7 +9,11 @@ from conftest import proxy_config
 
 pytestmark = pytest.mark.slow
 
-CONTRACT = {"status": [200], "assert": {"paid": "response.body.status == 'succeeded'"}, "extract": {"charge_id": "response.body.id"}}
+CONTRACT = {
+    "status": [200],
+    "assert": {"paid": "response.body.status == 'succeeded'"},
+    "extract": {"charge_id": "response.body.id"},
+}
 
 
 @pytest.fixture
@@ -36,7 +40,9 @@ async def send(sc, run_id: str, n: int) -> None:
     async with aiohttp.ClientSession() as s:
         for i in range(n):
             headers = {"X-Run-ID": run_id, "X-Api-Key": "sk_live_secret_value_1", "Authorization": "Bearer tok_abcdef123456"}
-            async with s.post(f"{sc.proxy_url}/billing/v1/charges?api_key=qs_secret_42&i={i}", json={"amount": i}, headers=headers) as r:
+            async with s.post(
+                f"{sc.proxy_url}/billing/v1/charges?api_key=qs_secret_42&i={i}", json={"amount": i}, headers=headers
+            ) as r:
                 assert r.status == 200
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from support.chhttp import ClickHouseHttpAdapter
-from support.recording import counts, db  # noqa: F401  (fixture)
+from support.recording import counts, db  # db: a fixture
 from support.servers import free_ports
 from support.waiting import wait_for
 
 from seamline.config.models import Storage
-from seamline.record.store import open_store
 from seamline.record.recorder import Recorder
+from seamline.record.store import open_store
 
 CHILD = textwrap.dedent(
     """

@@ -40,8 +40,13 @@ async def test_disk_full_spool_is_loud_and_traffic_keeps_flowing(tiny_disk, upst
     await adapter.start()
     await adapter.stop()  # ClickHouse is down: every batch must go to the (tiny) spool
     registry = CollectorRegistry()
-    storage = {"enabled": True, "clickhouse_url": f"{adapter.url}/{database}", "spool_dir": str(tiny_disk / "spool"),
-               "batch_size": 10, "flush_interval_ms": 10}
+    storage = {
+        "enabled": True,
+        "clickhouse_url": f"{adapter.url}/{database}",
+        "spool_dir": str(tiny_disk / "spool"),
+        "batch_size": 10,
+        "flush_interval_ms": 10,
+    }
     sc = await make_sidecar(proxy_config({"billing": upstream.url}, storage=storage), registry=registry)
     body = {"pad": "x" * 4000}
     with caplog.at_level(logging.ERROR, logger="seamline.record"):

@@ -55,7 +55,7 @@ async def test_round_trip_and_errors_through_the_engine_process(tmp_path: Path) 
         await store.insert_json("t", b'[{"id": 2, "s": "\\u00e9", "tags": []}]', settings={"insert_deduplicate": 1})
         rows = await store.query("SELECT * FROM t WHERE id >= {m:UInt32} ORDER BY id", {"m": 1})
         assert rows == [{"id": 1, "s": "a", "tags": ["x"]}, {"id": 2, "s": "é", "tags": []}]
-        with pytest.raises(StoreError, match="query failed: .*no_such_table"):
+        with pytest.raises(StoreError, match=r"query failed: .*no_such_table"):
             await store.query("SELECT * FROM no_such_table")
         assert await store.ping() and engine_pid(store) == pid  # an error does not cost the process
     finally:
@@ -129,7 +129,9 @@ async def test_embedded_cpus_pin_the_engine_process(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_recording_survives_its_engine_being_killed_under_traffic(upstream, make_sidecar, tmp_path: Path, monkeypatch) -> None:
+async def test_recording_survives_its_engine_being_killed_under_traffic(
+    upstream, make_sidecar, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.delenv("SEAMLINE_STORAGE__EMBEDDED_ENGINE")  # the default: an engine process (see conftest)
     storage = {
         "enabled": True, "clickhouse_url": f"chdb://{tmp_path / 'data'}", "database": "eng",
@@ -161,7 +163,9 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(upstream
         await sc.flush(5)
         if not sc.recorder.spool.records:
             try:
-                rows = await store.query("SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'")
+                rows = await store.query(
+                    "SELECT count() AS n, uniqExact(event_id) AS u FROM handoffs WHERE run_id = 'engine-kill'"
+                )
             except StoreError:
                 rows = []
             if rows and rows[0]["n"] >= sent:
@@ -193,7 +197,7 @@ async def test_an_engine_that_cannot_start_is_retried_after_a_backoff_not_on_eve
 
         store._process._spawn = counting  # type: ignore[union-attr]
         for _ in range(5):
-            with pytest.raises(StoreError, match="did not start .*retrying in"):
+            with pytest.raises(StoreError, match=r"did not start .*retrying in"):
                 await store.query("SELECT 1")
         assert spawned == 0
         # The first backoff (0.5 s) elapsing is the behaviour under test; the engine reads time.monotonic(), no
@@ -214,7 +218,9 @@ async def test_the_engine_outlives_group_signals_until_its_sidecar_lets_it_go(tm
             os.kill(pid, sig)
         # No pause needed: a signal is pending once kill() returns, and the engine acts on it (dies, by default)
         # before its next system call returns, so it cannot answer the query below without having survived both.
-        assert await store.query("SELECT 1 AS one") == [{"one": 1}] and engine_pid(store) == pid  # still serving the shutdown flush
+        assert (
+            await store.query("SELECT 1 AS one") == [{"one": 1}] and engine_pid(store) == pid
+        )  # still serving the shutdown flush
     finally:
         await store.close()
     await wait_exit(pid)
@@ -230,7 +236,7 @@ async def test_an_impossible_cpu_set_is_a_structured_warning_and_the_engine_stil
         from seamline.record.store import open_store
         async def main():
             setup_logging("INFO")
-            store = await open_store("chdb://{tmp_path / 'data'}", "eng", engine="process", cpus=[4096])
+            store = await open_store("chdb://{tmp_path / "data"}", "eng", engine="process", cpus=[4096])
             print(await store.query("SELECT 1 AS one"), flush=True)
             await store.close()
         asyncio.run(main())

@@ -7,14 +7,14 @@ import logging
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
-from support.recording import counts, db, make_event  # noqa: F401  (fixture)
+from support.chhttp import ClickHouseHttpAdapter, adapter
+from support.recording import counts, db, make_event
 from support.waiting import wait_for
 
 from seamline.config.models import Storage
+from seamline.record.recorder import Recorder
 from seamline.record.spool import Spool
 from seamline.record.store import open_store
-from seamline.record.recorder import Recorder
 
 
 def http_storage(adapter: ClickHouseHttpAdapter, database: str, spool_dir: Path, **kw: object) -> Storage:
@@ -67,7 +67,7 @@ async def test_sink_down_under_sustained_submit_loses_and_duplicates_nothing(ada
 
 
 async def test_unwritable_spool_is_loud_and_submit_still_returns(adapter, db, tmp_path: Path, caplog) -> None:
-    store, name = db
+    _store, name = db
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     reg = CollectorRegistry()

@@ -35,11 +35,20 @@ class Proc:
         self.path.write_text(json.dumps(cfg))
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "Proc":
+    async def start(self) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAMLINE_", "OTEL_"))}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "seamline", "serve", "--config", str(self.path), "--log-level", "WARNING",
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "seamline",
+            "serve",
+            "--config",
+            str(self.path),
+            "--log-level",
+            "WARNING",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, as under a service manager
         )
         async with aiohttp.ClientSession() as s:
@@ -88,7 +97,12 @@ async def test_sigterm_flushes_every_buffered_event(upstream, tmp_path, group):
     cfg = {
         "upstreams": {"up": {"base_url": upstream.url, "allow_private": True}},
         # Nothing would be written before shutdown on its own: a huge batch and a 10-minute flush interval.
-        "storage": {"clickhouse_url": f"chdb://{data}", "spool_dir": str(tmp_path / "spool"), "batch_size": 100000, "flush_interval_ms": 600000},
+        "storage": {
+            "clickhouse_url": f"chdb://{data}",
+            "spool_dir": str(tmp_path / "spool"),
+            "batch_size": 100000,
+            "flush_interval_ms": 600000,
+        },
     }
     first = await Proc(cfg, tmp_path, "first").start()
     await send_requests(first.port, "term-run")

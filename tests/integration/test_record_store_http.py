@@ -8,8 +8,8 @@ from uuid import uuid4
 import orjson
 import pytest
 from support.chdb_path import unique_database
+from support.chhttp import ClickHouseHttpAdapter, adapter  # adapter: a fixture
 from support.clock import utc_now
-from support.chhttp import ClickHouseHttpAdapter, adapter  # noqa: F401  (fixture)
 
 from seamline.record.store import StoreError, open_store
 

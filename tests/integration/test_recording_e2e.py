@@ -19,15 +19,32 @@ from support.waiting import wait_for
 
 CHARGE_CONTRACT = {
     "status": [200, 201],
-    "request_schema": {"type": "object", "required": ["amount", "currency"], "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}}},
-    "response_schema": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "amount": {"type": "integer"}, "currency": {"type": "string"}}},
+    "request_schema": {
+        "type": "object",
+        "required": ["amount", "currency"],
+        "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}},
+    },
+    "response_schema": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "amount": {"type": "integer"},
+            "currency": {"type": "string"},
+        },
+    },
     "assert": {"payment_succeeded": "response.body.status == 'succeeded'"},
     "echo": ["amount", "currency"],
     "extract": {"charge_id": "response.body.id"},
 }
 CONTACT_CONTRACT = {
     "status": [201],
-    "response_schema": {"type": "object", "required": ["id", "email"], "properties": {"id": {"type": "string"}, "email": {"type": "string"}, "name": {"type": "string"}}},
+    "response_schema": {
+        "type": "object",
+        "required": ["id", "email"],
+        "properties": {"id": {"type": "string"}, "email": {"type": "string"}, "name": {"type": "string"}},
+    },
     "echo": ["email", "name"],
     "extract": {"contact_id": "response.body.id"},
 }
@@ -40,16 +57,35 @@ async def rec(upstream, make_sidecar, tmp_path):
 
     async def make(**extra: Any):
         handoffs = {
-            "billing.charge": {"upstream": "billing", "match": "POST /v1/charges", "safety": "never_repeat", "contract": CHARGE_CONTRACT},
-            "billing.charge_strict": {"upstream": "billing", "match": "POST /v1/strict", "contract": {**CHARGE_CONTRACT, "enforce": "request"}},
+            "billing.charge": {
+                "upstream": "billing",
+                "match": "POST /v1/charges",
+                "safety": "never_repeat",
+                "contract": CHARGE_CONTRACT,
+            },
+            "billing.charge_strict": {
+                "upstream": "billing",
+                "match": "POST /v1/strict",
+                "contract": {**CHARGE_CONTRACT, "enforce": "request"},
+            },
             "crm.create_contact": {"upstream": "crm", "match": "POST /contacts", "contract": CONTACT_CONTRACT},
         }
-        storage = {"enabled": True, "clickhouse_url": chdb_url(), "database": database, "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20}
+        storage = {
+            "enabled": True,
+            "clickhouse_url": chdb_url(),
+            "database": database,
+            "spool_dir": str(tmp_path / "spool"),
+            "flush_interval_ms": 20,
+        }
         ups = {"billing": upstream.url, "crm": upstream.url + "/crm"}
         override = extra.pop("upstreams", None)
         cfg = proxy_config(ups, handoffs=handoffs, storage=storage, **extra)
         if override:
-            cfg = cfg.model_copy(update={"upstreams": {**cfg.upstreams, **{n: type(cfg.upstreams[n]).model_validate(u) for n, u in override.items()}}})
+            cfg = cfg.model_copy(
+                update={
+                    "upstreams": {**cfg.upstreams, **{n: type(cfg.upstreams[n]).model_validate(u) for n, u in override.items()}}
+                }
+            )
         return await make_sidecar(cfg)
 
     return make
@@ -60,7 +96,13 @@ async def rows_of(sc, run_id: str) -> list[dict[str, Any]]:
     return await sc.store.query("SELECT * FROM handoffs WHERE run_id = {r:String} ORDER BY ts", {"r": run_id})
 
 
-def reply(status: int = 200, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None, ctype: str = "application/json"):
+def reply(
+    status: int = 200,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    ctype: str = "application/json",
+):
     import orjson
 
     async def handler(request: web.Request) -> web.Response:
@@ -70,7 +112,9 @@ def reply(status: int = 200, body: Any = None, raw: bytes | None = None, headers
     return handler
 
 
-async def post(sc, path: str, run_id: str, json_body: Any = None, data: bytes | None = None, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+async def post(
+    sc, path: str, run_id: str, json_body: Any = None, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> aiohttp.ClientResponse:
     async with aiohttp.ClientSession() as s:
         kw: dict[str, Any] = {"json": json_body} if data is None else {"data": data}
         async with s.post(sc.proxy_url + path, headers={"X-Run-ID": run_id, **(headers or {})}, **kw) as r:
@@ -113,7 +157,11 @@ async def test_crm_that_drops_a_field_is_caught_by_echo_and_drift(rec, upstream)
 
 
 async def test_expired_token_401_is_auth_expired(rec, upstream):
-    upstream.routes["/v1/charges"] = reply(401, {"error": "unauthorized"}, headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="The access token expired"'})
+    upstream.routes["/v1/charges"] = reply(
+        401,
+        {"error": "unauthorized"},
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="The access token expired"'},
+    )
     sc = await rec()
     await post(sc, "/billing/v1/charges", "run-401", {"amount": 5, "currency": "eur"})
     (row,) = await rows_of(sc, "run-401")
@@ -216,7 +264,7 @@ async def test_error_detail_is_stored_short_and_redacted(rec):
     from support.canned import CannedServer
 
     secret = "sk_live_51Habc0123456789SECRET"
-    garbage = (b"HTTP/1.1 2OO OK api_key=" + secret.encode() + b" " + b"x" * 70_000)
+    garbage = b"HTTP/1.1 2OO OK api_key=" + secret.encode() + b" " + b"x" * 70_000
     server = await CannedServer({"/v1/x": garbage}).start()
     try:
         sc = await rec(upstreams={"billing": {"base_url": server.url, "allow_private": True}})
@@ -239,7 +287,11 @@ async def test_transport_errors_are_recorded(rec, upstream):
         return web.Response()
 
     upstream.routes["/v1/charges"] = hang
-    sc = await rec(upstreams={"billing": {"base_url": upstream.url, "allow_private": True, "timeouts": {"connect": 1, "read": 0.2, "total": 0.3}}})
+    sc = await rec(
+        upstreams={
+            "billing": {"base_url": upstream.url, "allow_private": True, "timeouts": {"connect": 1, "read": 0.2, "total": 0.3}}
+        }
+    )
     try:
         r = await post(sc, "/billing/v1/charges", "run-timeout", {"amount": 5, "currency": "eur"})
         assert r.status == 504
@@ -285,7 +337,10 @@ async def test_seamline_refusals_are_recorded_as_refused_with_their_own_class(re
                 assert r.status == status, run_id
                 await r.read()
     # (An Upgrade was the not-implemented example, a 501; WebSockets are proxied now: test_proxy_websocket.py.)
-    malformed = await raw_request(sc.proxy_port, f"CONNECT nohost HTTP/1.1\r\nHost: x\r\nX-Seamline-Token: {TOKEN}\r\nX-Run-ID: run-malformed\r\n\r\n".encode())
+    malformed = await raw_request(
+        sc.proxy_port,
+        f"CONNECT nohost HTTP/1.1\r\nHost: x\r\nX-Seamline-Token: {TOKEN}\r\nX-Run-ID: run-malformed\r\n\r\n".encode(),
+    )
     assert malformed.status == 400
     assert [r.path_qs for r in upstream.received] == ["/v1/missing"]  # only the real call reached the upstream
 
@@ -320,7 +375,13 @@ async def test_a_secret_in_every_position_is_stored_nowhere(rec, upstream):
         "X-Api-Key": secret,
         "X-Client-Secret": secret,
     }
-    body = {"amount": 5, "currency": "eur", "nested": {"deep": [{"token": secret, "card_number": card}]}, "note": f"my key is {secret}", "cc": card}
+    body = {
+        "amount": 5,
+        "currency": "eur",
+        "nested": {"deep": [{"token": secret, "card_number": card}]},
+        "note": f"my key is {secret}",
+        "cc": card,
+    }
     await post(sc, f"/billing/v1/charges?api_key={secret}&q=1", "run-secret", body, headers=headers)
     rows = await rows_of(sc, "run-secret")
     assert len(rows) == 1
@@ -336,7 +397,11 @@ async def test_a_secret_in_every_position_is_stored_nowhere(rec, upstream):
 async def test_non_utf8_and_compressed_bodies_are_recorded_for_reading(rec, upstream):
     import gzip
 
-    upstream.routes["/v1/charges"] = reply(200, raw=gzip.compress(b'{"id": "ch_gz", "status": "succeeded", "amount": 5, "currency": "eur"}'), headers={"Content-Encoding": "gzip"})
+    upstream.routes["/v1/charges"] = reply(
+        200,
+        raw=gzip.compress(b'{"id": "ch_gz", "status": "succeeded", "amount": 5, "currency": "eur"}'),
+        headers={"Content-Encoding": "gzip"},
+    )
     sc = await rec()
     await post(sc, "/billing/v1/charges", "run-gz", {"amount": 5, "currency": "eur"})
     upstream.routes["/v1/binary"] = reply(200, raw=b"\xff\xfe\x00binary", ctype="application/octet-stream")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-
-from seamline.read.api import setup_routes
 from support.cdp import CHROMIUM, chromium
 from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.png import decode_png, pixel
 from support.servers import serve
+
+from seamline.read.api import setup_routes
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 
@@ -26,14 +26,40 @@ T = datetime.now(UTC) - timedelta(minutes=1)
 async def admin(request):
     store, _ = await fresh_store(request.node.name)
     rows = [
-        handoff_row("order-42", "crm.create_contact", at_ms=0, duration_ms=120, status=201, ts=T,
-                    request_body='{"email":"ada@example.com","name":"Ada"}', response_body='{"id":"ct_1","name":"Ada"}',
-                    outcome="silent_failure", error_class="contract", violations=["echo:missing:email"]),
-        handoff_row("order-42", "billing.charge", at_ms=150, duration_ms=300, status=200, ts=T + timedelta(milliseconds=150),
-                    request_body='{"amount":4900,"currency":"eur"}', response_body=XSS,
-                    request_headers={"authorization": "[REDACTED]", "x-note": XSS}),
-        handoff_row("order-42", "email.send_welcome", at_ms=500, duration_ms=100, status=500, ts=T + timedelta(milliseconds=500),
-                    outcome="http_error", error_class="server_error"),
+        handoff_row(
+            "order-42",
+            "crm.create_contact",
+            at_ms=0,
+            duration_ms=120,
+            status=201,
+            ts=T,
+            request_body='{"email":"ada@example.com","name":"Ada"}',
+            response_body='{"id":"ct_1","name":"Ada"}',
+            outcome="silent_failure",
+            error_class="contract",
+            violations=["echo:missing:email"],
+        ),
+        handoff_row(
+            "order-42",
+            "billing.charge",
+            at_ms=150,
+            duration_ms=300,
+            status=200,
+            ts=T + timedelta(milliseconds=150),
+            request_body='{"amount":4900,"currency":"eur"}',
+            response_body=XSS,
+            request_headers={"authorization": "[REDACTED]", "x-note": XSS},
+        ),
+        handoff_row(
+            "order-42",
+            "email.send_welcome",
+            at_ms=500,
+            duration_ms=100,
+            status=500,
+            ts=T + timedelta(milliseconds=500),
+            outcome="http_error",
+            error_class="server_error",
+        ),
     ]
     await insert_rows(store, rows)
     app = web.Application()
@@ -63,7 +89,7 @@ async def test_waterfall_renders_and_click_shows_payloads(admin, tmp_path):
         png = base64.b64decode(shot["data"])
         out = Path(os.environ.get("SEAMLINE_SCREENSHOT_DIR", tmp_path)) / "run-page.png"
         out.write_bytes(png)
-        width, height, pixels, bpp = decode_png(png)
+        width, _height, pixels, bpp = decode_png(png)
         assert width == 1400
         for x, y, w, h in rects:
             cx, cy = int(x + w / 2), int(y + h / 2)
@@ -110,11 +136,23 @@ async def test_failed_runs_list_links_to_the_run_page(admin):
 @pytest.fixture
 async def refused_run(request):
     store, _ = await fresh_store(request.node.name)
-    await insert_rows(store, [
-        handoff_row("order-43", "crm.create_contact", at_ms=0, duration_ms=120, status=201, ts=T),
-        handoff_row("order-43", "", at_ms=150, duration_ms=100, status=413, ts=T + timedelta(milliseconds=150),
-                    outcome="refused", error_class="too_large", error_detail="request body of 5000 bytes exceeds 1000"),
-    ])
+    await insert_rows(
+        store,
+        [
+            handoff_row("order-43", "crm.create_contact", at_ms=0, duration_ms=120, status=201, ts=T),
+            handoff_row(
+                "order-43",
+                "",
+                at_ms=150,
+                duration_ms=100,
+                status=413,
+                ts=T + timedelta(milliseconds=150),
+                outcome="refused",
+                error_class="too_large",
+                error_detail="request body of 5000 bytes exceeds 1000",
+            ),
+        ],
+    )
     app = web.Application()
     setup_routes(app, store)
     async with serve(app) as base:

@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 from aiohttp import web
-
-from seamline.read.api import setup_routes
 from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.servers import serve
+
+from seamline.read.api import setup_routes
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 NOW = datetime.now(UTC)
@@ -26,15 +26,41 @@ def _now_row(run_id: str, handoff: str, at_ms: float, **kw):
 @pytest.fixture
 async def admin(request):
     store, _ = await fresh_store(request.node.name)
-    await insert_rows(store, [
-        _now_row("order-1", "crm.create_contact", 0, duration_ms=40, status=201,
-                 request_body='{"email":"a@example.com","password":"[REDACTED]"}'),
-        _now_row("order-1", "billing.charge", 60, duration_ms=90, outcome="silent_failure", error_class="contract",
-                 violations=["assert:payment_succeeded"], response_body='{"id":"ch_1","status":"declined"}'),
-        _now_row("order-2", "crm.create_contact", 200, duration_ms=30),
-        _now_row(XSS, "email.send_welcome", 300, duration_ms=10, status=500, outcome="http_error",
-                 error_class="server_error", response_body=XSS, request_headers={"x-evil": XSS}),
-    ])
+    await insert_rows(
+        store,
+        [
+            _now_row(
+                "order-1",
+                "crm.create_contact",
+                0,
+                duration_ms=40,
+                status=201,
+                request_body='{"email":"a@example.com","password":"[REDACTED]"}',
+            ),
+            _now_row(
+                "order-1",
+                "billing.charge",
+                60,
+                duration_ms=90,
+                outcome="silent_failure",
+                error_class="contract",
+                violations=["assert:payment_succeeded"],
+                response_body='{"id":"ch_1","status":"declined"}',
+            ),
+            _now_row("order-2", "crm.create_contact", 200, duration_ms=30),
+            _now_row(
+                XSS,
+                "email.send_welcome",
+                300,
+                duration_ms=10,
+                status=500,
+                outcome="http_error",
+                error_class="server_error",
+                response_body=XSS,
+                request_headers={"x-evil": XSS},
+            ),
+        ],
+    )
     app = web.Application()
     setup_routes(app, store)
     async with serve(app) as base:
@@ -84,14 +110,17 @@ async def test_run_list_filters(admin):
     assert body["runs"] == []
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"since": "yesterday"}, "since"),
-    ({"outcome": "great"}, "outcome"),
-    ({"failed": "maybe"}, "failed"),
-    ({"limit": "0"}, "limit"),
-    ({"limit": "ten"}, "limit"),
-    ({"handoff": "h" * 500}, "handoff"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"outcome": "great"}, "outcome"),
+        ({"failed": "maybe"}, "failed"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"handoff": "h" * 500}, "handoff"),
+    ],
+)
 async def test_bad_list_parameters_are_400_problems(admin, params, field):
     resp = await admin.get("/api/runs", params=params)
     assert resp.status_code == 400
@@ -149,12 +178,23 @@ async def test_runs_page_bad_parameter_is_400(admin):
 @pytest.fixture
 async def refusals(request):
     store, _ = await fresh_store(request.node.name)
-    await insert_rows(store, [
-        _now_row("order-r", "crm.create_contact", 0, duration_ms=40, status=201),
-        _now_row("order-r", "", 60, duration_ms=1, status=404, outcome="refused", error_class="unknown_upstream",
-                 error_detail="no upstream named 'biling' is configured"),
-        _now_row("order-fine", "crm.create_contact", 200, duration_ms=30),
-    ])
+    await insert_rows(
+        store,
+        [
+            _now_row("order-r", "crm.create_contact", 0, duration_ms=40, status=201),
+            _now_row(
+                "order-r",
+                "",
+                60,
+                duration_ms=1,
+                status=404,
+                outcome="refused",
+                error_class="unknown_upstream",
+                error_detail="no upstream named 'biling' is configured",
+            ),
+            _now_row("order-fine", "crm.create_contact", 200, duration_ms=30),
+        ],
+    )
     app = web.Application()
     setup_routes(app, store)
     async with serve(app) as base:

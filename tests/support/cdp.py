@@ -84,10 +84,20 @@ async def chromium(width: int = 1400, height: int = 900) -> AsyncIterator[Page]:
     assert CHROMIUM, "chromium not installed"
     profile = tempfile.TemporaryDirectory(prefix="seamline-chromium-")
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-extensions", "--disable-background-networking", "--remote-debugging-address=127.0.0.1",
-        "--remote-debugging-port=0", f"--user-data-dir={profile.name}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        f"--user-data-dir={profile.name}",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stderr is not None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -55,14 +55,12 @@ class Upstream:
         if handler is not None and not self.read_body:
             return await handler(request)
         body = await request.read() if self.read_body else b""
-        self.received.append(
-            Received(request.method, request.path_qs, request.raw_path, raw_headers(request), body)
-        )
+        self.received.append(Received(request.method, request.path_qs, request.raw_path, raw_headers(request), body))
         if handler is not None:
             return await handler(request)
         return web.json_response({"ok": True, "path": request.path})
 
-    async def start(self) -> "Upstream":
+    async def start(self) -> Upstream:
         app = web.Application(client_max_size=1 << 40)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app, access_log=None, auto_decompress=False)
@@ -75,5 +73,3 @@ class Upstream:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-

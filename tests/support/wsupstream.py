@@ -70,10 +70,15 @@ class WsUpstream:
             exts = tuple(e.name for e in ws.protocol.extensions)
             self.ended.put_nowait(Ended(path, ws.close_code, ws.subprotocol, exts, n))
 
-    async def start(self) -> "WsUpstream":
+    async def start(self) -> WsUpstream:
         self.server = await serve(
-            self._handle, "127.0.0.1", 0, process_request=self._process_request, select_subprotocol=self._select,
-            close_timeout=2, ssl=self.tls,
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            select_subprotocol=self._select,
+            close_timeout=2,
+            ssl=self.tls,
         )
         self.port = self.server.sockets[0].getsockname()[1]
         return self

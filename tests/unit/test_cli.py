@@ -30,14 +30,17 @@ def test_check_config_prints_resolved_routes(tmp_path, capsys):
 @pytest.mark.parametrize(
     "contract, field",
     [
-        ("assert: {paid: \"response.body.status == \"}", "assert.paid"),
+        ('assert: {paid: "response.body.status == "}', "assert.paid"),
         ("response_schema: {type: 17}", "response_schema"),
-        ("extract: {id: \"nowhere.id\"}", "extract.id"),
+        ('extract: {id: "nowhere.id"}', "extract.id"),
     ],
 )
 def test_bad_contract_names_file_handoff_and_field(tmp_path, capsys, contract, field):
     p = tmp_path / "bad.yaml"
-    p.write_text(f"upstreams:\n  b: {{base_url: 'https://b.example'}}\nhandoffs:\n  b.pay:\n    upstream: b\n    match: POST /p\n    contract:\n      {contract}\n")
+    p.write_text(
+        f"upstreams:\n  b: {{base_url: 'https://b.example'}}\n"
+        f"handoffs:\n  b.pay:\n    upstream: b\n    match: POST /p\n    contract:\n      {contract}\n"
+    )
     assert main(["check-config", str(p)]) == 2
     err = capsys.readouterr().err
     assert str(p) in err and "handoffs.b.pay.contract." + field in err
@@ -66,5 +69,7 @@ def test_check_config_refuses_two_upstreams_on_one_host_and_base_path(tmp_path, 
     err = capsys.readouterr().err
     assert str(p) in err and "upstreams.billing.base_url" in err and "upstreams.crm.base_url" in err
     assert "give one a distinct base path, or merge them" in err
-    p.write_text("upstreams:\n  crm: {base_url: 'http://localhost:9000/crm'}\n  billing: {base_url: 'http://localhost:9000/billing'}\n")
+    p.write_text(
+        "upstreams:\n  crm: {base_url: 'http://localhost:9000/crm'}\n  billing: {base_url: 'http://localhost:9000/billing'}\n"
+    )
     assert main(["check-config", str(p)]) == 0

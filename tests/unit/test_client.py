@@ -9,9 +9,9 @@ from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.servers import serve
 
 import seamline.client as sc
-from support.servers import serve
 
 
 @pytest.fixture

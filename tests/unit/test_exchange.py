@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from seamline.exchange import BodyTap
 
-
 # -- BodyTap (the one body buffer) ------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ then scrubbed of the exchange's secret values and card numbers.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import zlib
 from collections.abc import Callable
@@ -221,10 +222,8 @@ def binary_marker(total_bytes: int, mime: str, note: str | None = None) -> str:
 def _decode_text(data: bytes, charset: str | None, cut: bool) -> str | None:
     name = "utf-8"
     if charset and charset not in ("utf-8", "utf8"):
-        try:
+        with contextlib.suppress(LookupError):
             name = codecs.lookup(charset).name
-        except LookupError:
-            pass
     try:
         text = data.decode(name)
     except UnicodeDecodeError as e:
@@ -291,5 +290,3 @@ def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-

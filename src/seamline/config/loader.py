@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from seamline.config.models import Config, Contract, Handoff
 
+
 class ConfigError(Exception):
     """A configuration problem, already phrased for a person: file, field, fix."""
 
@@ -98,7 +99,9 @@ def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping with keys upstreams, handoffs, server, capture, storage, telemetry")
+            raise ConfigError(
+                f"{source}: the top level must be a mapping with keys upstreams, handoffs, server, capture, storage, telemetry"
+            )
         data = loaded
     data = _merge(data, overrides or {})
     env_url = os.environ.get("SEAMLINE_CLICKHOUSE_URL")

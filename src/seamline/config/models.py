@@ -27,7 +27,8 @@ DEFAULT_REDACT_HEADERS = [
 # Any header whose lower-cased name contains one of these is redacted too.
 DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key"]
 DEFAULT_REDACT_KEYS = ["password", "secret", "token", "card_number", "cvv", "ssn", "iban"]
-# Added to DEFAULT_REDACT_KEYS by default (kept apart so the issue's list above stays verbatim).
+# Redacted with DEFAULT_REDACT_KEYS by default; a separate list so that setting `redact_keys` replaces the base list
+# and keeps these (`redact_keys_extra: []` drops them).
 DEFAULT_REDACT_KEYS_EXTRA = ["passwd", "api_key", "apikey", "private_key", "credentials", "authorization", "cvc"]
 # Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere).
 DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key"]
@@ -46,14 +47,19 @@ class Timeouts(_Model):
 
     connect: float = Field(2.0, gt=0, description="TCP/TLS connect timeout.")
     read: float = Field(
-        10.0, gt=0, description="Max wait for the upstream's response headers (once the request body is sent) and for each response chunk."
+        10.0,
+        gt=0,
+        description="Max wait for the upstream's response headers (once the request body is sent) and for each response chunk.",
     )
-    total: float = Field(30.0, gt=0, description="Deadline for the response headers, excluding the request and response body streams.")
+    total: float = Field(
+        30.0, gt=0, description="Deadline for the response headers, excluding the request and response body streams."
+    )
     request_body_idle: float = Field(
         30.0, gt=0, description="Max gap between two chunks of the client's request body (then 408, class client_timeout)."
     )
     websocket_idle: float = Field(
-        300.0, gt=0,
+        300.0,
+        gt=0,
         description="A proxied WebSocket with no frame either way (pings count) for this long is closed, 1001 to both sides.",
     )
 
@@ -104,7 +110,7 @@ class Upstream(_Model):
 
 
 class Contract(_Model):
-    """The business contract of a handoff (validated by `seamline.contracts`)."""
+    """The business contract of a handoff (compiled and evaluated by `seamline.validate.contracts`)."""
 
     status: list[int] | None = Field(None, description="Expected HTTP status codes.")
     request_schema: dict[str, Any] | None = Field(None, description="JSON Schema (2020-12) of the request body.")
@@ -123,7 +129,9 @@ class Contract(_Model):
 
 
 class HandoffCapture(_Model):
-    max_body_bytes: int | None = Field(None, ge=0, description="Body capture cap for this handoff (default: capture.max_body_bytes).")
+    max_body_bytes: int | None = Field(
+        None, ge=0, description="Body capture cap for this handoff (default: capture.max_body_bytes)."
+    )
 
 
 class Handoff(_Model):
@@ -169,7 +177,9 @@ class Capture(_Model):
         default_factory=lambda: list(DEFAULT_REDACT_HEADER_PARTS),
         description="A header whose lower-cased name contains one of these is redacted too.",
     )
-    redact_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_KEYS), description="JSON keys redacted at any depth.")
+    redact_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT_KEYS), description="JSON keys redacted at any depth."
+    )
     redact_query: list[str] = Field(
         default_factory=lambda: ["token", "access_token", "api_key", "apikey", "key", "secret", "password", "signature", "sig"],
         description="Query parameter names redacted from recorded URLs (plus any containing token/secret/password/key).",
@@ -184,7 +194,9 @@ class Capture(_Model):
     )
     redact_cards: bool = Field(default=True, description="Redact Luhn-valid card numbers anywhere in captured bodies and URLs.")
     scrub_min_length: int = Field(
-        default=6, ge=1, description="Secret values shorter than this are not scrubbed from the rest of the exchange (avoids mangling text)."
+        default=6,
+        ge=1,
+        description="Secret values shorter than this are not scrubbed from the rest of the exchange (avoids mangling text).",
     )
 
 
@@ -192,10 +204,14 @@ class Server(_Model):
     host: str = Field("127.0.0.1", description="Proxy listen address (0.0.0.0 in containers).")
     port: int = Field(8080, ge=0, le=65535, description="Proxy port (0: ephemeral).")
     admin_host: str = Field("127.0.0.1", description="Admin listener address (loopback by default).")
-    admin_port: int = Field(9090, ge=0, le=65535, description="Admin port: health, metrics, runs API and run pages (0: ephemeral).")
+    admin_port: int = Field(
+        9090, ge=0, le=65535, description="Admin port: health, metrics, runs API and run pages (0: ephemeral)."
+    )
     run_id_header: str = Field("X-Run-ID", description="Header carrying the run ID.")
     max_header_bytes: int = Field(8190, ge=1024, description="Max size of one request header line.")
-    max_request_body_bytes: int | None = Field(None, ge=0, description="Reject larger request bodies with 413 (None: unlimited, streamed).")
+    max_request_body_bytes: int | None = Field(
+        None, ge=0, description="Reject larger request bodies with 413 (None: unlimited, streamed)."
+    )
     instance: str | None = Field(None, description="proxy_instance recorded on each event (default: hostname).")
     client_tokens: dict[str, str] = Field(
         default_factory=dict, description="Optional: bearer tokens apps must send in X-Seamline-Token, token -> app name."
@@ -205,7 +221,8 @@ class Server(_Model):
 class Storage(_Model):
     clickhouse_url: str = Field(
         DEFAULT_CLICKHOUSE_URL,
-        description="chdb:///path (embedded) or http(s)://user:pass@host:8123/db (ClickHouse server). Env: SEAMLINE_CLICKHOUSE_URL.",
+        description="chdb:///path (embedded) or http(s)://user:pass@host:8123/db (ClickHouse server). "
+        "Env: SEAMLINE_CLICKHOUSE_URL.",
     )
     database: str = Field("seamline", description="Database for Seamline's tables (a URL path overrides it).")
     embedded_engine: Literal["process", "thread"] = Field(
@@ -229,7 +246,9 @@ class Storage(_Model):
     )
     flush_interval_ms: int = Field(500, ge=1, description="Max time an event waits in memory.")
     spool_dir: str = Field("./.seamline/spool", description="Durable on-disk spool for batches the sink could not take.")
-    spool_max_bytes: int = Field(1 << 30, ge=1 << 16, description="Spool size cap; beyond it events are dropped and counted (loudly).")
+    spool_max_bytes: int = Field(
+        1 << 30, ge=1 << 16, description="Spool size cap; beyond it events are dropped and counted (loudly)."
+    )
     ttl_days: int = Field(30, ge=1, description="Retention of handoff metadata.")
     body_ttl_days: int = Field(7, ge=1, description="Retention of captured bodies and headers (<= ttl_days).")
     cluster: str | None = Field(None, description="ClickHouse cluster name for ReplicatedMergeTree + Distributed DDL.")
@@ -250,7 +269,7 @@ class Storage(_Model):
         return v
 
     @model_validator(mode="after")
-    def _check_ttls(self) -> "Storage":
+    def _check_ttls(self) -> Storage:
         if self.body_ttl_days > self.ttl_days:
             raise ValueError("body_ttl_days must be <= ttl_days")
         return self
@@ -275,7 +294,8 @@ class Config(BaseSettings):
         default_factory=dict, description="The external APIs, by name; the name is the first path segment in reverse mode."
     )
     handoffs: dict[str, Handoff] = Field(
-        default_factory=dict, description="Named handoffs, matched on an upstream's method and path; calls matching none record as `<upstream>.other`."
+        default_factory=dict,
+        description="Named handoffs, matched on an upstream's method and path; calls matching none record as `<upstream>.other`.",
     )
     server: Server = Field(default_factory=Server, description="The proxy and admin listeners.")
     capture: Capture = Field(default_factory=Capture, description="What is kept of each exchange, and what is redacted from it.")
@@ -303,7 +323,7 @@ class Config(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _check_refs(self) -> "Config":
+    def _check_refs(self) -> Config:
         for name, h in self.handoffs.items():
             if not _NAME_RE.match(name):
                 raise ValueError(f"handoffs.{name}: name must be letters, digits, '_', '.', '-'")
@@ -313,7 +333,7 @@ class Config(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_shared_hosts(self) -> "Config":
+    def _check_shared_hosts(self) -> Config:
         # Forward mode finds an upstream by scheme + host + port, then by the longest base path prefixing the
         # request path: two upstreams equal in all four could not be told apart. Compared as yarl normalises them
         # (host lower-cased, default port 80/443 made explicit, trailing '/' dropped by _check_base_url).

@@ -38,7 +38,8 @@ def config_reference_markdown(heading_level: int = 3) -> str:
     """The reference as Markdown: one table per section (key, type, default, description), plus env overrides."""
     h = "#" * heading_level
     out = [
-        "<!-- Generated from src/seamline/config/models.py by `python -m seamline.config.reference`; edit the models, not this text. -->",
+        "<!-- Generated from src/seamline/config/models.py by `python -m seamline.config.reference`; "
+        "edit the models, not this text. -->",
         "",
         "One YAML file, given to `serve --config` and validated by `check-config`; unknown keys are errors. "
         "Top-level keys: " + ", ".join(f"`{_key(n, f)}`" for n, f in Config.model_fields.items()) + ".",
@@ -48,7 +49,7 @@ def config_reference_markdown(heading_level: int = 3) -> str:
         "- `SEAMLINE_CLICKHOUSE_URL` sets `storage.clickhouse_url`.",
         "- `SEAMLINE_<SECTION>__<FIELD>` sets one field, e.g. `SEAMLINE_SERVER__PORT=8081`, "
         "`SEAMLINE_STORAGE__ENABLED=false`, `SEAMLINE_UPSTREAMS__CRM__BASE_URL=https://crm.example`; "
-        "lists and mappings are given as JSON (`SEAMLINE_CAPTURE__REDACT_KEYS='[\"password\",\"pin\"]'`). "
+        'lists and mappings are given as JSON (`SEAMLINE_CAPTURE__REDACT_KEYS=\'["password","pin"]\'`). '
         "Names are case-insensitive, so upstream names set this way are lower-case.",
     ]
     for title, model, intro, env in _sections():
@@ -153,7 +154,12 @@ def _type(ann: Any) -> str:
     return getattr(ann, "__name__", str(ann))
 
 
-_BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", "≥"), (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "≤"))
+_BOUNDS = (
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Ge, "ge", "≥"),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.Le, "le", "≤"),
+)
 
 
 def _constraints(field: FieldInfo) -> str:
@@ -209,7 +215,9 @@ def update_readme(path: str | Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seamline.config.reference", description="Regenerate the config reference.")
-    parser.add_argument("paths", nargs="*", default=list(DEFAULT_TARGETS), help="Markdown files with the markers (default README.md)")
+    parser.add_argument(
+        "paths", nargs="*", default=list(DEFAULT_TARGETS), help="Markdown files with the markers (default README.md)"
+    )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is stale")
     args = parser.parse_args(argv)
     stale = False

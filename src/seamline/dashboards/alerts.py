@@ -19,9 +19,9 @@ from grafana_foundation_sdk.builders import expr as eb
 from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import dashboard as dm
 
+from seamline import outcomes as o
 from seamline.dashboards.common import HEALTH_UID, OVERVIEW_UID, RUN_VIEW_URL, UPSTREAMS_UID
 from seamline.dashboards.query import DATASOURCE_UID, Format, Query
-from seamline import outcomes as o
 from seamline.dashboards.sql import HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_UPSTREAM_CALL, IS_VALIDATED
 
 FOLDER: Final = "Seamline"
@@ -161,12 +161,14 @@ RULES: Final[tuple[RuleSpec, ...]] = (
             f"(SELECT handoff, count() AS calls FROM {HANDOFFS} WHERE $__timeFilter(ts) "
             f"GROUP BY handoff HAVING calls >= {MIN_CALLS}) AS c "
             "INNER JOIN "
-            # Normal: calls in the same clock hour on each of the previous 7 days (rollup), averaged over the days that had traffic.
+            # Normal: calls in the same clock hour on each of the previous 7 days (rollup), averaged over the days that
+            # had traffic.
             "(SELECT handoff, sum(calls) / uniqExact(day) AS normal FROM "
             "(SELECT handoff, calls, intDiv(dateDiff('second', minute, $__toTime), 86400) AS day FROM handoffs_1m "
             "WHERE minute > $__toTime - INTERVAL 7 DAY - INTERVAL 1 HOUR AND minute <= $__toTime - INTERVAL 1 DAY "
             "AND dateDiff('second', minute, $__toTime) % 86400 < 3600) "
-            f"GROUP BY handoff HAVING uniqExact(day) >= {VOLUME_BASELINE_MIN_DAYS} AND normal >= {VOLUME_BASELINE_MIN_CALLS}) AS b "
+            f"GROUP BY handoff HAVING uniqExact(day) >= {VOLUME_BASELINE_MIN_DAYS} "
+            f"AND normal >= {VOLUME_BASELINE_MIN_CALLS}) AS b "
             "ON c.handoff = b.handoff"
         ),
         window_s=3600,
@@ -192,8 +194,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=ERROR_PCT,
         severity="critical",
         summary=f"{{{{ $labels.handoff }}}}: {_VALUE}% of calls failed at the HTTP or transport level (10 min)",
-        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). The upstream is down or refusing us. "
-        "Calls Seamline refused itself (unknown upstream, too large, …) are not counted.",
+        description="More than half the calls got an HTTP error or no answer (timeout, connect, DNS, TLS). "
+        "The upstream is down or refusing us. Calls Seamline refused itself (unknown upstream, too large, …) are not counted.",
         anchor="error-rate",
         dashboard_uid=UPSTREAMS_UID,
         for_="1m",
@@ -210,7 +212,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=AUTH_BURST,
         severity="critical",
         summary=f"{{{{ $labels.handoff }}}} ({{{{ $labels.upstream }}}}): {_VALUE} auth failures in 5 min",
-        description="401/403 answers in a burst: credentials revoked or expired (error_class auth_expired), or a wrong key deployed.",
+        description="401/403 answers in a burst: credentials revoked or expired (error_class auth_expired), "
+        "or a wrong key deployed.",
         anchor="auth-failures",
         dashboard_uid=UPSTREAMS_UID,
         for_="0s",
@@ -269,8 +272,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=0,
         severity="warning",
         summary=f"Seamline instance {{{{ $labels.proxy_instance }}}}: spool held at least {_VALUE} records for 10 min",
-        description="Events are waiting on disk because ClickHouse did not take them; nothing is lost yet, but the spool has a cap. "
-        "Check ClickHouse reachability and the instance's sink_up/reasons.",
+        description="Events are waiting on disk because ClickHouse did not take them; nothing is lost yet, "
+        "but the spool has a cap. Check ClickHouse reachability and the instance's sink_up/reasons.",
         anchor="spool-backlog",
         group=HEALTH_GROUP,
         static_labels={"handoff": "all"},
@@ -289,7 +292,8 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         threshold=0,
         severity="critical",
         summary=f"Seamline instance {{{{ $labels.proxy_instance }}}} dropped {_VALUE} events in 10 min",
-        description="The spool is full or unwritable: handoff records are being lost (traffic still flows). Free disk or restore ClickHouse.",
+        description="The spool is full or unwritable: handoff records are being lost (traffic still flows). "
+        "Free disk or restore ClickHouse.",
         anchor="dropped-events",
         group=HEALTH_GROUP,
         static_labels={"handoff": "all"},
@@ -309,7 +313,11 @@ def build_rule(spec: RuleSpec) -> ab.Rule:
         .model(Query(spec.sql, Format.TABLE).ref_id("A"))
     )
     expr_ds = dm.DataSourceRef(type_val=EXPR_UID, uid=EXPR_UID)
-    b = ab.Query("B").datasource_uid(EXPR_UID).model(eb.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expr_ds))
+    b = (
+        ab.Query("B")
+        .datasource_uid(EXPR_UID)
+        .model(eb.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expr_ds))
+    )
     c = (
         ab.Query("C")
         .datasource_uid(EXPR_UID)
@@ -319,7 +327,11 @@ def build_rule(spec: RuleSpec) -> ab.Rule:
             .expression("B")
             .datasource(expr_ds)
             .conditions(
-                [eb.ExprTypeThresholdConditions().evaluator(eb.ExprTypeThresholdConditionsEvaluator().type(spec.op).params([spec.threshold]))]
+                [
+                    eb.ExprTypeThresholdConditions().evaluator(
+                        eb.ExprTypeThresholdConditionsEvaluator().type(spec.op).params([spec.threshold])
+                    )
+                ]
             )
         )
     )
@@ -406,12 +418,16 @@ def _plain(obj: Any) -> Any:
 def contact_points() -> dict[str, Any]:
     """Two receivers, one per severity; destinations come from environment variables (Grafana expands them)."""
     cps = [
-        ab.ContactPoint().uid("seamline-critical").name("seamline-critical").type("webhook").settings(
-            {"url": "$SEAMLINE_ALERT_CRITICAL_WEBHOOK_URL", "httpMethod": "POST"}
-        ),
-        ab.ContactPoint().uid("seamline-warning").name("seamline-warning").type("webhook").settings(
-            {"url": "$SEAMLINE_ALERT_WARNING_WEBHOOK_URL", "httpMethod": "POST"}
-        ),
+        ab.ContactPoint()
+        .uid("seamline-critical")
+        .name("seamline-critical")
+        .type("webhook")
+        .settings({"url": "$SEAMLINE_ALERT_CRITICAL_WEBHOOK_URL", "httpMethod": "POST"}),
+        ab.ContactPoint()
+        .uid("seamline-warning")
+        .name("seamline-warning")
+        .type("webhook")
+        .settings({"url": "$SEAMLINE_ALERT_WARNING_WEBHOOK_URL", "httpMethod": "POST"}),
     ]
     points = []
     for cp in (c.build() for c in cps):
@@ -436,8 +452,12 @@ def notification_policies() -> dict[str, Any]:
         .repeat_interval("4h")
         .routes(
             [
-                ab.NotificationPolicy().receiver("seamline-critical").object_matchers([["severity", "=", "critical"]])
-                .group_wait("10s").group_interval("1m").repeat_interval("1h"),
+                ab.NotificationPolicy()
+                .receiver("seamline-critical")
+                .object_matchers([["severity", "=", "critical"]])
+                .group_wait("10s")
+                .group_interval("1m")
+                .repeat_interval("1h"),
                 ab.NotificationPolicy().receiver("seamline-warning").object_matchers([["severity", "=", "warning"]]),
             ]
         )

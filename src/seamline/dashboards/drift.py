@@ -55,10 +55,26 @@ def build() -> dsb.Dashboard:
             w=24,
         )
     )
-    d = d.with_panel(table_panel(ids, "Unknown response fields", _fields_table("unknown_fields"), w=12, h=10,
-                                 description="Fields upstreams started sending that the response schema does not declare."))
-    d = d.with_panel(table_panel(ids, "Missing required fields", _fields_table("missing_fields"), w=12, h=10,
-                                 description="Required response fields that did not come back."))
+    d = d.with_panel(
+        table_panel(
+            ids,
+            "Unknown response fields",
+            _fields_table("unknown_fields"),
+            w=12,
+            h=10,
+            description="Fields upstreams started sending that the response schema does not declare.",
+        )
+    )
+    d = d.with_panel(
+        table_panel(
+            ids,
+            "Missing required fields",
+            _fields_table("missing_fields"),
+            w=12,
+            h=10,
+            description="Required response fields that did not come back.",
+        )
+    )
     d = d.with_panel(
         table_panel(
             ids,

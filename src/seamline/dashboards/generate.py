@@ -28,7 +28,8 @@ DASHBOARDS: dict[str, Callable[[], dsb.Dashboard]] = {
 
 def dashboard_json(build: Callable[[], dsb.Dashboard]) -> dict[str, Any]:
     """A dashboard as plain JSON (through the SDK's encoder)."""
-    return json.loads(JSONEncoder(sort_keys=True).encode(build().build()))
+    doc: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(build().build()))
+    return doc
 
 
 def documents() -> dict[str, str]:

@@ -17,7 +17,10 @@ HF = f"$__timeFilter(ts) AND {INSTANCE}"
 
 
 def _gauge(column: str) -> str:
-    return f"SELECT $__timeInterval(ts) AS time, proxy_instance, max({column}) AS {column} FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time"
+    return (
+        f"SELECT $__timeInterval(ts) AS time, proxy_instance, max({column}) AS {column} "
+        f"FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time"
+    )
 
 
 def _increase(column: str) -> str:
@@ -29,7 +32,12 @@ def _increase(column: str) -> str:
 
 def build() -> dsb.Dashboard:
     ids = PanelIds()
-    d = shell(HEALTH_UID, "Seamline / Seamline health", "Is every sidecar alive and recording? Heartbeats, queue, spool, replays and drops.", time_from="now-3h")
+    d = shell(
+        HEALTH_UID,
+        "Seamline / Seamline health",
+        "Is every sidecar alive and recording? Heartbeats, queue, spool, replays and drops.",
+        time_from="now-3h",
+    )
     d = d.with_variable(
         multi_variable("instance", "Instance", column="proxy_instance").query(
             f"SELECT DISTINCT proxy_instance FROM {HEALTH} WHERE $__timeFilter(ts) ORDER BY proxy_instance"
@@ -39,7 +47,8 @@ def build() -> dsb.Dashboard:
         stat_panel(
             ids,
             "Seconds since last heartbeat",
-            f"SELECT dateDiff('second', max(ts), now()) AS seconds_since_heartbeat FROM {HEALTH} WHERE ts >= now() - INTERVAL 1 DAY AND {INSTANCE}",
+            f"SELECT dateDiff('second', max(ts), now()) AS seconds_since_heartbeat "
+            f"FROM {HEALTH} WHERE ts >= now() - INTERVAL 1 DAY AND {INSTANCE}",
             unit="s",
             w=6,
             steps=[(None, "green"), (120, "orange"), (180, "red")],
@@ -47,16 +56,34 @@ def build() -> dsb.Dashboard:
         )
     )
     d = d.with_panel(
-        stat_panel(ids, "Spool backlog", f"SELECT argMax(spool_bytes, ts) AS spool_bytes FROM {HEALTH} WHERE {HF}", unit="bytes", w=6,
-                   steps=[(None, "green"), (1, "orange")])
+        stat_panel(
+            ids,
+            "Spool backlog",
+            f"SELECT argMax(spool_bytes, ts) AS spool_bytes FROM {HEALTH} WHERE {HF}",
+            unit="bytes",
+            w=6,
+            steps=[(None, "green"), (1, "orange")],
+        )
     )
     d = d.with_panel(
-        stat_panel(ids, "Dropped events", f"SELECT sum(d) AS dropped FROM (SELECT greatest(max(dropped) - min(dropped), 0) AS d FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
-                   w=6, steps=[(None, "green"), (1, "red")])
+        stat_panel(
+            ids,
+            "Dropped events",
+            f"SELECT sum(d) AS dropped FROM (SELECT greatest(max(dropped) - min(dropped), 0) AS d "
+            f"FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
+            w=6,
+            steps=[(None, "green"), (1, "red")],
+        )
     )
     d = d.with_panel(
-        stat_panel(ids, "Sink down (instances)", f"SELECT countIf(NOT last_sink_up) AS sink_down FROM (SELECT argMax(sink_up, ts) AS last_sink_up FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
-                   w=6, steps=[(None, "green"), (1, "red")])
+        stat_panel(
+            ids,
+            "Sink down (instances)",
+            f"SELECT countIf(NOT last_sink_up) AS sink_down FROM (SELECT argMax(sink_up, ts) AS last_sink_up "
+            f"FROM {HEALTH} WHERE {HF} GROUP BY proxy_instance)",
+            w=6,
+            steps=[(None, "green"), (1, "red")],
+        )
     )
     d = d.with_panel(
         table_panel(
@@ -72,7 +99,15 @@ def build() -> dsb.Dashboard:
             units={"seconds_ago": "s", "spool_bytes": "bytes", "uptime_s": "s"},
         )
     )
-    d = d.with_panel(time_series(ids, "Heartbeats per interval", f"SELECT $__timeInterval(ts) AS time, proxy_instance, count() AS heartbeats FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time", bars=True))
+    d = d.with_panel(
+        time_series(
+            ids,
+            "Heartbeats per interval",
+            f"SELECT $__timeInterval(ts) AS time, proxy_instance, count() AS heartbeats "
+            f"FROM {HEALTH} WHERE {HF} GROUP BY time, proxy_instance ORDER BY time",
+            bars=True,
+        )
+    )
     d = d.with_panel(time_series(ids, "Queue depth", _gauge("queue_depth")))
     d = d.with_panel(time_series(ids, "Spool bytes", _gauge("spool_bytes"), unit="bytes"))
     d = d.with_panel(time_series(ids, "Spool records", _gauge("spool_records")))

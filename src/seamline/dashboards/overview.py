@@ -29,8 +29,9 @@ RF = where(*VARS, time_column="minute")
 # out of both: the upstream never judged them (they have their own panel).
 R_BUSINESS = f"round(100 * sumIf(calls, outcome = '{o.OK}') / nullIf(sumIf(calls, {IS_VALIDATED}), 0), 2)"
 R_HTTP = (
-    f"round(100 * (sumIf(calls, {IS_UPSTREAM_CALL}) - sumIf(status_4xx, {IS_UPSTREAM_CALL}) - sumIf(status_5xx, {IS_UPSTREAM_CALL})"
-    f" - sumIf(calls, outcome = '{o.TRANSPORT_ERROR}')) / nullIf(sumIf(calls, {IS_UPSTREAM_CALL}), 0), 2)"
+    f"round(100 * (sumIf(calls, {IS_UPSTREAM_CALL}) - sumIf(status_4xx, {IS_UPSTREAM_CALL})"
+    f" - sumIf(status_5xx, {IS_UPSTREAM_CALL}) - sumIf(calls, outcome = '{o.TRANSPORT_ERROR}'))"
+    f" / nullIf(sumIf(calls, {IS_UPSTREAM_CALL}), 0), 2)"
 )
 
 
@@ -49,30 +50,45 @@ def build() -> dsb.Dashboard:
     d = d.with_panel(stat_panel(ids, "Calls", f"SELECT count() AS calls FROM {HANDOFFS} WHERE {F}", w=4))
     d = d.with_panel(
         stat_panel(
-            ids, "HTTP success", f"SELECT {HTTP_SUCCESS_PCT} AS http_success FROM {HANDOFFS} WHERE {F}",
-            unit="percent", w=4, steps=[(None, "red"), (80, "orange"), (95, "green")],
-            description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees. Calls Seamline refused itself are left out.",
+            ids,
+            "HTTP success",
+            f"SELECT {HTTP_SUCCESS_PCT} AS http_success FROM {HANDOFFS} WHERE {F}",
+            unit="percent",
+            w=4,
+            steps=[(None, "red"), (80, "orange"), (95, "green")],
+            description="Share of calls answered 2xx/3xx: what plain HTTP monitoring sees. "
+            "Calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Business success", f"SELECT {BUSINESS_SUCCESS_PCT} AS business_success FROM {HANDOFFS} WHERE {F}",
-            unit="percent", w=4, steps=[(None, "red"), (80, "orange"), (95, "green")],
+            ids,
+            "Business success",
+            f"SELECT {BUSINESS_SUCCESS_PCT} AS business_success FROM {HANDOFFS} WHERE {F}",
+            unit="percent",
+            w=4,
+            steps=[(None, "red"), (80, "orange"), (95, "green")],
             description="Share of validated calls whose outcome is ok (contract, assertions, echo checks passed). "
             "Unvalidated calls and calls Seamline refused itself are left out.",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Silent failures", f"SELECT countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures FROM {HANDOFFS} WHERE {F}",
-            w=4, steps=[(None, "green"), (1, "red")],
+            ids,
+            "Silent failures",
+            f"SELECT countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures FROM {HANDOFFS} WHERE {F}",
+            w=4,
+            steps=[(None, "green"), (1, "red")],
             description="2xx answers that failed in business terms (e.g. a payment 200 with status declined).",
         )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Refused by Seamline", f"SELECT countIf({IS_REFUSED}) AS refused FROM {HANDOFFS} WHERE {F}",
-            w=4, steps=[(None, "green"), (1, "orange")],
+            ids,
+            "Refused by Seamline",
+            f"SELECT countIf({IS_REFUSED}) AS refused FROM {HANDOFFS} WHERE {F}",
+            w=4,
+            steps=[(None, "green"), (1, "orange")],
             description="Calls Seamline answered itself (unknown upstream, refused target, body too large, unknown client "
             "token, not implemented, malformed request): the app's or the configuration's problem, never the upstream's, "
             "so no success or error rate counts them.",
@@ -80,8 +96,11 @@ def build() -> dsb.Dashboard:
     )
     d = d.with_panel(
         stat_panel(
-            ids, "p95 latency", f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL}",
-            unit="ms", w=4,
+            ids,
+            "p95 latency",
+            f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL}",
+            unit="ms",
+            w=4,
         )
     )
 
@@ -99,7 +118,8 @@ def build() -> dsb.Dashboard:
             f"WHERE minute >= $__fromTime - INTERVAL 7 DAY AND minute <= $__toTime - INTERVAL 1 DAY "
             f"AND minute + toIntervalDay(k) >= $__fromTime AND minute + toIntervalDay(k) <= $__toTime "
             f"AND {var_filter(*VARS)} GROUP BY time, series ORDER BY time",
-            description="Calls per interval and handoff; dashed reference: the average of the same clock time over the previous 7 days.",
+            description="Calls per interval and handoff; "
+            "dashed reference: the average of the same clock time over the previous 7 days.",
             w=24,
         )
     )
@@ -148,7 +168,8 @@ def build() -> dsb.Dashboard:
             "Latency by handoff",
             f"SELECT handoff, count() AS calls, round(quantile(0.5)(duration_ms), 1) AS p50_ms, "
             f"round(quantile(0.95)(duration_ms), 1) AS p95_ms, round(quantile(0.99)(duration_ms), 1) AS p99_ms, "
-            f"round(max(duration_ms), 1) AS max_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL} GROUP BY handoff ORDER BY p95_ms DESC",
+            f"round(max(duration_ms), 1) AS max_ms "
+            f"FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL} GROUP BY handoff ORDER BY p95_ms DESC",
             w=12,
             h=8,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from grafana_foundation_sdk.builders import dashboard as dsb
 from grafana_foundation_sdk.builders import stat, table, timeseries
@@ -57,7 +57,10 @@ def time_series(
         .line_width(1)
         .fill_opacity(10)
         .legend(
-            VizLegendOptions().display_mode(common.LegendDisplayMode.LIST).placement(common.LegendPlacement.BOTTOM).show_legend(True)
+            VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
         )
     )
     for t in _targets(queries, Format.TIME_SERIES):
@@ -80,16 +83,7 @@ def table_panel(
     units: dict[str, str] | None = None,
 ) -> table.Panel:
     """A table; `links` maps a column to (link title, URL) using `${__value.raw}` / `${__data.fields.x}`."""
-    p = (
-        table.Panel()
-        .id(ids())
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .span(w)
-        .height(h)
-        .filterable(True)
-    )
+    p = table.Panel().id(ids()).title(title).description(description).datasource(DATASOURCE).span(w).height(h).filterable(True)
     for t in _targets(queries, Format.TABLE):
         p = p.with_target(t)
     for column, (link_title, url) in (links or {}).items():
@@ -124,14 +118,21 @@ def stat_panel(
     )
     if steps:
         p = p.thresholds(
-            dsb.ThresholdsConfig()
-            .mode(dm.ThresholdsMode.ABSOLUTE)
-            .steps([dm.Threshold(value=v, color=c) for v, c in steps])
+            dsb.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([dm.Threshold(value=v, color=c) for v, c in steps])
         ).color_mode(common.BigValueColorMode.BACKGROUND)
     return p
 
 
-def raw_panel(ids: PanelIds, panel_type: str, title: str, *queries: str | Query, fmt: Format, description: str = "", w: int = 24, h: int = 12) -> dsb.Panel:
+def raw_panel(
+    ids: PanelIds,
+    panel_type: str,
+    title: str,
+    *queries: str | Query,
+    fmt: Format,
+    description: str = "",
+    w: int = 24,
+    h: int = 12,
+) -> dsb.Panel:
     """A core panel the SDK has no builder for (e.g. `traces`)."""
     p = dsb.Panel().type(panel_type).id(ids()).title(title).description(description).datasource(DATASOURCE).span(w).height(h)
     for t in _targets(queries, fmt):

@@ -42,14 +42,21 @@ def build_runs() -> dsb.Dashboard:
     )
     d = d.with_panel(stat_panel(ids, "Runs", f"SELECT count() AS runs FROM ({run_stats})", w=6))
     d = d.with_panel(
-        stat_panel(ids, "Failed runs", f"SELECT countIf(failed) AS failed_runs FROM ({run_stats})", w=6, steps=[(None, "green"), (1, "red")])
+        stat_panel(
+            ids,
+            "Failed runs",
+            f"SELECT countIf(failed) AS failed_runs FROM ({run_stats})",
+            w=6,
+            steps=[(None, "green"), (1, "red")],
+        )
     )
     d = d.with_panel(
         time_series(
             ids,
             "Runs started: ok vs failed",
             # A run whose only failures are Seamline's refusals is told apart: its upstreams were fine.
-            f"SELECT $__timeInterval(started) AS time, multiIf(failed, 'failed', refused, 'refused by Seamline', 'ok') AS result, "
+            f"SELECT $__timeInterval(started) AS time, "
+            f"multiIf(failed, 'failed', refused, 'refused by Seamline', 'ok') AS result, "
             f"count() AS runs FROM ("
             f"SELECT run_id, min(ts) AS started, countIf({IS_FAILED}) > 0 AS failed, countIf({IS_REFUSED}) > 0 AS refused "
             f"FROM {HANDOFFS} WHERE {where('tenant', 'source_app', 'handoff')} AND run_id != '' GROUP BY run_id) "
@@ -92,7 +99,8 @@ def handoffs_trace_sql() -> str:
         f"FROM {HANDOFFS} WHERE {RUN} AND $__timeFilter(ts) GROUP BY run_id "
         f"UNION ALL "
         f"SELECT {run_trace} AS traceID, span_id AS spanID, substring({run_trace}, 1, 16) AS parentSpanID, "
-        f"toString(upstream) AS serviceName, concat(toString(handoff), ' ', toString(method), ' ', toString(route)) AS operationName, "
+        f"toString(upstream) AS serviceName, "
+        f"concat(toString(handoff), ' ', toString(method), ' ', toString(route)) AS operationName, "
         f"toFloat64(toUnixTimestamp64Micro(ts)) / 1000 AS startTime, duration_ms AS duration, "
         f"[map('key', 'status', 'value', toString(status)), map('key', 'outcome', 'value', toString(outcome)), "
         f"map('key', 'error_class', 'value', toString(error_class)), map('key', 'attempt', 'value', toString(attempt)), "
@@ -178,7 +186,8 @@ def build_run_view() -> dsb.Dashboard:
             ids,
             "OpenTelemetry traces of this run",
             f"SELECT TraceId AS traceID, count() AS spans, groupUniqArray(ServiceName) AS services, min(Timestamp) AS start, "
-            f"round((max(toUnixTimestamp64Nano(Timestamp) + Duration) - min(toUnixTimestamp64Nano(Timestamp))) / 1e6, 1) AS duration_ms "
+            f"round((max(toUnixTimestamp64Nano(Timestamp) + Duration) - min(toUnixTimestamp64Nano(Timestamp))) / 1e6, 1) "
+            f"AS duration_ms "
             f"FROM {TRACES} WHERE TraceId IN (SELECT DISTINCT trace_id FROM {HANDOFFS} WHERE {RUN} AND $__timeFilter(ts)) "
             f"AND $__timeFilter(Timestamp) GROUP BY traceID ORDER BY start",
             description="Traces the OTel Collector stored for this run's calls; the traceID column opens the trace "

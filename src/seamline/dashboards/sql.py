@@ -49,9 +49,7 @@ VARIABLE_COLUMNS: Final = {
 
 def var_filter(*names: str) -> str:
     """`$__conditionalAll(col IN (${v:singlequote}), $v) AND ...` for the given variables (1=1 when All)."""
-    parts = [
-        f"$__conditionalAll({VARIABLE_COLUMNS[n]} IN (${{{n}:singlequote}}), ${n})" for n in names
-    ]
+    parts = [f"$__conditionalAll({VARIABLE_COLUMNS[n]} IN (${{{n}:singlequote}}), ${n})" for n in names]
     return " AND ".join(parts) if parts else "1=1"
 
 
@@ -62,7 +60,4 @@ def where(*variables: str, time_column: str = "ts") -> str:
 
 def values_query(column: str, table: str = HANDOFFS) -> str:
     """A variable's options: distinct non-empty values seen in the time range."""
-    return (
-        f"SELECT DISTINCT {column} FROM {table} "
-        f"WHERE $__timeFilter(ts) AND {column} != '' ORDER BY {column} LIMIT 1000"
-    )
+    return f"SELECT DISTINCT {column} FROM {table} WHERE $__timeFilter(ts) AND {column} != '' ORDER BY {column} LIMIT 1000"

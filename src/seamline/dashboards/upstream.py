@@ -7,7 +7,16 @@ from grafana_foundation_sdk.builders import dashboard as dsb
 from seamline import outcomes as o
 from seamline.dashboards.common import UPSTREAMS_UID, shell
 from seamline.dashboards.panels import PanelIds, multi_variable, stat_panel, table_panel, time_series
-from seamline.dashboards.sql import ERROR_PCT, HANDOFFS, IS_AUTH_FAILURE, IS_REFUSED, IS_TIMEOUT, IS_UPSTREAM_CALL, var_filter, where
+from seamline.dashboards.sql import (
+    ERROR_PCT,
+    HANDOFFS,
+    IS_AUTH_FAILURE,
+    IS_REFUSED,
+    IS_TIMEOUT,
+    IS_UPSTREAM_CALL,
+    var_filter,
+    where,
+)
 from seamline.outcomes import sql_list
 
 ROLLUP = "handoffs_1m"
@@ -18,24 +27,49 @@ RF = where(*VARS, time_column="minute")
 
 def build() -> dsb.Dashboard:
     ids = PanelIds()
-    d = shell(UPSTREAMS_UID, "Seamline / Upstream health", "Per upstream: authentication, rate limiting, timeouts and latency against its 7-day baseline.")
+    d = shell(
+        UPSTREAMS_UID,
+        "Seamline / Upstream health",
+        "Per upstream: authentication, rate limiting, timeouts and latency against its 7-day baseline.",
+    )
     d = d.with_variable(multi_variable("upstream", "Upstream")).with_variable(multi_variable("handoff", "Handoff"))
 
     d = d.with_panel(
-        stat_panel(ids, "Auth failures", f"SELECT countIf({IS_AUTH_FAILURE}) AS auth_failures FROM {HANDOFFS} WHERE {F}", w=6, steps=[(None, "green"), (1, "orange")])
+        stat_panel(
+            ids,
+            "Auth failures",
+            f"SELECT countIf({IS_AUTH_FAILURE}) AS auth_failures FROM {HANDOFFS} WHERE {F}",
+            w=6,
+            steps=[(None, "green"), (1, "orange")],
+        )
     )
     d = d.with_panel(
         stat_panel(
-            ids, "Expired tokens", f"SELECT countIf(error_class = '{o.AUTH_EXPIRED}') AS expired_tokens FROM {HANDOFFS} WHERE {F}",
-            w=6, steps=[(None, "green"), (1, "red")],
+            ids,
+            "Expired tokens",
+            f"SELECT countIf(error_class = '{o.AUTH_EXPIRED}') AS expired_tokens FROM {HANDOFFS} WHERE {F}",
+            w=6,
+            steps=[(None, "green"), (1, "red")],
             description="401s whose WWW-Authenticate says the token expired (invalid_token): rotate credentials.",
         )
     )
     d = d.with_panel(
-        stat_panel(ids, "429 rate limited", f"SELECT countIf(status = 429) AS rate_limited FROM {HANDOFFS} WHERE {F}", w=6, steps=[(None, "green"), (1, "orange")])
+        stat_panel(
+            ids,
+            "429 rate limited",
+            f"SELECT countIf(status = 429) AS rate_limited FROM {HANDOFFS} WHERE {F}",
+            w=6,
+            steps=[(None, "green"), (1, "orange")],
+        )
     )
     d = d.with_panel(
-        stat_panel(ids, "Timeouts", f"SELECT countIf({IS_TIMEOUT}) AS timeouts FROM {HANDOFFS} WHERE {F}", w=6, steps=[(None, "green"), (1, "orange")])
+        stat_panel(
+            ids,
+            "Timeouts",
+            f"SELECT countIf({IS_TIMEOUT}) AS timeouts FROM {HANDOFFS} WHERE {F}",
+            w=6,
+            steps=[(None, "green"), (1, "orange")],
+        )
     )
     d = d.with_panel(
         time_series(

@@ -40,8 +40,20 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
     "mocks-only": _COMMON | {"mocks_only", "mock_host", "mock_ports"},
     "proxy": _COMMON | {"runs", "concurrency", "no_progress", "proxy_url", "admin_url", "wait"},
 }
-_OPTIONAL = ("runs", "concurrency", "port", "admin_port", "keep_serving", "no_progress", "mock_host", "mock_ports",
-             "mocks_only", "proxy_url", "admin_url", "wait")
+_OPTIONAL = (
+    "runs",
+    "concurrency",
+    "port",
+    "admin_port",
+    "keep_serving",
+    "no_progress",
+    "mock_host",
+    "mock_ports",
+    "mocks_only",
+    "proxy_url",
+    "admin_url",
+    "wait",
+)
 
 
 async def demo(
@@ -81,8 +93,15 @@ async def demo(
             highlight=False,
         )
         summary = await run_demo(
-            runs, seed, failure_rate, sidecar.proxy_url,
-            admin_url=sidecar.admin_url, concurrency=concurrency, flush=flush, console=console, progress=progress,
+            runs,
+            seed,
+            failure_rate,
+            sidecar.proxy_url,
+            admin_url=sidecar.admin_url,
+            concurrency=concurrency,
+            flush=flush,
+            console=console,
+            progress=progress,
         )
         summary.render(console)
         if keep_serving:
@@ -163,7 +182,14 @@ async def drive_external(
         highlight=False,
     )
     summary = await run_demo(
-        runs, seed, failure_rate, proxy_url, admin_url=admin_url, concurrency=concurrency, console=console, progress=progress,
+        runs,
+        seed,
+        failure_rate,
+        proxy_url,
+        admin_url=admin_url,
+        concurrency=concurrency,
+        console=console,
+        progress=progress,
     )
     summary.render(console)
     if summary.trace_commands:
@@ -262,21 +288,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runs, concurrency = _or(args.runs, DEFAULT_RUNS), _or(args.concurrency, DEFAULT_CONCURRENCY)
     try:
         if mode == "mocks-only":
-            asyncio.run(serve_mocks(
-                seed=args.seed, failure_rate=args.failure_rate, host=_or(args.mock_host, DEFAULT_MOCK_HOST), ports=args.mock_ports,
-            ))
+            asyncio.run(
+                serve_mocks(
+                    seed=args.seed,
+                    failure_rate=args.failure_rate,
+                    host=_or(args.mock_host, DEFAULT_MOCK_HOST),
+                    ports=args.mock_ports,
+                )
+            )
         elif mode == "proxy":
-            asyncio.run(drive_external(
-                proxy_url=args.proxy_url, admin_url=args.admin_url, runs=runs, seed=args.seed, failure_rate=args.failure_rate,
-                concurrency=concurrency, wait_s=_or(args.wait, DEFAULT_WAIT_S), progress=not args.no_progress,
-            ))
+            asyncio.run(
+                drive_external(
+                    proxy_url=args.proxy_url,
+                    admin_url=args.admin_url,
+                    runs=runs,
+                    seed=args.seed,
+                    failure_rate=args.failure_rate,
+                    concurrency=concurrency,
+                    wait_s=_or(args.wait, DEFAULT_WAIT_S),
+                    progress=not args.no_progress,
+                )
+            )
         else:
-            asyncio.run(demo(
-                runs=runs, seed=args.seed, failure_rate=args.failure_rate, concurrency=concurrency,
-                admin_port=_or(args.admin_port, DEFAULT_ADMIN_PORT), proxy_port=_or(args.port, 0),
-                keep_serving=args.keep_serving, progress=not args.no_progress,
-                mock_host=_or(args.mock_host, DEFAULT_MOCK_HOST), mock_ports=args.mock_ports,
-            ))
+            asyncio.run(
+                demo(
+                    runs=runs,
+                    seed=args.seed,
+                    failure_rate=args.failure_rate,
+                    concurrency=concurrency,
+                    admin_port=_or(args.admin_port, DEFAULT_ADMIN_PORT),
+                    proxy_port=_or(args.port, 0),
+                    keep_serving=args.keep_serving,
+                    progress=not args.no_progress,
+                    mock_host=_or(args.mock_host, DEFAULT_MOCK_HOST),
+                    mock_ports=args.mock_ports,
+                )
+            )
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
@@ -292,33 +339,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_parsers(subparsers: Any) -> None:
     """Add `demo` to the CLI (sets `func(args) -> exit code`)."""
     p = subparsers.add_parser(
-        "demo", help="run a demo workflow with injected failures through Seamline",
+        "demo",
+        help="run a demo workflow with injected failures through Seamline",
         description="Start mock CRM, billing, provisioning and email APIs with seeded failures, a Seamline "
-                    "sidecar on the embedded store, and N order runs through it; then print what Seamline caught. "
-                    "--mocks-only and --proxy-url split this across processes (docker-compose's demo profile): "
-                    "give both the same --seed and --failure-rate, since the mocks decide the faults.",
+        "sidecar on the embedded store, and N order runs through it; then print what Seamline caught. "
+        "--mocks-only and --proxy-url split this across processes (docker-compose's demo profile): "
+        "give both the same --seed and --failure-rate, since the mocks decide the faults.",
     )
     p.add_argument("--runs", type=int, default=None, help=f"order runs to drive (default {DEFAULT_RUNS})")
     p.add_argument("--seed", type=int, default=7, help="failure-injection seed: same seed, same failures (default 7)")
     p.add_argument("--failure-rate", type=float, default=0.2, help="share of calls that get a fault, 0..1 (default 0.2)")
     p.add_argument("--concurrency", type=int, default=None, help=f"runs in flight at once (default {DEFAULT_CONCURRENCY})")
     p.add_argument("--port", type=int, default=None, help="proxy port (default: ephemeral)")
-    p.add_argument("--admin-port", type=int, default=None, help=f"admin port for trace/runs/run pages (default {DEFAULT_ADMIN_PORT})")
+    p.add_argument(
+        "--admin-port", type=int, default=None, help=f"admin port for trace/runs/run pages (default {DEFAULT_ADMIN_PORT})"
+    )
     p.add_argument("--keep-serving", action="store_true", help="keep the sidecar and mocks up after the runs (Ctrl-C stops)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--mock-host", default=None, metavar="HOST",
-                   help=f"address the mocks bind (default {DEFAULT_MOCK_HOST}; 0.0.0.0 in a container)")
-    p.add_argument("--mock-ports", type=parse_ports, default=None, metavar="CRM,BILLING,PROVISIONING,EMAIL",
-                   help="fixed mock ports, e.g. 9101,9102,9103,9104 (default: ephemeral)")
+    p.add_argument(
+        "--mock-host",
+        default=None,
+        metavar="HOST",
+        help=f"address the mocks bind (default {DEFAULT_MOCK_HOST}; 0.0.0.0 in a container)",
+    )
+    p.add_argument(
+        "--mock-ports",
+        type=parse_ports,
+        default=None,
+        metavar="CRM,BILLING,PROVISIONING,EMAIL",
+        help="fixed mock ports, e.g. 9101,9102,9103,9104 (default: ephemeral)",
+    )
     split = p.add_mutually_exclusive_group()
-    split.add_argument("--mocks-only", action="store_true",
-                       help="serve only the four mock APIs until SIGTERM/SIGINT (no sidecar, no runs)")
-    split.add_argument("--proxy-url", type=parse_http_url, default=None, metavar="URL",
-                       help="drive the runs through a sidecar running elsewhere, e.g. http://seamline:8080 "
-                            "(no embedded sidecar, no mocks: its config points at a --mocks-only process)")
-    p.add_argument("--admin-url", type=parse_http_url, default=None, metavar="URL",
-                   help="with --proxy-url: that sidecar's admin API, e.g. http://seamline:9090; waited on via /readyz "
-                        "and read for the summary's silent failures")
-    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
-                   help=f"with --proxy-url: how long to wait for the sidecar to answer (default {DEFAULT_WAIT_S:g})")
+    split.add_argument(
+        "--mocks-only", action="store_true", help="serve only the four mock APIs until SIGTERM/SIGINT (no sidecar, no runs)"
+    )
+    split.add_argument(
+        "--proxy-url",
+        type=parse_http_url,
+        default=None,
+        metavar="URL",
+        help="drive the runs through a sidecar running elsewhere, e.g. http://seamline:8080 "
+        "(no embedded sidecar, no mocks: its config points at a --mocks-only process)",
+    )
+    p.add_argument(
+        "--admin-url",
+        type=parse_http_url,
+        default=None,
+        metavar="URL",
+        help="with --proxy-url: that sidecar's admin API, e.g. http://seamline:9090; waited on via /readyz "
+        "and read for the summary's silent failures",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --proxy-url: how long to wait for the sidecar to answer (default {DEFAULT_WAIT_S:g})",
+    )
     p.set_defaults(func=cmd_demo)

@@ -18,8 +18,11 @@ HANDOFFS: dict[str, dict[str, Any]] = {
         "contract": {
             "status": [201],
             "request_schema": {"type": "object", "required": ["email", "name"]},
-            "response_schema": {"type": "object", "required": ["id", "email"],
-                                "properties": {"id": {"type": "string"}, "email": {"type": "string"}}},
+            "response_schema": {
+                "type": "object",
+                "required": ["id", "email"],
+                "properties": {"id": {"type": "string"}, "email": {"type": "string"}},
+            },
             "echo": ["email"],
             "extract": {"contact_id": "response.body.id"},
             "enforce": "record",
@@ -32,8 +35,11 @@ HANDOFFS: dict[str, dict[str, Any]] = {
         "step": "create invoice",
         "contract": {
             "status": [201],
-            "request_schema": {"type": "object", "required": ["customer", "amount", "currency"],
-                               "properties": {"amount": {"type": "integer", "minimum": 1}}},
+            "request_schema": {
+                "type": "object",
+                "required": ["customer", "amount", "currency"],
+                "properties": {"amount": {"type": "integer", "minimum": 1}},
+            },
             "response_schema": {"type": "object", "required": ["id", "status", "amount", "currency"]},
             "assert": {"invoice_open": "response.body.status == 'open'"},
             "echo": ["amount", "currency"],

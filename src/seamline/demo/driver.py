@@ -81,17 +81,21 @@ class DemoSummary:
     def render(self, console: Console) -> None:
         """Print the end-of-demo summary with the commands to trace failed runs."""
         console.print()
-        console.print(Text(f"Seamline demo: {self.runs} order runs, {self.calls} handoffs in {self.elapsed_s:.1f}s", style="bold"))
+        console.print(
+            Text(f"Seamline demo: {self.runs} order runs, {self.calls} handoffs in {self.elapsed_s:.1f}s", style="bold")
+        )
         console.print(Text(f"  runs ok (as the app saw them): {self.ok}", style="green"))
         console.print(Text(f"  runs failed:                   {self.failed}", style="red" if self.failed else ""))
         for cls, n in sorted(self.failed_by_class.items(), key=lambda kv: (-kv[1], kv[0])):
             console.print(Text(f"    {cls:<22} {n}"))
         if self.silent_failures_caught is not None:
-            console.print(Text(
-                f"  silent failures caught:        {self.silent_failures_caught} runs "
-                f"({self.silent_unnoticed} of them counted as ok by the app: HTTP 2xx, but the contract failed)",
-                style="bold magenta" if self.silent_failures_caught else "",
-            ))
+            console.print(
+                Text(
+                    f"  silent failures caught:        {self.silent_failures_caught} runs "
+                    f"({self.silent_unnoticed} of them counted as ok by the app: HTTP 2xx, but the contract failed)",
+                    style="bold magenta" if self.silent_failures_caught else "",
+                )
+            )
             for h, n in sorted(self.silent_by_handoff.items()):
                 console.print(Text(f"    {h:<28} {n}"))
         if self.trace_commands:
@@ -178,13 +182,25 @@ class Workflow:
         charge: dict[str, Any] | None = None
         try:
             contact = await self.step("crm.create_contact", {"email": self.email, "name": self.name, "company": "Example GmbH"})
-            invoice = await self.step("billing.create_invoice", {
-                "customer": contact.get("id"), "amount": self.amount, "currency": "eur", "description": f"{self.plan} plan",
-            })
+            invoice = await self.step(
+                "billing.create_invoice",
+                {
+                    "customer": contact.get("id"),
+                    "amount": self.amount,
+                    "currency": "eur",
+                    "description": f"{self.plan} plan",
+                },
+            )
             try:
-                charge = await self.step("billing.charge", {
-                    "invoice": invoice.get("id"), "amount": self.amount, "currency": "eur", "customer": contact.get("id"),
-                })
+                charge = await self.step(
+                    "billing.charge",
+                    {
+                        "invoice": invoice.get("id"),
+                        "amount": self.amount,
+                        "currency": "eur",
+                        "customer": contact.get("id"),
+                    },
+                )
             except StepFailed as e:
                 # never_repeat: a lost answer may still have charged the card; reconcile, do not retry.
                 r.needs_reconciliation = e.status == 0 or e.status >= 500
@@ -194,7 +210,9 @@ class Workflow:
             except StepFailed:
                 await self._refund(charge)
                 raise
-            await self.step("email.send_welcome", {"to": self.email, "template": "welcome", "vars": {"name": self.name, "plan": self.plan}})
+            await self.step(
+                "email.send_welcome", {"to": self.email, "template": "welcome", "vars": {"name": self.name, "plan": self.plan}}
+            )
             r.ok = True
         except StepFailed as e:
             r.failed_step, r.status, r.error_class = e.handoff, e.status, e.error_class
@@ -202,7 +220,9 @@ class Workflow:
 
     async def _refund(self, charge: dict[str, Any]) -> None:
         try:
-            await self.step("billing.refund", {"charge": charge.get("id"), "amount": self.amount, "reason": "provisioning_failed"})
+            await self.step(
+                "billing.refund", {"charge": charge.get("id"), "amount": self.amount, "reason": "provisioning_failed"}
+            )
             self.result.refunded = True
         except StepFailed:
             self.result.needs_reconciliation = True
@@ -254,7 +274,9 @@ async def _try_connect(url: str) -> str:
     return ""
 
 
-async def _wait_recorded(http: httpx.AsyncClient, admin_url: str, since: datetime, expected: int, deadline_s: float) -> list[dict[str, Any]]:
+async def _wait_recorded(
+    http: httpx.AsyncClient, admin_url: str, since: datetime, expected: int, deadline_s: float
+) -> list[dict[str, Any]]:
     """Poll the admin API (bounded) until every call is recorded; returns the run listing."""
     params = {"since": since.isoformat(), "limit": "1000"}
     deadline = time.monotonic() + deadline_s
@@ -298,8 +320,14 @@ async def run_demo(
     limiter = asyncio.Semaphore(max(1, concurrency))
     results: list[RunResult] = []
     bar = Progress(
-        TextColumn("[bold]orders"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-        TimeElapsedColumn(), console=console, disable=not progress, transient=False,
+        TextColumn("[bold]orders"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+        transient=False,
     )
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=request_timeout_s, limits=limits, trust_env=False) as http:
@@ -326,7 +354,9 @@ async def run_demo(
     return summarize(results, recorded, admin_url=admin_url, elapsed_s=time.monotonic() - t0)
 
 
-def summarize(results: list[RunResult], recorded: list[dict[str, Any]] | None, *, admin_url: str | None, elapsed_s: float) -> DemoSummary:
+def summarize(
+    results: list[RunResult], recorded: list[dict[str, Any]] | None, *, admin_url: str | None, elapsed_s: float
+) -> DemoSummary:
     """The demo's summary from what the app saw and (when read) what Seamline recorded."""
     failed_by_class = Counter((r.error_class or "unknown") for r in results if not r.ok)
     silent = silent_unnoticed = None

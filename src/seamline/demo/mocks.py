@@ -8,6 +8,7 @@ Whether a call fails, and how, is a pure function of (seed, failure rate, handof
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
@@ -30,8 +31,12 @@ class Endpoint:
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("crm.create_contact", "crm", "POST", "/v1/contacts", ("drop_field", "drop_field", "server_error", "rate_limited", "slow")),
-    Endpoint("billing.create_invoice", "billing", "POST", "/v1/invoices", ("auth_expired", "server_error", "rate_limited", "slow")),
+    Endpoint(
+        "crm.create_contact", "crm", "POST", "/v1/contacts", ("drop_field", "drop_field", "server_error", "rate_limited", "slow")
+    ),
+    Endpoint(
+        "billing.create_invoice", "billing", "POST", "/v1/invoices", ("auth_expired", "server_error", "rate_limited", "slow")
+    ),
     Endpoint("billing.charge", "billing", "POST", "/v1/charges", ("declined", "declined", "timeout", "server_error")),
     Endpoint("billing.refund", "billing", "POST", "/v1/refunds", ()),  # compensation: kept reliable
     Endpoint("provisioning.create_account", "provisioning", "POST", "/v1/accounts", ("timeout", "server_error", "slow")),
@@ -141,14 +146,14 @@ class MockFleet:
 
         return handle
 
-    async def _respond(self, ep: Endpoint, body: dict[str, Any], order: str, attempt: int, fault: str | None) -> web.StreamResponse:
+    async def _respond(
+        self, ep: Endpoint, body: dict[str, Any], order: str, attempt: int, fault: str | None
+    ) -> web.StreamResponse:
         if fault == "timeout":
             assert self._stopping is not None and self.hanging is not None
             self.hanging.set()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.hang_s)
-            except TimeoutError:
-                pass
             return _error(504, "timeout", "gave up")
         if fault == "slow":
             await asyncio.sleep(slow_delay(self.seed, ep.handoff, order, attempt, self.slow_s))

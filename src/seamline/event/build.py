@@ -1,4 +1,4 @@
-"""Record stage: turn a finished Exchange into one immutable, redacted event (see `seamline.event`).
+"""Build the handoff event: a finished Exchange becomes one immutable, redacted row (columns: `seamline.event.columns`).
 
 Order matters for redaction: both header sets and the URL are redacted first (collecting secret
 values), then bodies are rendered and scrubbed, then the error text.
@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from seamline.capture.bodies import RenderedBody, render_body
+from seamline.capture.redact import RedactionPolicy, Redactor
 from seamline.config.models import Config
 from seamline.event.columns import new_event
 from seamline.exchange import BodyTap, Exchange
 from seamline.ids import new_event_id
-from seamline.capture.redact import RedactionPolicy, Redactor
 from seamline.validate.validator import Validator
 
 _EMPTY = RenderedBody("", empty=True)

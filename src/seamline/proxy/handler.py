@@ -82,9 +82,14 @@ def build_request_path(
     return RequestPath(
         request=(correlate, Authenticate(config), Route(config), BodyLimit(config), spans),
         upstream=UpstreamCall(
-            config, forwarder=forwarder, websockets=websockets, relay=relay, metrics=metrics, validator=validator,
+            config,
+            forwarder=forwarder,
+            websockets=websockets,
+            relay=relay,
+            metrics=metrics,
+            validator=validator,
             echo_headers=correlate.echo_headers,
-        ),  # fmt: skip
+        ),
         response=response,
         done=(spans, metrics),
         after=tuple(after),
@@ -164,4 +169,6 @@ class ProxyHandler:
         ex.error_class = err.error_class
         err.detail = ex.error_detail = safe_error_text(err.detail, self._error_policy)
         ex.error_status = err.status
-        return errors.problem_response(err, run_id=ex.run_id, trace_id=ex.trace.trace_id, headers=self.path.correlate.echo_headers(ex))
+        return errors.problem_response(
+            err, run_id=ex.run_id, trace_id=ex.trace.trace_id, headers=self.path.correlate.echo_headers(ex)
+        )

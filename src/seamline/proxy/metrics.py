@@ -37,7 +37,7 @@ class ProxyMetrics:
         self.stage_errors = Counter(
             "seamline_stage_errors", "Exceptions isolated in a pipeline stage.", ["stage"], registry=registry
         )
-        registry.register(self)  # type: ignore[arg-type]
+        registry.register(self)
 
     def done(self, ex: Exchange) -> None:
         self.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, ex.duration_s)
@@ -53,17 +53,21 @@ class ProxyMetrics:
 
     def collect(self) -> Iterator[Metric]:
         c = CounterMetricFamily(
-            "seamline_requests", "Proxied requests by handoff, status class and error class.",
+            "seamline_requests",
+            "Proxied requests by handoff, status class and error class.",
             labels=["handoff", "status_class", "error_class"],
         )
         for key, n in self._requests.items():
             c.add_metric(list(key), n)
         yield c
-        hist = HistogramMetricFamily("seamline_request_duration_seconds", "End-to-end proxied request duration.", labels=["handoff"])
+        hist = HistogramMetricFamily(
+            "seamline_request_duration_seconds", "End-to-end proxied request duration.", labels=["handoff"]
+        )
         for handoff, h in self._hist.items():
-            cum, buckets = 0.0, []
-            for bound, n in zip((*(str(float(b)) for b in LATENCY_BUCKETS), "+Inf"), h[:-1]):
-                cum += n
+            cum: float = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip((*(str(float(b)) for b in LATENCY_BUCKETS), "+Inf"), h[:-1], strict=True):
+                cum += count
                 buckets.append((bound, cum))
             hist.add_metric([handoff], buckets, h[-1])
         yield hist

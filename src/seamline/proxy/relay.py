@@ -14,8 +14,8 @@ from seamline.exchange import Exchange
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import classify_client_error
 from seamline.proxy.inbound import HOP_BY_HOP, connection_tokens
-from seamline.responses import ExactResponse, ExactStreamResponse
 from seamline.proxy.stage import Headers, ResponseStage
+from seamline.responses import ExactResponse, ExactStreamResponse
 
 SMALL_BODY = 64 * 1024
 
@@ -75,7 +75,7 @@ class Relay:
                 resp.release()
                 ex.status = 0  # we answer instead of the upstream
                 raise classify_client_error(TimeoutError("upstream body read deadline")) from None
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.IncompleteReadError) as e:
                 err = classify_client_error(e)
                 ex.status = 0  # we answer instead of the upstream
                 resp.release()
@@ -107,7 +107,7 @@ class Relay:
                     raise TimeoutError("upstream body read deadline") from None
                 finally:
                     deadlines.disarm(task)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
                 # The status line is gone already: abort the client connection so it sees a broken body.
                 err = classify_client_error(e)
                 ex.error_class, ex.error_detail = err.error_class, self._safe("upstream failed mid-body: " + err.detail)

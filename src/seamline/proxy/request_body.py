@@ -14,13 +14,13 @@ reaches the proxy wrapped in aiohttp's ClientConnectionError, with this error as
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from seamline import errors
-from seamline.proxy.deadlines import Deadlines
 from seamline.exchange import BodyTap
+from seamline.proxy.deadlines import Deadlines
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -41,7 +41,7 @@ async def send_continue(request: web.BaseRequest, expect: str) -> None:
 class BodyDeadlines:
     """Who to blame while the body moves: the client (idle gap) or the upstream (backpressure, then its answer)."""
 
-    __slots__ = ("deadlines", "owner", "idle_s", "read_s", "answer_s", "answered")
+    __slots__ = ("answer_s", "answered", "deadlines", "idle_s", "owner", "read_s")
 
     def __init__(self, deadlines: Deadlines, owner: asyncio.Task[object], idle_s: float, read_s: float, answer_s: float) -> None:
         self.deadlines = deadlines

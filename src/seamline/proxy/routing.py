@@ -83,9 +83,7 @@ class Router:
             # Most specific first: more literal characters, then explicit method.
             lst.sort(key=lambda r: (-r.literal_chars, r.method == "*"))
         self._routes = routes
-        self._other = {
-            n: HandoffRoute(f"{n}.other", n, "*", "", re.compile(""), 0, None) for n in self.upstreams
-        }
+        self._other = {n: HandoffRoute(f"{n}.other", n, "*", "", re.compile(""), 0, None) for n in self.upstreams}
 
     def handoff_for(self, upstream: str, method: str, path: str) -> HandoffRoute:
         for r in self._routes.get(upstream, ()):
@@ -170,7 +168,7 @@ class Router:
 
     def _config_order(self, entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """(name, base path) of `entries` in the order the config lists them (error texts read like the file)."""
-        by_name = dict((n, b) for b, n in entries)
+        by_name = {n: b for b, n in entries}
         return [(n, by_name[n]) for n in self.upstreams if n in by_name]
 
     def target(self, name: str, method: str, raw_path: str, query: str) -> Target:

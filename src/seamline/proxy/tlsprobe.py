@@ -24,7 +24,7 @@ async def answers_tls(host: str, port: int, allow_private: bool, timeout: float)
     ctx.verify_mode = ssl.CERT_NONE
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await open_guarded(host, port, allow_private, timeout)
+            _, writer = await open_guarded(host, port, allow_private, timeout)
             try:
                 await writer.start_tls(ctx, server_hostname=host or None)
                 return True

@@ -17,7 +17,8 @@ Section numbers are those of https://www.w3.org/TR/trace-context-2/ (Candidate R
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from seamline.ids import new_span_id, new_trace_id
 
@@ -133,10 +134,10 @@ def incoming_context(traceparent: Sequence[str], tracestate: Sequence[str]) -> T
 
 
 __all__ = [
-    "TraceParent",
     "TraceContext",
-    "parse_traceparent",
-    "parse_tracestate",
+    "TraceParent",
     "incoming_context",
     "new_span_id",
+    "parse_traceparent",
+    "parse_tracestate",
 ]

@@ -7,19 +7,21 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from aiohttp.connector import Connection
 
 from seamline import errors
 from seamline import outcomes as o
 from seamline.exchange import Exchange
 from seamline.proxy.metrics import ProxyMetrics
 from seamline.proxy.netguard import is_public
-from seamline.responses import ExactStreamResponse
 from seamline.proxy.routing import Target
+from seamline.responses import ExactStreamResponse
 
 log = logging.getLogger("seamline.tunnel")
 
@@ -39,7 +41,8 @@ class _Feed:
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.reader.feed_data(data)
-        if len(self.reader._buffer) > _HIGH_WATER and not self._paused and self._transport is not None:  # noqa: SLF001
+        buffered = len(self.reader._buffer)  # type: ignore[attr-defined]  # StreamReader keeps no public size
+        if buffered > _HIGH_WATER and not self._paused and self._transport is not None:
             self._transport.pause_reading()  # type: ignore[attr-defined]
             self._paused = True
         return False, b""
@@ -49,7 +52,7 @@ class _Feed:
 
     def set_exception(self, exc: BaseException) -> None:
         """aiohttp's client connection reports a lost connection or read timeout here."""
-        self.reader.set_exception(exc)
+        self.reader.set_exception(exc if isinstance(exc, Exception) else ConnectionError(repr(exc)))
 
     async def read(self) -> bytes:
         data = await self.reader.read(_CHUNK)
@@ -77,17 +80,19 @@ class TakenOver:
         self._feed = _Feed(transport)
 
     @classmethod
-    def inbound(cls, request: web.BaseRequest) -> "TakenOver":
+    def inbound(cls, request: web.BaseRequest) -> TakenOver:
         """The app's connection, after our answer's headers (200 to a CONNECT, or a 101) are written."""
-        pipe = cls(request.transport, request.protocol)  # type: ignore[arg-type]
-        request.protocol.set_parser(pipe._feed)  # type: ignore[union-attr,arg-type]  # bytes already read are fed first
+        pipe = cls(request.transport, request.protocol)
+        # aiohttp's hook takes any object with feed_data/feed_eof (its stub names WebSocketReader); bytes already
+        # read are fed first.
+        request.protocol.set_parser(pipe._feed)  # type: ignore[arg-type]
         return pipe
 
     @classmethod
-    def upstream(cls, connection: aiohttp.client.Connection) -> "TakenOver":
+    def upstream(cls, connection: Connection) -> TakenOver:
         """An upstream connection whose response was a 101 (aiohttp holds back the bytes after it until now)."""
-        pipe = cls(connection.transport, connection.protocol)  # type: ignore[arg-type]
-        connection.protocol.set_parser(pipe._feed, pipe._feed)  # type: ignore[union-attr]
+        pipe = cls(connection.transport, connection.protocol)
+        connection.protocol.set_parser(pipe._feed, pipe._feed)  # type: ignore[union-attr]  # a 101's connection has one
         return pipe
 
     async def read(self) -> bytes:
@@ -98,7 +103,7 @@ class TakenOver:
         if t is None or t.is_closing():
             raise ConnectionResetError("the connection is closed")
         t.write(data)
-        await self._protocol._drain_helper()  # noqa: SLF001 - aiohttp's flow control for its transports
+        await self._protocol._drain_helper()
 
     def send_last(self, data: bytes) -> None:
         """A last write before `close()` (which still flushes it); no waiting on a peer that may not read."""
@@ -199,7 +204,9 @@ async def relay(
                 break
             if linger_until is not None and now >= linger_until:
                 break
-            done, waits = await asyncio.wait(waits, timeout=min(limits) - now if limits else None, return_when=asyncio.FIRST_COMPLETED)
+            done, waits = await asyncio.wait(
+                waits, timeout=min(limits) - now if limits else None, return_when=asyncio.FIRST_COMPLETED
+            )
             if stopper is not None and stopper in done:
                 out.ended = "stopped"
                 break
@@ -229,14 +236,16 @@ async def relay(
 # -- CONNECT ------------------------------------------------------------------------------------------------------------
 
 
-async def open_guarded(host: str, port: int, allow_private: bool, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_guarded(
+    host: str, port: int, allow_private: bool, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
             raise errors.UpstreamError(f"upstream host name did not resolve: {e}", o.DNS) from None
-        addrs = [i[4][0] for i in infos if allow_private or is_public(i[4][0])]
+        addrs = [str(i[4][0]) for i in infos if allow_private or is_public(str(i[4][0]))]
         if not addrs:
             raise errors.Forbidden(f"{host} resolves only to non-public addresses (set allow_private: true)")
         last: OSError | None = None

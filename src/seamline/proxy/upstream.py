@@ -28,7 +28,9 @@ from seamline.proxy.websocket import WebSocketRelay, upgrade_headers
 from seamline.validate.validator import Validator
 
 
-def upstream_headers(http: web.BaseRequest, heads: Inbound, ex: Exchange, run_header: str, added: dict[str, str]) -> CIMultiDict[str]:
+def upstream_headers(
+    http: web.BaseRequest, heads: Inbound, ex: Exchange, run_header: str, added: dict[str, str]
+) -> CIMultiDict[str]:
     """The request headers as sent upstream: Host first, the caller's end-to-end headers, correlation,
     X-Forwarded-*, then the upstream's configured headers (`added`). Pure."""
     target = ex.target
@@ -79,7 +81,9 @@ class UpstreamCall:
         self.run_header = cfg.server.run_id_header
         self.max_body = cfg.server.max_request_body_bytes
         self.capture_cap = cap = cfg.capture.max_body_bytes
-        self._caps = {n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else cap) for n, h in cfg.handoffs.items()}
+        self._caps = {
+            n: (h.capture.max_body_bytes if h.capture.max_body_bytes is not None else cap) for n, h in cfg.handoffs.items()
+        }
 
     async def call(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> web.StreamResponse:
         if ex.mode == "connect":
@@ -91,7 +95,9 @@ class UpstreamCall:
             return await self._websocket(ex, http, heads, headers)
         return await self._forward(ex, http, heads, headers)  # other upgrade offers (h2c…) are declined
 
-    async def _forward(self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]) -> web.StreamResponse:
+    async def _forward(
+        self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]
+    ) -> web.StreamResponse:
         target = ex.target
         assert target is not None and ex.request_tap is not None
         ex.request_headers = list(headers.items())
@@ -117,7 +123,7 @@ class UpstreamCall:
             upstream_resp = await self.forwarder.send(target, http.method, headers, data)
         except errors.ProxyError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - every client failure is classified
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             err = classify_client_error(exc)
@@ -156,7 +162,9 @@ class UpstreamCall:
                     )
         return stream_body(http, tap, timing, self.max_body, head)
 
-    async def _websocket(self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]) -> web.StreamResponse:
+    async def _websocket(
+        self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]
+    ) -> web.StreamResponse:
         """The opening handshake relayed; a 101 turns the connection into a frame relay (`seamline.proxy.websocket`)."""
         assert ex.target is not None
         headers.update(upgrade_headers(heads.all("upgrade")))

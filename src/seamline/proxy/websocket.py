@@ -23,14 +23,14 @@ from multidict import CIMultiDict
 
 from seamline import errors
 from seamline.config.models import Config
-from seamline.proxy.deadlines import Deadlines
 from seamline.exchange import Exchange
-from seamline.proxy.inbound import header_tokens
+from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import Forwarder, classify_client_error
-from seamline.responses import ExactStreamResponse
+from seamline.proxy.inbound import header_tokens
 from seamline.proxy.routing import Target
 from seamline.proxy.tunnel import TakenOver, relay
 from seamline.proxy.wsframes import CLOSE_GOING_AWAY, FrameCounter, close_frame
+from seamline.responses import ExactStreamResponse
 
 # RFC 6455 §7.4.1: codes for reporting a close that carried none (never sent on the wire).
 _NO_STATUS, _ABNORMAL = 1005, 1006
@@ -89,13 +89,17 @@ class WebSocketRelay:
             return await self._forwarder.send(target, "GET", headers, None)
         except errors.ProxyError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - every client failure is classified
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise classify_client_error(exc) from None
 
     async def relay(
-        self, request: web.BaseRequest, ex: Exchange, resp: aiohttp.ClientResponse, drop: frozenset[str] | set[str],
+        self,
+        request: web.BaseRequest,
+        ex: Exchange,
+        resp: aiohttp.ClientResponse,
+        drop: frozenset[str] | set[str],
         echo: dict[str, str],
     ) -> web.StreamResponse:
         """After the upstream's 101: answer the app's 101 (the upstream's headers, minus `drop`, plus `echo`), then
@@ -124,8 +128,14 @@ class WebSocketRelay:
             seen = _Directions()
             try:
                 moved = await relay(
-                    client, upstream, linger=timeouts.read, idle=timeouts.websocket_idle, stop=self._stop,
-                    settled=seen.closed, on_sent=seen.on_sent, on_received=seen.on_received,
+                    client,
+                    upstream,
+                    linger=timeouts.read,
+                    idle=timeouts.websocket_idle,
+                    stop=self._stop,
+                    settled=seen.closed,
+                    on_sent=seen.on_sent,
+                    on_received=seen.on_received,
                 )
                 if moved.ended in ("idle", "stopped"):
                     _going_away(client, upstream, seen)
@@ -185,4 +195,3 @@ def mark(ex: Exchange) -> None:
     if ex.mode != "websocket":
         ex.attributes["ws_via"] = ex.mode
         ex.mode = "websocket"
-

@@ -23,8 +23,20 @@ class FrameCounter:
     """
 
     __slots__ = (
-        "frames", "messages", "pings", "pongs", "close_seen", "close_code", "error",
-        "_head", "_remaining", "_mask", "_code", "_reading_code", "_opcode", "_in_message",
+        "_code",
+        "_head",
+        "_in_message",
+        "_mask",
+        "_opcode",
+        "_reading_code",
+        "_remaining",
+        "close_code",
+        "close_seen",
+        "error",
+        "frames",
+        "messages",
+        "pings",
+        "pongs",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -48,6 +60,10 @@ class FrameCounter:
         """True between frames: a frame written now would not split one (the idle close relies on it)."""
         return not self.error and self._remaining == 0 and not self._head
 
+    def failed(self) -> bool:
+        """The stream broke the framing rules (`error` says how); counting stopped there."""
+        return bool(self.error)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Account for the next bytes of the stream."""
         if self.error:
@@ -65,7 +81,7 @@ class FrameCounter:
                     self._end_frame()
                 continue
             i = self._read_head(view, i)
-            if self.error:
+            if self.failed():
                 return
 
     def _read_head(self, view: memoryview, i: int) -> int:

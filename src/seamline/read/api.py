@@ -12,8 +12,8 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from seamline.read import queries as runs
 from seamline.errors import problem
+from seamline.read import queries as runs
 from seamline.read.web import render
 
 log = logging.getLogger(__name__)

@@ -51,9 +51,11 @@ def _table(database: str | None, table: str = "handoffs") -> str:
 
 def _utc(value: Any) -> Any:
     """ClickHouse returns naive datetimes for DateTime64(…, 'UTC') depending on the client's tz mode."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return _as_utc(value) if isinstance(value, datetime) else value
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _severity_sql(column: str = "outcome") -> str:
@@ -76,12 +78,7 @@ async def get_run(
 ) -> list[dict[str, Any]]:
     """Every recorded handoff of one run, oldest first (empty when the run is unknown)."""
     cols = ", ".join(COLUMN_NAMES)
-    sql = (
-        f"SELECT {cols} FROM {_table(database)} "
-        "WHERE run_id = {run_id:String} "
-        "ORDER BY ts, event_id "
-        "LIMIT {limit:UInt32}"
-    )
+    sql = f"SELECT {cols} FROM {_table(database)} WHERE run_id = {{run_id:String}} ORDER BY ts, event_id LIMIT {{limit:UInt32}}"
     rows = await store.query(sql, {"run_id": run_id, "limit": int(limit)})
     for row in rows:
         row["ts"] = _utc(row.get("ts"))
@@ -94,7 +91,7 @@ def resolve_since(since: timedelta | datetime | None, *, now: datetime | None = 
         return None
     if isinstance(since, timedelta):
         return (now or datetime.now(UTC)) - since
-    return _utc(since)
+    return _as_utc(since)
 
 
 async def list_runs(

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from urllib.parse import quote, urlsplit
 
 import httpx
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -69,7 +69,14 @@ def fetch(base: str, path: str, params: dict[str, str] | None = None, *, timeout
     try:
         body = resp.json()
     except ValueError:
-        raise AdminError(f"{url} answered {resp.status_code} with a non-JSON body; is {base} a Seamline admin listener?", EXIT_UNREACHABLE) from None
+        raise AdminError(
+            f"{url} answered {resp.status_code} with a non-JSON body; is {base} a Seamline admin listener?", EXIT_UNREACHABLE
+        ) from None
+    if not isinstance(body, dict):
+        raise AdminError(
+            f"{url} answered {resp.status_code} with JSON that is not an object; is {base} a Seamline admin listener?",
+            EXIT_UNREACHABLE,
+        )
     if resp.status_code == 404:
         raise AdminError(str(body.get("detail") or "not found"), EXIT_NOT_FOUND)
     if resp.status_code == 400:
@@ -138,9 +145,18 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
     console.print(head)
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold dim")
-    for name, justify in (("offset", "right"), ("handoff", "left"), ("request", "left"), ("status", "right"),
-                          ("timeline", "left"), ("duration", "right"), ("outcome", "left"), ("error", "left")):
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("offset", "right"),
+        ("handoff", "left"),
+        ("request", "left"),
+        ("status", "right"),
+        ("timeline", "left"),
+        ("duration", "right"),
+        ("outcome", "left"),
+        ("error", "left"),
+    )
+    for header, justify in columns:
+        table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis")
     for row in rows:
         outcome = str(row.get("outcome") or "")
         style = OUTCOME_STYLE.get(outcome, "")
@@ -154,8 +170,13 @@ def render_run(run: dict[str, Any], console: Console, *, bodies: bool = False) -
             Text(f"+{_ms(row.get('offset_ms'))}"),
             name,
             Text(f"{clean(row.get('method'))} {clean(_path(str(row.get('url') or '')))}"),
-            Text(str(status) if status else "—", style=style if outcome == o.REFUSED else "red" if status >= 400 or not status else ""),
-            Text(duration_bar(float(row.get("offset_ms") or 0), float(row.get("duration_ms") or 0), total), style=style or "blue"),
+            Text(
+                str(status) if status else "—",
+                style=style if outcome == o.REFUSED else "red" if status >= 400 or not status else "",
+            ),
+            Text(
+                duration_bar(float(row.get("offset_ms") or 0), float(row.get("duration_ms") or 0), total), style=style or "blue"
+            ),
             Text(_ms(row.get("duration_ms"))),
             Text(clean(outcome or "—"), style=style),
             Text(clean("" if err == o.NONE else err), style=style if outcome == o.REFUSED else "red"),
@@ -207,8 +228,16 @@ def render_runs(listing: dict[str, Any], console: Console) -> None:
         console.print("No runs match.")
         return
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold dim")
-    for name, justify in (("last activity", "left"), ("run", "left"), ("handoffs", "right"), ("failed", "right"),
-                          ("worst outcome", "left"), ("error classes", "left"), ("failed handoffs", "left"), ("duration", "right")):
+    for name, justify in (
+        ("last activity", "left"),
+        ("run", "left"),
+        ("handoffs", "right"),
+        ("failed", "right"),
+        ("worst outcome", "left"),
+        ("error classes", "left"),
+        ("failed handoffs", "left"),
+        ("duration", "right"),
+    ):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
     for r in rows:
         worst = str(r.get("worst_outcome") or "")
@@ -268,13 +297,19 @@ def cmd_runs(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO
 
 
 def _add_admin_url(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--admin-url", default=None, metavar="URL",
-                   help=f"the sidecar's admin listener (env SEAMLINE_ADMIN_URL, default {DEFAULT_ADMIN_URL})")
+    p.add_argument(
+        "--admin-url",
+        default=None,
+        metavar="URL",
+        help=f"the sidecar's admin listener (env SEAMLINE_ADMIN_URL, default {DEFAULT_ADMIN_URL})",
+    )
 
 
 def add_parsers(subparsers: Any) -> None:
     """Add `trace` and `runs` to the CLI; each sets `func(args) -> exit code`."""
-    p = subparsers.add_parser("trace", help="show one run as a terminal timeline", description="Show one run's handoffs as a timeline.")
+    p = subparsers.add_parser(
+        "trace", help="show one run as a terminal timeline", description="Show one run's handoffs as a timeline."
+    )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
     p.add_argument("--bodies", action="store_true", help="also print the redacted headers and bodies")
@@ -282,7 +317,11 @@ def add_parsers(subparsers: Any) -> None:
     p.set_defaults(func=cmd_trace)
 
     p = subparsers.add_parser("runs", help="list recent runs", description="List recent runs, most recent first.")
-    p.add_argument("--failed", action="store_true", help="only runs with a failed handoff (Seamline's own refusals included, counted as refused)")
+    p.add_argument(
+        "--failed",
+        action="store_true",
+        help="only runs with a failed handoff (Seamline's own refusals included, counted as refused)",
+    )
     p.add_argument("--since", default="1h", help="time window: 15m, 1h, 2d, an ISO time, or 'all' (default 1h)")
     p.add_argument("--outcome", default=None, help=f"only runs with a handoff of this outcome ({', '.join(o.OUTCOMES)})")
     p.add_argument("--handoff", default=None, help="only runs that include this handoff")

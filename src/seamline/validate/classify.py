@@ -1,4 +1,4 @@
-"""Outcome and error class of one handoff (issue 4). Pure: no I/O (the clock can be injected).
+"""Outcome and error class of one handoff. Pure: no I/O (the clock can be injected).
 
 Precedence, first match wins:
 1. request broke its contract and `enforce: request` (never forwarded) → contract_violation / contract
@@ -149,9 +149,7 @@ def parse_retry_after(value: str | None, now: float) -> float:
         return float(v)
     try:
         when = parsedate_to_datetime(v)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return -1.0
-    if when is None:
+    except (TypeError, ValueError, IndexError, OverflowError):  # an unparsable date raises (it no longer returns None)
         return -1.0
     return max(0.0, when.timestamp() - now)
 

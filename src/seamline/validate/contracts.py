@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import jsonschema_rs
 from jmespath.visitor import TreeInterpreter
@@ -55,7 +55,21 @@ from jmespath.visitor import TreeInterpreter
 from seamline import outcomes as o
 from seamline.config.models import Contract
 from seamline.validate.drift import MAX_DRIFT, shape_of, unknown_fields
-from seamline.validate.expressions import ContractError, fast_path, get_path, json_equal, parse_expression, plain_chain, root_chains, stringify, truthy
+from seamline.validate.expressions import (
+    ContractError,
+    fast_path,
+    get_path,
+    json_equal,
+    parse_expression,
+    plain_chain,
+    root_chains,
+    stringify,
+    truthy,
+)
+
+if TYPE_CHECKING:
+    # A parsed JMESPath expression as the stubs type it (a plain dict at run time: type, value, children).
+    from jmespath.visitor import _TreeNode as _Node
 
 MAX_VIOLATIONS: Final = 50
 _SIDES: Final = {"request": ("method", "path", "headers", "query", "body"), "response": ("status", "headers", "body")}
@@ -81,7 +95,7 @@ class Evaluation:
 @dataclass(frozen=True, slots=True)
 class _Expr:
     name: str
-    ast: dict[str, Any]
+    ast: _Node
     reads_body: bool
     fast: Callable[[Any], Any] | None = None  # same result as the interpreter, for simple shapes
 
@@ -138,10 +152,14 @@ class CompiledContract:
         ast = parse_expression(path, where, source, self.name)
         chain = plain_chain(ast)
         if chain is None:
-            raise ContractError(source, self.name, where, "an echo entry is a dotted field path such as `email` or `customer.email`")
+            raise ContractError(
+                source, self.name, where, "an echo entry is a dotted field path such as `email` or `customer.email`"
+            )
         for side, shape in (("request", self._req_shape), ("response", self._resp_shape)):
             if shape is not None and not shape.knows(chain[0]):
-                raise ContractError(source, self.name, where, f"field {chain[0]!r} is not in {side}_schema properties; path to nowhere")
+                raise ContractError(
+                    source, self.name, where, f"field {chain[0]!r} is not in {side}_schema properties; path to nowhere"
+                )
         return path, tuple(chain)
 
     # -- evaluate ---------------------------------------------------------------------------------
@@ -179,7 +197,9 @@ class CompiledContract:
         except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
             return Evaluation([o.VALIDATOR_ERROR + type(e).__name__], unvalidated_reason="validator_error")
 
-    def _evaluate(self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool) -> Evaluation:
+    def _evaluate(
+        self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool
+    ) -> Evaluation:
         data = {"request": req, "response": resp}
         ids = self._external_ids(data)
         status = resp.get("status")
@@ -258,7 +278,9 @@ def _compile_schema(schema: dict[str, Any] | None, where: str, source: str, hand
         return jsonschema_rs.Draft202012Validator(schema)
     except jsonschema_rs.ValidationError as e:
         loc = "".join(f"/{p}" for p in e.instance_path)
-        raise ContractError(source, handoff, f"{where}{loc.replace('/', '.')}", f"invalid JSON Schema (2020-12): {e.message}") from None
+        raise ContractError(
+            source, handoff, f"{where}{loc.replace('/', '.')}", f"invalid JSON Schema (2020-12): {e.message}"
+        ) from None
     except Exception as e:  # noqa: BLE001 - referencing errors and the like
         raise ContractError(source, handoff, where, f"invalid JSON Schema (2020-12): {e}") from None
 

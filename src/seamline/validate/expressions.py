@@ -5,11 +5,15 @@ expression reads from the root, a fast path for simple shapes, and JMESPath's tr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import jmespath
 import orjson
 from jmespath.exceptions import JMESPathError
+
+if TYPE_CHECKING:
+    # A parsed JMESPath expression as the stubs type it (a plain dict at run time: type, value, children).
+    from jmespath.visitor import _TreeNode as _Node
 
 _WRAPPERS: Final = frozenset({"index_expression", "projection", "filter_projection", "flatten", "pipe"})
 _BRANCHES: Final = frozenset(
@@ -26,9 +30,9 @@ class ContractError(ValueError):
         super().__init__(f"{source}: handoffs.{handoff}.contract.{field}: {problem}")
 
 
-def parse_expression(expr: str, where: str, source: str, handoff: str) -> dict[str, Any]:
+def parse_expression(expr: str, where: str, source: str, handoff: str) -> _Node:
     try:
-        return jmespath.compile(expr).parsed  # type: ignore[no-any-return]
+        return jmespath.compile(expr).parsed
     except (JMESPathError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         if "(NUMBER)" in msg:
@@ -36,7 +40,7 @@ def parse_expression(expr: str, where: str, source: str, handoff: str) -> dict[s
         raise ContractError(source, handoff, where, f"JMESPath expression {expr!r} does not parse: {msg}") from None
 
 
-def root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
+def root_chains(node: _Node) -> Iterator[list[str]]:
     """Field paths read from the root document (e.g. ['response', 'body', 'id'])."""
     t = node.get("type")
     kids = node.get("children") or []
@@ -48,7 +52,8 @@ def root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
             if k["type"] == "field":
                 chain.append(k["value"])
                 continue
-            head = (k.get("children") or [None])[0] if k["type"] in _WRAPPERS else None
+            wrapped = k.get("children") if k["type"] in _WRAPPERS else None
+            head = wrapped[0] if wrapped else None
             if isinstance(head, dict) and head.get("type") == "field":
                 chain.append(head["value"])
             break
@@ -63,7 +68,7 @@ def root_chains(node: dict[str, Any]) -> Iterator[list[str]]:
             yield from root_chains(k)
 
 
-def plain_chain(ast: dict[str, Any]) -> list[str] | None:
+def plain_chain(ast: _Node) -> list[str] | None:
     if ast.get("type") == "field":
         return [ast["value"]]
     if ast.get("type") == "subexpression" and all(k.get("type") == "field" for k in ast["children"]):
@@ -80,7 +85,7 @@ def get_path(value: Any, chain: tuple[str, ...]) -> Any:
     return value
 
 
-def fast_path(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
+def fast_path(ast: _Node) -> Callable[[Any], Any] | None:
     """A direct evaluator for `a.b.c` and `a.b == <a.b | literal>` (!=, too); None for anything else."""
     chain = plain_chain(ast)
     if chain is not None:
@@ -96,7 +101,7 @@ def fast_path(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
     return lambda d: not json_equal(left(d), right(d))
 
 
-def _fast_operand(node: dict[str, Any]) -> Callable[[Any], Any] | None:
+def _fast_operand(node: _Node) -> Callable[[Any], Any] | None:
     if node.get("type") == "literal":
         value = node["value"]
         return lambda _d: value

@@ -13,12 +13,13 @@ from urllib.parse import parse_qsl
 import orjson
 
 from seamline.capture.bodies import RenderedBody, decode_content, is_json_type, parse_content_type
-from seamline.validate.classify import Classification, classify, classify_own_answer
 from seamline.config.loader import ConfigError
 from seamline.config.models import Config
-from seamline.validate.contracts import CompiledContract, ContractError, Evaluation, compile_contract
 from seamline.exchange import Exchange
 from seamline.outcomes import NONE, SEAMLINE_REFUSAL_CLASSES
+from seamline.validate.classify import Classification, classify, classify_own_answer
+from seamline.validate.contracts import CompiledContract, Evaluation, compile_contract
+from seamline.validate.expressions import ContractError
 
 
 def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -78,7 +79,9 @@ class Validator:
                 not_json = True
         return contract.check_request(self.request_view(ex, body, headers), not_json=not_json, truncated=tap.truncated)
 
-    def evaluate(self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody) -> tuple[Evaluation | None, Classification, list[str]]:
+    def evaluate(
+        self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody
+    ) -> tuple[Evaluation | None, Classification, list[str]]:
         """(evaluation, classification, request violations) for a finished exchange."""
         contract = self.contracts.get(ex.handoff)
         resp_headers = _lower(ex.response_headers)

@@ -12,15 +12,19 @@ import pytest
 import zstandard
 
 from seamline.capture.bodies import RenderedBody, decode_content, parse_content_type, render_body
-from seamline.config.models import Capture
 from seamline.capture.redact import REDACTED, RedactionPolicy
+from seamline.config.models import Capture
 
 BODY = json.dumps({"items": [{"id": i, "name": f"item-{i}", "password": "hunter2-secret"} for i in range(400)]}).encode()
 
 
-def render(raw: bytes, ct: str | None = "application/json", enc: str | None = None, *, truncated: bool = False, limit: int = 1 << 20) -> RenderedBody:
+def render(
+    raw: bytes, ct: str | None = "application/json", enc: str | None = None, *, truncated: bool = False, limit: int = 1 << 20
+) -> RenderedBody:
     r = RedactionPolicy.from_config(Capture()).redactor()
-    return render_body(raw, content_type=ct, content_encoding=enc, truncated=truncated, total_bytes=len(raw), redactor=r, limit=limit)
+    return render_body(
+        raw, content_type=ct, content_encoding=enc, truncated=truncated, total_bytes=len(raw), redactor=r, limit=limit
+    )
 
 
 def compress(enc: str, data: bytes) -> bytes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from seamline.config.models import Capture
 from seamline.capture.error_text import MAX_ERROR_TEXT, safe_error_text
 from seamline.capture.redact import RedactionPolicy
+from seamline.config.models import Capture
 
 POLICY = RedactionPolicy.from_config(Capture())
 STRIPE = "sk_live_51Habc0123456789SECRET"

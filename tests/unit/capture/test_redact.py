@@ -8,8 +8,8 @@ import json
 import pytest
 
 from seamline.capture.bodies import render_body
-from seamline.config.models import Capture, HeaderRedaction
 from seamline.capture.redact import REDACTED, RedactionPolicy, Redactor, has_card, luhn_valid, normalize_key, redact_cards
+from seamline.config.models import Capture, HeaderRedaction
 
 SECRET = "s3cr3t-VALUE-9f8e7d"
 VISA = "4111111111111111"
@@ -21,7 +21,9 @@ def redactor(capture: Capture | None = None, upstream: HeaderRedaction | None = 
 
 def render_json(r: Redactor, obj: object) -> str:
     raw = json.dumps(obj).encode()
-    return render_body(raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(raw), redactor=r).text
+    return render_body(
+        raw, content_type="application/json", content_encoding=None, truncated=False, total_bytes=len(raw), redactor=r
+    ).text
 
 
 # -- headers --------------------------------------------------------------------------------------
@@ -166,7 +168,8 @@ def test_whole_object_under_a_secret_key_is_redacted() -> None:
 
 
 def test_redact_keys_are_configurable() -> None:
-    text = render_json(redactor(Capture(redact_keys=["dob"], redact_keys_extra=[])), {"dob": "1990-01-01", "password": "p"})  # date-ok: a value to redact
+    record = {"dob": "1990-01-01", "password": "p"}  # date-ok: a value to redact
+    text = render_json(redactor(Capture(redact_keys=["dob"], redact_keys_extra=[])), record)
     assert json.loads(text) == {"dob": REDACTED, "password": "p"}
 
 
@@ -236,7 +239,12 @@ def test_secret_in_every_position_appears_nowhere_in_the_outputs() -> None:
     url = r.redact_url(f"https://api.x/v1/u?token={SECRET}&apikey={SECRET}&q=1")
     form = f"username=a&password={SECRET}&note={SECRET}".encode()
     req_body = render_body(
-        form, content_type="application/x-www-form-urlencoded", content_encoding=None, truncated=False, total_bytes=len(form), redactor=r
+        form,
+        content_type="application/x-www-form-urlencoded",
+        content_encoding=None,
+        truncated=False,
+        total_bytes=len(form),
+        redactor=r,
     ).text
     resp_raw = json.dumps({"user": {"profile": {"api_token": SECRET}}, "error": {"message": f"bad token {SECRET}"}}).encode()
     resp_body = render_body(

@@ -37,10 +37,22 @@ def test_invalid_environment_value_is_reported(tmp_path, monkeypatch):
 def test_contract_file_reference_is_loaded_relative_to_the_config(tmp_path):
     (tmp_path / "contracts").mkdir()
     (tmp_path / "contracts" / "charge.yaml").write_text("status: [200]\nextract: {charge_id: response.body.id}\n")
-    cfg = load_config(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n"))
+    cfg = load_config(
+        write(
+            tmp_path,
+            "upstreams:\n  b:\n    base_url: https://b.example\n"
+            "handoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: contracts/charge.yaml\n",
+        )
+    )
     assert cfg.handoffs["b.charge"].contract.status == [200]
 
 
 def test_missing_contract_file_is_named(tmp_path):
-    msg = error_of(write(tmp_path, "upstreams:\n  b:\n    base_url: https://b.example\nhandoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n"))
+    msg = error_of(
+        write(
+            tmp_path,
+            "upstreams:\n  b:\n    base_url: https://b.example\n"
+            "handoffs:\n  b.charge:\n    upstream: b\n    match: POST /c\n    contract: nope.yaml\n",
+        )
+    )
     assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg

@@ -10,7 +10,10 @@ from seamline.config.loader import load_config
 
 
 def test_issue_example_loads(tmp_path):
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
 upstreams:
   billing:
     base_url: https://api.billing.example
@@ -20,7 +23,9 @@ handoffs:
   billing.create_invoice:
     upstream: billing
     match: POST /v1/invoices
-"""))
+""",
+        )
+    )
     assert cfg.upstreams["billing"].timeouts.read == 10
     assert cfg.handoffs["billing.create_invoice"].method == "POST"
     assert cfg.handoffs["billing.create_invoice"].path_template == "/v1/invoices"
@@ -29,12 +34,23 @@ handoffs:
 def test_bad_url_and_unknown_upstream_reference(tmp_path):
     msg = error_of(write(tmp_path, "upstreams:\n  crm:\n    base_url: ftp://x\n"))
     assert "upstreams.crm.base_url" in msg and "http" in msg
-    msg = error_of(write(tmp_path, "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a.b:\n    upstream: billng\n    match: GET /x\n"))
+    msg = error_of(
+        write(
+            tmp_path,
+            "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a.b:\n    upstream: billng\n    match: GET /x\n",
+        )
+    )
     assert "billng" in msg and "known: crm" in msg
 
 
 def test_bad_match_and_literal_choices(tmp_path):
-    msg = error_of(write(tmp_path, "upstreams:\n  crm:\n    base_url: https://crm.example\nhandoffs:\n  a:\n    upstream: crm\n    match: charges\n    safety: maybe\n"))
+    msg = error_of(
+        write(
+            tmp_path,
+            "upstreams:\n  crm:\n    base_url: https://crm.example\n"
+            "handoffs:\n  a:\n    upstream: crm\n    match: charges\n    safety: maybe\n",
+        )
+    )
     assert "handoffs.a.match" in msg and "POST /v1/charges" in msg
     assert "handoffs.a.safety" in msg and "never_repeat" in msg
 
@@ -65,12 +81,17 @@ def test_two_upstreams_on_one_host_and_base_path_are_refused_naming_both_and_the
 
 
 def test_duplicate_upstream_message_keeps_credentials_out(tmp_path):
-    msg = error_of(write(tmp_path, "upstreams:\n  a:\n    base_url: https://user:s3cret@h.example\n  b:\n    base_url: https://h.example\n"))
+    msg = error_of(
+        write(tmp_path, "upstreams:\n  a:\n    base_url: https://user:s3cret@h.example\n  b:\n    base_url: https://h.example\n")
+    )
     assert "upstreams.b.base_url" in msg and "s3cret" not in msg and "user" not in msg
 
 
 def test_upstreams_sharing_a_host_with_distinct_base_paths_load(tmp_path):
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
 upstreams:
   root: {base_url: 'http://h.example:9000'}
   up: {base_url: 'http://h.example:9000/ok'}
@@ -78,14 +99,20 @@ upstreams:
   billing_v2: {base_url: 'http://h.example:9000/api/v2'}
   other_scheme: {base_url: 'https://h.example:9000/ok'}
   other_port: {base_url: 'http://h.example:9001/ok'}
-"""))
+""",
+        )
+    )
     assert len(cfg.upstreams) == 6
 
 
 def test_websocket_idle_timeout_defaults_to_five_minutes_and_must_be_positive(tmp_path):
     cfg = load_config(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n"))
     assert cfg.upstreams["chat"].timeouts.websocket_idle == 300.0
-    cfg = load_config(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 30}\n"))
+    cfg = load_config(
+        write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 30}\n")
+    )
     assert cfg.upstreams["chat"].timeouts.websocket_idle == 30.0
-    msg = error_of(write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 0}\n"))
+    msg = error_of(
+        write(tmp_path, "upstreams:\n  chat:\n    base_url: https://chat.example\n    timeouts: {websocket_idle: 0}\n")
+    )
     assert "upstreams.chat.timeouts.websocket_idle" in msg and "0" in msg

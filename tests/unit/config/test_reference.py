@@ -35,7 +35,7 @@ def test_rows_show_types_defaults_and_bounds() -> None:
     md = docs.config_reference_markdown()
     assert "| `base_url` | string | *required* |" in md
     assert "| `port` | integer (≥ 0, ≤ 65535) | `8080` |" in md
-    assert "| `enforce` | one of `record`, `request` | `\"record\"` |" in md
+    assert '| `enforce` | one of `record`, `request` | `"record"` |' in md
     assert "| `ca_bundle` | string or null | `null` |" in md
 
 
@@ -60,7 +60,7 @@ def test_update_readme_replaces_between_markers_only(tmp_path: Path) -> None:
 def test_update_readme_without_markers_fails_loudly(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n", encoding="utf-8")
-    with pytest.raises(docs.MarkersMissing, match="README.md"):
+    with pytest.raises(docs.MarkersMissing, match=r"README\.md"):
         docs.update_readme(readme)
     assert readme.read_text(encoding="utf-8") == "# no markers\n"
 

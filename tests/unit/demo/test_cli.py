@@ -37,29 +37,59 @@ def test_no_new_flag_keeps_the_embedded_demo_and_its_defaults():
 
 
 def test_mocks_only_takes_host_ports_seed_and_rate():
-    args = _parse("--mocks-only", "--mock-host", "0.0.0.0", "--mock-ports", "9101,9102,9103,9104", "--seed", "3", "--failure-rate", "0.5")
+    args = _parse(
+        "--mocks-only", "--mock-host", "0.0.0.0", "--mock-ports", "9101,9102,9103,9104", "--seed", "3", "--failure-rate", "0.5"
+    )
     assert demo_mode(args) == "mocks-only" and check_args(args) is None
     assert args.mock_host == "0.0.0.0" and args.mock_ports == (9101, 9102, 9103, 9104)
     assert (args.seed, args.failure_rate) == (3, 0.5)
 
 
 def test_proxy_url_takes_admin_url_wait_and_run_options():
-    args = _parse("--proxy-url", "http://seamline:8080/", "--admin-url", "http://seamline:9090", "--runs", "200",
-                  "--seed", "3", "--failure-rate", "0.1", "--wait", "60", "--no-progress")
+    args = _parse(
+        "--proxy-url",
+        "http://seamline:8080/",
+        "--admin-url",
+        "http://seamline:9090",
+        "--runs",
+        "200",
+        "--seed",
+        "3",
+        "--failure-rate",
+        "0.1",
+        "--wait",
+        "60",
+        "--no-progress",
+    )
     assert demo_mode(args) == "proxy" and check_args(args) is None
     assert args.proxy_url == "http://seamline:8080" and args.admin_url == "http://seamline:9090"
     assert (args.runs, args.wait) == (200, 60.0)
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (("--proxy-url", "http://s:8080", "--keep-serving"), "--keep-serving"),
-    (("--proxy-url", "http://s:8080", "--mock-ports", "1,2,3,4"), "--mock-ports"),
-    (("--proxy-url", "http://s:8080", "--admin-port", "9"), "--admin-port"),
-    (("--mocks-only", "--runs", "5"), "--runs"),
-    (("--mocks-only", "--admin-url", "http://s:9090"), "--admin-url"),
-    (("--admin-url", "http://s:9090",), "--admin-url"),
-    (("--wait", "5",), "--wait"),
-])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (("--proxy-url", "http://s:8080", "--keep-serving"), "--keep-serving"),
+        (("--proxy-url", "http://s:8080", "--mock-ports", "1,2,3,4"), "--mock-ports"),
+        (("--proxy-url", "http://s:8080", "--admin-port", "9"), "--admin-port"),
+        (("--mocks-only", "--runs", "5"), "--runs"),
+        (("--mocks-only", "--admin-url", "http://s:9090"), "--admin-url"),
+        (
+            (
+                "--admin-url",
+                "http://s:9090",
+            ),
+            "--admin-url",
+        ),
+        (
+            (
+                "--wait",
+                "5",
+            ),
+            "--wait",
+        ),
+    ],
+)
 def test_a_flag_from_another_mode_is_refused_not_ignored(argv, flag, capsys):
     args = _parse(*argv)
     problem = check_args(args)
@@ -68,24 +98,30 @@ def test_a_flag_from_another_mode_is_refused_not_ignored(argv, flag, capsys):
     assert flag in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("--failure-rate", "1.5"), "--failure-rate"),
-    (("--proxy-url", "http://s:8080", "--runs", "0"), "--runs"),
-    (("--proxy-url", "http://s:8080", "--wait", "-1"), "--wait"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--failure-rate", "1.5"), "--failure-rate"),
+        (("--proxy-url", "http://s:8080", "--runs", "0"), "--runs"),
+        (("--proxy-url", "http://s:8080", "--wait", "-1"), "--wait"),
+    ],
+)
 def test_out_of_range_values_are_refused(argv, message):
     assert message in (check_args(_parse(*argv)) or "")
 
 
-@pytest.mark.parametrize("argv", [
-    ("--mocks-only", "--proxy-url", "http://s:8080"),
-    ("--mock-ports", "9101,9102,9103"),
-    ("--mock-ports", "9101,9101,9103,9104"),
-    ("--mock-ports", "0,9102,9103,9104"),
-    ("--mock-ports", "a,b,c,d"),
-    ("--proxy-url", "seamline:8080"),
-    ("--proxy-url", "ftp://seamline"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--mocks-only", "--proxy-url", "http://s:8080"),
+        ("--mock-ports", "9101,9102,9103"),
+        ("--mock-ports", "9101,9101,9103,9104"),
+        ("--mock-ports", "0,9102,9103,9104"),
+        ("--mock-ports", "a,b,c,d"),
+        ("--proxy-url", "seamline:8080"),
+        ("--proxy-url", "ftp://seamline"),
+    ],
+)
 def test_malformed_arguments_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         _parse(*argv)
@@ -96,10 +132,17 @@ def test_malformed_arguments_are_usage_errors(argv, capsys):
 async def test_mocks_only_serves_each_api_on_its_port_until_stopped():
     ports = free_ports(len(SERVICES))
     out, stop, ready = io.StringIO(), asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve_mocks(
-        seed=3, failure_rate=0.0, host="127.0.0.1", ports=ports, stop_event=stop, ready=ready,
-        console=Console(file=out, width=200),
-    ))
+    task = asyncio.create_task(
+        serve_mocks(
+            seed=3,
+            failure_rate=0.0,
+            host="127.0.0.1",
+            ports=ports,
+            stop_event=stop,
+            ready=ready,
+            console=Console(file=out, width=200),
+        )
+    )
     await asyncio.wait_for(ready.wait(), 10)
     try:
         async with httpx.AsyncClient(timeout=5, trust_env=False) as c:
@@ -113,7 +156,7 @@ async def test_mocks_only_serves_each_api_on_its_port_until_stopped():
     finally:
         stop.set()
     fleet = await asyncio.wait_for(task, 10)
-    assert fleet.urls == {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports)}
+    assert fleet.urls == {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, ports, strict=True)}
     text = out.getvalue()
     assert all(f"http://127.0.0.1:{p}" in text for p in ports) and "--seed 3 --failure-rate 0" in text
     for port in ports:  # stopped: nothing listens any more
@@ -137,6 +180,7 @@ async def test_mocks_only_on_a_busy_port_fails_and_leaves_nothing_listening():
 
 
 # --- the docker-compose demo profile runs commands this CLI accepts, wired to the compose sidecar config ---
+
 
 def _compose_services() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -171,7 +215,7 @@ def test_compose_demo_mocks_and_driver_use_real_flags_and_agree():
 
     cfg = load_config(ROOT / "deploy/seamline.compose.yaml")
     assert {name: up.base_url for name, up in cfg.upstreams.items()} == {
-        s: f"http://demo-mocks:{p}" for s, p in zip(SERVICES, m.mock_ports)
+        s: f"http://demo-mocks:{p}" for s, p in zip(SERVICES, m.mock_ports, strict=True)
     }
     assert all(up.allow_private for up in cfg.upstreams.values())
     assert cfg.server.port == 8080 and cfg.server.admin_port == 9090 and cfg.server.admin_host == "0.0.0.0"

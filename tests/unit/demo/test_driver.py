@@ -25,8 +25,14 @@ async def fleet():
 async def test_runs_follow_each_steps_safety(fleet):
     out = io.StringIO()
     summary = await run_demo(
-        runs=40, seed=5, failure_rate=0.35, upstream_urls=fleet.urls, concurrency=8,
-        request_timeout_s=0.3, console=Console(file=out, force_terminal=False), run_prefix="t",
+        runs=40,
+        seed=5,
+        failure_rate=0.35,
+        upstream_urls=fleet.urls,
+        concurrency=8,
+        request_timeout_s=0.3,
+        console=Console(file=out, force_terminal=False),
+        run_prefix="t",
     )
     assert summary.runs == 40 and summary.ok + summary.failed == 40
     assert summary.failed > 0 and summary.ok > 0
@@ -39,8 +45,11 @@ async def test_runs_follow_each_steps_safety(fleet):
             assert n == 1 or SAFETY[handoff] == "safe_to_repeat"
         # The run's fate follows the planned faults exactly.
         if r.ok:
-            assert all(plan_fault(5, 0.35, h, r.order, a) in (None, "slow", "declined", "drop_field")
-                       for h, a, _ in r.calls if a == max(a2 for h2, a2, _ in r.calls if h2 == h))
+            assert all(
+                plan_fault(5, 0.35, h, r.order, a) in (None, "slow", "declined", "drop_field")
+                for h, a, _ in r.calls
+                if a == max(a2 for h2, a2, _ in r.calls if h2 == h)
+            )
         if r.failed_step == "provisioning.create_account":
             assert r.refunded and ("billing.refund", 1, 200) in r.calls
         if r.failed_step == "billing.charge" and r.error_class == "timeout":
@@ -54,8 +63,15 @@ async def test_runs_follow_each_steps_safety(fleet):
 
 
 async def test_same_seed_same_fates(fleet):
-    kw = dict(runs=25, seed=5, failure_rate=0.35, upstream_urls=fleet.urls, request_timeout_s=0.3, progress=False,
-              console=Console(file=io.StringIO()))
+    kw = {
+        "runs": 25,
+        "seed": 5,
+        "failure_rate": 0.35,
+        "upstream_urls": fleet.urls,
+        "request_timeout_s": 0.3,
+        "progress": False,
+        "console": Console(file=io.StringIO()),
+    }
     a = await run_demo(**kw, run_prefix="a")
     b = await run_demo(**kw, run_prefix="b")
     fate = lambda s: [(r.order, r.ok, r.failed_step, r.error_class, r.calls) for r in s.results]  # noqa: E731

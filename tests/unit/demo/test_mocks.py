@@ -54,10 +54,14 @@ async def _post(f: MockFleet, handoff: str, order: str, body: dict, *, timeout: 
 
 
 async def test_each_failure_kind_is_served(fleet):
-    r = await _post(fleet, "crm.create_contact", _find("drop_field", "crm.create_contact"), {"email": "a@example.com", "name": "A"})
+    r = await _post(
+        fleet, "crm.create_contact", _find("drop_field", "crm.create_contact"), {"email": "a@example.com", "name": "A"}
+    )
     assert r.status_code == 201 and "email" not in r.json() and r.json()["id"].startswith("ct_")
 
-    r = await _post(fleet, "billing.charge", _find("declined", "billing.charge"), {"amount": 100, "currency": "eur", "invoice": "in_1"})
+    r = await _post(
+        fleet, "billing.charge", _find("declined", "billing.charge"), {"amount": 100, "currency": "eur", "invoice": "in_1"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "declined" and r.json()["amount"] == 100
 
     r = await _post(fleet, "billing.create_invoice", _find("auth_expired", "billing.create_invoice"), {"amount": 1})
@@ -109,7 +113,9 @@ async def test_stop_releases_a_hanging_timeout():
 
 
 def test_demo_config_validates_with_a_contract_per_handoff():
-    cfg = Config(**demo_config({s: f"http://127.0.0.1:{9000 + i}" for i, s in enumerate(("crm", "billing", "provisioning", "email"))}))
+    cfg = Config(
+        **demo_config({s: f"http://127.0.0.1:{9000 + i}" for i, s in enumerate(("crm", "billing", "provisioning", "email"))})
+    )
     assert set(cfg.handoffs) == {e.handoff for e in ENDPOINTS}
     for name, h in cfg.handoffs.items():
         assert h.contract is not None and h.contract.status, name

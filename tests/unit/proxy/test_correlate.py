@@ -62,7 +62,9 @@ def test_trace_context_is_taken_from_a_valid_traceparent_or_started_here() -> No
 
 
 def test_caller_headers_are_kept_only_when_valid() -> None:
-    ex = run(("X-Seamline-App", "crm-sync"), ("X-Seamline-Tenant", "acme"), ("X-Seamline-Attempt", "3"), ("Idempotency-Key", "k" * 300))
+    ex = run(
+        ("X-Seamline-App", "crm-sync"), ("X-Seamline-Tenant", "acme"), ("X-Seamline-Attempt", "3"), ("Idempotency-Key", "k" * 300)
+    )
     assert (ex.source_app, ex.tenant, ex.attempt, len(ex.idempotency_key)) == ("crm-sync", "acme", 3, 256)
     bad = run(("X-Seamline-App", "no spaces allowed"), ("X-Seamline-Attempt", "0"))
     assert (bad.source_app, bad.attempt) == ("", 1)

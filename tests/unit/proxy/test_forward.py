@@ -40,7 +40,7 @@ def test_connection_refused_is_502_connect():
 
 
 def test_timeouts_are_504_with_the_phase():
-    assert classify_client_error(asyncio.TimeoutError()).status == 504
+    assert classify_client_error(TimeoutError()).status == 504
     connect = classify_client_error(aiohttp.ConnectionTimeoutError("connect"))
     assert connect.extra["timeout"] == "connect" and connect.error_class == "timeout"
 

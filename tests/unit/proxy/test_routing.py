@@ -12,14 +12,16 @@ from seamline.proxy.routing import Router
 
 @pytest.fixture
 def router() -> Router:
-    return Router(Config(
-        upstreams={"crm": {"base_url": "https://crm.example/api"}},
-        handoffs={
-            "crm.get_contact": {"upstream": "crm", "match": "GET /contacts/{id}"},
-            "crm.me": {"upstream": "crm", "match": "GET /contacts/me"},
-            "crm.any_notes": {"upstream": "crm", "match": "/contacts/{id}/notes"},
-        },
-    ))
+    return Router(
+        Config(
+            upstreams={"crm": {"base_url": "https://crm.example/api"}},
+            handoffs={
+                "crm.get_contact": {"upstream": "crm", "match": "GET /contacts/{id}"},
+                "crm.me": {"upstream": "crm", "match": "GET /contacts/me"},
+                "crm.any_notes": {"upstream": "crm", "match": "/contacts/{id}/notes"},
+            },
+        )
+    )
 
 
 def test_templates_match_and_literals_win(router):
@@ -76,10 +78,12 @@ def test_forward_longest_base_path_wins_whatever_the_config_order(order):
 
 
 def test_forward_handoff_matches_the_path_below_the_chosen_base():
-    router = Router(Config(
-        upstreams={"up": {"base_url": "http://h.example/ok"}, "billing": {"base_url": "http://h.example/api"}},
-        handoffs={"billing.charge": {"upstream": "billing", "match": "POST /charges"}},
-    ))
+    router = Router(
+        Config(
+            upstreams={"up": {"base_url": "http://h.example/ok"}, "billing": {"base_url": "http://h.example/api"}},
+            handoffs={"billing.charge": {"upstream": "billing", "match": "POST /charges"}},
+        )
+    )
     t = _fwd(router, "http://h.example/api/charges", "POST")
     assert (t.handoff.name, t.path) == ("billing.charge", "/charges")
 
@@ -147,9 +151,13 @@ def test_forward_unrelated_host_on_a_default_port_gets_no_guess():
 
 
 def test_forward_hints_prefer_loopback_aliases_and_list_every_upstream_of_a_host():
-    router = _forward_router({
-        "far": "http://other.example:9000", "up": "http://localhost:9000/ok", "billing": "http://localhost:9000/api",
-    })
+    router = _forward_router(
+        {
+            "far": "http://other.example:9000",
+            "up": "http://localhost:9000/ok",
+            "billing": "http://localhost:9000/api",
+        }
+    )
     with pytest.raises(Forbidden) as e:
         _fwd(router, "http://127.0.0.1:9000/api/x")
     assert "did you mean localhost:9000 (upstreams 'up', 'billing') or other.example:9000 (upstream 'far')?" in e.value.detail

@@ -10,7 +10,14 @@ from websockets.streams import StreamReader
 
 from seamline.proxy.wsframes import FrameCounter, close_frame
 
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG)
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = (
+    Opcode.CONT,
+    Opcode.TEXT,
+    Opcode.BINARY,
+    Opcode.CLOSE,
+    Opcode.PING,
+    Opcode.PONG,
+)
 
 
 def wire(*frames: Frame, masked: bool = True) -> bytes:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from support.handoff_rows import T0, fresh_store, handoff_row, insert_rows
 
 from seamline.read import queries as runs
-from support.handoff_rows import T0, fresh_store, handoff_row, insert_rows
 
 
 @pytest.fixture
@@ -26,9 +26,17 @@ def _ok_run(run_id: str, start_ms: float = 0.0) -> list[dict]:
 
 async def test_get_run_returns_handoffs_in_start_order_with_payloads(store):
     rows = [
-        handoff_row("r-1", "billing.charge", at_ms=120, duration_ms=80, outcome="silent_failure",
-                    error_class="contract", violations=["assert:payment_succeeded"],
-                    response_body='{"id":"ch_1","status":"declined"}', external_ids={"charge_id": "ch_1"}),
+        handoff_row(
+            "r-1",
+            "billing.charge",
+            at_ms=120,
+            duration_ms=80,
+            outcome="silent_failure",
+            error_class="contract",
+            violations=["assert:payment_succeeded"],
+            response_body='{"id":"ch_1","status":"declined"}',
+            external_ids={"charge_id": "ch_1"},
+        ),
         handoff_row("r-1", "crm.create_contact", at_ms=0, duration_ms=40, request_headers={"authorization": "[REDACTED]"}),
         handoff_row("r-other", "crm.create_contact", at_ms=5),
     ]
@@ -59,12 +67,21 @@ async def test_run_id_is_bound_not_interpolated(store):
 
 
 async def test_list_runs_summarises_each_run_most_recent_first(store):
-    rows = _ok_run("r-ok", 0) + [
+    rows = [
+        *_ok_run("r-ok", 0),
         handoff_row("r-bad", "crm.create_contact", at_ms=1000, duration_ms=20),
-        handoff_row("r-bad", "billing.charge", at_ms=1030, duration_ms=500, status=0,
-                    outcome="transport_error", error_class="timeout"),
-        handoff_row("r-bad", "billing.create_invoice", at_ms=1600, duration_ms=5, status=429,
-                    outcome="http_error", error_class="rate_limited"),
+        handoff_row(
+            "r-bad", "billing.charge", at_ms=1030, duration_ms=500, status=0, outcome="transport_error", error_class="timeout"
+        ),
+        handoff_row(
+            "r-bad",
+            "billing.create_invoice",
+            at_ms=1600,
+            duration_ms=5,
+            status=429,
+            outcome="http_error",
+            error_class="rate_limited",
+        ),
     ]
     await insert_rows(store, rows)
     got = await runs.list_runs(store, since=None, limit=10)
@@ -81,7 +98,8 @@ async def test_list_runs_summarises_each_run_most_recent_first(store):
 
 
 async def test_list_runs_filters(store):
-    rows = _ok_run("r-ok", 0) + [
+    rows = [
+        *_ok_run("r-ok", 0),
         handoff_row("r-silent", "billing.charge", at_ms=10, outcome="silent_failure", error_class="contract"),
         handoff_row("r-http", "email.send_welcome", at_ms=20, status=500, outcome="http_error", error_class="server_error"),
     ]
@@ -109,11 +127,17 @@ async def test_list_runs_since_window(store):
 
 
 async def test_runs_with_refusals_count_as_failed_and_are_labelled_refused(store):
-    rows = _ok_run("r-ok", 0) + _ok_run("r-refused", 100) + [
-        handoff_row("r-refused", "", at_ms=200, duration_ms=1, status=404, outcome="refused", error_class="unknown_upstream"),
-        handoff_row("r-mixed", "billing.charge", at_ms=300, status=0, outcome="transport_error", error_class="timeout"),
-        handoff_row("r-mixed", "billing.charge", at_ms=400, duration_ms=1, status=413, outcome="refused", error_class="too_large"),
-    ]
+    rows = (
+        _ok_run("r-ok", 0)
+        + _ok_run("r-refused", 100)
+        + [
+            handoff_row("r-refused", "", at_ms=200, duration_ms=1, status=404, outcome="refused", error_class="unknown_upstream"),
+            handoff_row("r-mixed", "billing.charge", at_ms=300, status=0, outcome="transport_error", error_class="timeout"),
+            handoff_row(
+                "r-mixed", "billing.charge", at_ms=400, duration_ms=1, status=413, outcome="refused", error_class="too_large"
+            ),
+        ]
+    )
     await insert_rows(store, rows)
     got = {r["run_id"]: r for r in await runs.list_runs(store, failed=True)}
     assert sorted(got) == ["r-mixed", "r-refused"]

@@ -13,35 +13,82 @@ from datetime import timedelta
 import pytest
 from aiohttp import web
 from rich.console import Console
-
-from seamline.read import terminal
 from support.clock import utc_now
 from support.servers import serve
+
+from seamline.read import terminal
 
 STARTED = utc_now()
 RUN = {
     "run_id": "order-0007-ab12cd",
-    "summary": {"first_ts": STARTED.isoformat(), "duration_ms": 1500.0, "handoffs": 3, "failed": 2,
-                "worst_outcome": "transport_error", "error_classes": ["contract", "timeout"],
-                "trace_ids": ["4bf92f3577b34da6a3ce929d0e0e4736"]},
+    "summary": {
+        "first_ts": STARTED.isoformat(),
+        "duration_ms": 1500.0,
+        "handoffs": 3,
+        "failed": 2,
+        "worst_outcome": "transport_error",
+        "error_classes": ["contract", "timeout"],
+        "trace_ids": ["4bf92f3577b34da6a3ce929d0e0e4736"],
+    },
     "handoffs": [
-        {"handoff": "crm.create_contact", "method": "POST", "url": "http://127.0.0.1:5/v1/contacts?x=1", "status": 201,
-         "offset_ms": 0.0, "duration_ms": 40.0, "outcome": "silent_failure", "error_class": "contract", "attempt": 1,
-         "violations": ["echo:missing:email", "schema:/email:required"], "external_ids": {"contact_id": "ct_1"},
-         "request_headers": {"authorization": "[REDACTED]"}, "response_headers": {},
-         "request_body": '{"email":"a@example.com"}', "response_body": '{"id":"ct_1"}'},
-        {"handoff": "billing.create_invoice", "method": "POST", "url": "http://127.0.0.1:6/v1/invoices", "status": 201,
-         "offset_ms": 50.0, "duration_ms": 30.0, "outcome": "ok", "error_class": "none", "attempt": 2},
-        {"handoff": "billing.charge", "method": "POST", "url": "http://127.0.0.1:6/v1/charges", "status": 0,
-         "offset_ms": 100.0, "duration_ms": 1400.0, "outcome": "transport_error", "error_class": "timeout", "attempt": 1,
-         "error_detail": "upstream read timed out after 1.5s", "response_body": "\x1b[31mgotcha\x1b]0;title\x07"},
+        {
+            "handoff": "crm.create_contact",
+            "method": "POST",
+            "url": "http://127.0.0.1:5/v1/contacts?x=1",
+            "status": 201,
+            "offset_ms": 0.0,
+            "duration_ms": 40.0,
+            "outcome": "silent_failure",
+            "error_class": "contract",
+            "attempt": 1,
+            "violations": ["echo:missing:email", "schema:/email:required"],
+            "external_ids": {"contact_id": "ct_1"},
+            "request_headers": {"authorization": "[REDACTED]"},
+            "response_headers": {},
+            "request_body": '{"email":"a@example.com"}',
+            "response_body": '{"id":"ct_1"}',
+        },
+        {
+            "handoff": "billing.create_invoice",
+            "method": "POST",
+            "url": "http://127.0.0.1:6/v1/invoices",
+            "status": 201,
+            "offset_ms": 50.0,
+            "duration_ms": 30.0,
+            "outcome": "ok",
+            "error_class": "none",
+            "attempt": 2,
+        },
+        {
+            "handoff": "billing.charge",
+            "method": "POST",
+            "url": "http://127.0.0.1:6/v1/charges",
+            "status": 0,
+            "offset_ms": 100.0,
+            "duration_ms": 1400.0,
+            "outcome": "transport_error",
+            "error_class": "timeout",
+            "attempt": 1,
+            "error_detail": "upstream read timed out after 1.5s",
+            "response_body": "\x1b[31mgotcha\x1b]0;title\x07",
+        },
     ],
 }
-LISTING = {"runs": [
-    {"run_id": "order-0007-ab12cd", "last_ts": (STARTED + timedelta(seconds=1)).isoformat(), "handoffs": 3, "failed": 2,
-     "worst_outcome": "transport_error", "error_classes": ["contract", "timeout"],
-     "failed_handoffs": ["billing.charge", "crm.create_contact"], "duration_ms": 1500.0},
-], "count": 1}
+LISTING = {
+    "runs": [
+        {
+            "run_id": "order-0007-ab12cd",
+            "last_ts": (STARTED + timedelta(seconds=1)).isoformat(),
+            "handoffs": 3,
+            "failed": 2,
+            "worst_outcome": "transport_error",
+            "error_classes": ["contract", "timeout"],
+            "failed_handoffs": ["billing.charge", "crm.create_contact"],
+            "duration_ms": 1500.0,
+        },
+    ],
+    "count": 1,
+}
 
 
 def _console(colour: bool) -> tuple[Console, io.StringIO]:
@@ -62,7 +109,7 @@ def test_trace_without_colour_is_plain_text_timeline():
     assert "billing.create_invoice #2" in text  # retried attempt
     assert "violations: echo:missing:email, schema:/email:required" in text
     assert "ids: contact_id=ct_1" in text
-    assert "ct_1\"}" not in text  # bodies only with --bodies
+    assert 'ct_1"}' not in text  # bodies only with --bodies
 
 
 def test_trace_with_colour_styles_outcomes():
@@ -107,14 +154,40 @@ def test_runs_listing():
 
 REFUSED_RUN = {
     "run_id": "order-0008-cd34ef",
-    "summary": {"first_ts": STARTED.isoformat(), "duration_ms": 60.0, "handoffs": 2, "failed": 1, "refused": 1,
-                "worst_outcome": "refused", "error_classes": ["unknown_upstream"], "trace_ids": []},
+    "summary": {
+        "first_ts": STARTED.isoformat(),
+        "duration_ms": 60.0,
+        "handoffs": 2,
+        "failed": 1,
+        "refused": 1,
+        "worst_outcome": "refused",
+        "error_classes": ["unknown_upstream"],
+        "trace_ids": [],
+    },
     "handoffs": [
-        {"handoff": "crm.create_contact", "method": "POST", "url": "http://127.0.0.1:5/v1/contacts", "status": 201,
-         "offset_ms": 0.0, "duration_ms": 40.0, "outcome": "ok", "error_class": "none", "attempt": 1},
-        {"handoff": "", "method": "POST", "url": "", "status": 404, "offset_ms": 50.0, "duration_ms": 1.0,
-         "outcome": "refused", "error_class": "unknown_upstream", "attempt": 1,
-         "error_detail": "no upstream named 'biling' is configured; the first path segment must be an upstream name"},
+        {
+            "handoff": "crm.create_contact",
+            "method": "POST",
+            "url": "http://127.0.0.1:5/v1/contacts",
+            "status": 201,
+            "offset_ms": 0.0,
+            "duration_ms": 40.0,
+            "outcome": "ok",
+            "error_class": "none",
+            "attempt": 1,
+        },
+        {
+            "handoff": "",
+            "method": "POST",
+            "url": "",
+            "status": 404,
+            "offset_ms": 50.0,
+            "duration_ms": 1.0,
+            "outcome": "refused",
+            "error_class": "unknown_upstream",
+            "attempt": 1,
+            "error_detail": "no upstream named 'biling' is configured; the first path segment must be an upstream name",
+        },
     ],
 }
 
@@ -142,13 +215,33 @@ def test_trace_with_colour_gives_refused_its_own_style_not_the_upstreams_red():
 
 
 def test_runs_listing_labels_runs_failed_only_by_refusals():
-    listing = {"runs": [
-        {"run_id": "order-0008-cd34ef", "last_ts": (STARTED + timedelta(seconds=1)).isoformat(), "handoffs": 2, "failed": 1, "refused": 1,
-         "worst_outcome": "refused", "error_classes": ["unknown_upstream"], "failed_handoffs": [""], "duration_ms": 60.0},
-        {"run_id": "order-0009-ef56ab", "last_ts": STARTED.isoformat(), "handoffs": 3, "failed": 2, "refused": 1,
-         "worst_outcome": "transport_error", "error_classes": ["timeout", "too_large"], "failed_handoffs": ["billing.charge"],
-         "duration_ms": 900.0},
-    ], "count": 2}
+    listing = {
+        "runs": [
+            {
+                "run_id": "order-0008-cd34ef",
+                "last_ts": (STARTED + timedelta(seconds=1)).isoformat(),
+                "handoffs": 2,
+                "failed": 1,
+                "refused": 1,
+                "worst_outcome": "refused",
+                "error_classes": ["unknown_upstream"],
+                "failed_handoffs": [""],
+                "duration_ms": 60.0,
+            },
+            {
+                "run_id": "order-0009-ef56ab",
+                "last_ts": STARTED.isoformat(),
+                "handoffs": 3,
+                "failed": 2,
+                "refused": 1,
+                "worst_outcome": "transport_error",
+                "error_classes": ["timeout", "too_large"],
+                "failed_handoffs": ["billing.charge"],
+                "duration_ms": 900.0,
+            },
+        ],
+        "count": 2,
+    }
     console, out = _console(False)
     terminal.render_runs(listing, console)
     rows = out.getvalue().splitlines()
@@ -175,15 +268,19 @@ async def admin():
     async def run(request: web.Request) -> web.Response:
         seen.append(dict(request.query))
         if request.match_info["run_id"] != RUN["run_id"]:
-            return web.json_response({"type": "x", "title": "Run not found", "status": 404,
-                                      "detail": "no handoffs recorded for run 'nope'"}, status=404,
-                                     content_type="application/problem+json")
+            return web.json_response(
+                {"type": "x", "title": "Run not found", "status": 404, "detail": "no handoffs recorded for run 'nope'"},
+                status=404,
+                content_type="application/problem+json",
+            )
         return web.json_response(RUN)
 
     async def runs(request: web.Request) -> web.Response:
         seen.append(dict(request.query))
         if request.query.get("since") == "bad":
-            return web.json_response({"detail": "since: 'bad' is not a duration"}, status=400, content_type="application/problem+json")
+            return web.json_response(
+                {"detail": "since: 'bad' is not a duration"}, status=400, content_type="application/problem+json"
+            )
         return web.json_response(LISTING)
 
     app = web.Application()
@@ -222,6 +319,18 @@ async def test_runs_command_passes_filters(admin, monkeypatch):
     assert seen[-1] == {"since": "2h", "limit": "5", "failed": "true", "outcome": "http_error"}
     code, _, err = await _cmd(_parse("runs", "--since", "bad"))
     assert code == 2 and "since: 'bad'" in err
+
+
+async def test_json_that_is_not_an_object_is_a_clear_error_with_exit_2():
+    async def not_a_run(request: web.Request) -> web.Response:
+        return web.json_response(["not", "a", "run"])
+
+    app = web.Application()
+    app.router.add_get("/api/runs/{run_id}", not_a_run)
+    async with serve(app) as base:
+        code, out, err = await _cmd(_parse("trace", "r1", "--admin-url", base))
+    assert code == 2 and out == ""
+    assert "JSON that is not an object" in err and f"is {base} a Seamline admin listener?" in err
 
 
 async def test_unreachable_sidecar_is_a_clear_error_with_exit_2():

@@ -11,8 +11,15 @@ from typing import Any
 import pytest
 
 from seamline import errors
-from seamline.validate.classify import Classification, classify, classify_own_answer, parse_retry_after, token_expired, transport_error_class
 from seamline.config.models import Contract
+from seamline.validate.classify import (
+    Classification,
+    classify,
+    classify_own_answer,
+    parse_retry_after,
+    token_expired,
+    transport_error_class,
+)
 from seamline.validate.contracts import Evaluation, compile_contract
 
 NOW = float(int(time.time()))  # whole seconds: an HTTP date has no finer resolution
@@ -57,7 +64,9 @@ def test_validator_crash_alone_is_unvalidated_not_a_failure() -> None:
     assert run(200, ev=ev).outcome == "unvalidated"
 
 
-@pytest.mark.parametrize(("status", "cls"), [(400, "client_error"), (404, "client_error"), (500, "server_error"), (503, "server_error")])
+@pytest.mark.parametrize(
+    ("status", "cls"), [(400, "client_error"), (404, "client_error"), (500, "server_error"), (503, "server_error")]
+)
 def test_http_errors_are_classed_by_status(status: int, cls: str) -> None:
     assert run(status) == ("http_error", cls, -1.0)
 
@@ -190,7 +199,11 @@ CHARGE = Contract.model_validate(
     {
         "status": [200, 201],
         "request_schema": {"type": "object", "required": ["amount", "currency"]},
-        "response_schema": {"type": "object", "required": ["id", "status"], "properties": {"id": {}, "status": {}, "amount": {}, "currency": {}}},
+        "response_schema": {
+            "type": "object",
+            "required": ["id", "status"],
+            "properties": {"id": {}, "status": {}, "amount": {}, "currency": {}},
+        },
         "assert": {"payment_succeeded": "response.body.status == 'succeeded'"},
         "echo": ["amount", "currency"],
         "extract": {"charge_id": "response.body.id"},

@@ -12,7 +12,11 @@ from seamline.validate.contracts import CompiledContract, ContractError, Evaluat
 
 CHARGE: dict[str, Any] = {
     "status": [200, 201],
-    "request_schema": {"type": "object", "required": ["amount", "currency"], "properties": {"amount": {"type": "integer"}, "currency": {}}},
+    "request_schema": {
+        "type": "object",
+        "required": ["amount", "currency"],
+        "properties": {"amount": {"type": "integer"}, "currency": {}},
+    },
     "response_schema": {
         "type": "object",
         "required": ["id", "status"],
@@ -198,7 +202,9 @@ def test_array_indices_become_stars_in_pointers() -> None:
 
 
 def test_crm_dropping_email_is_echo_missing_and_a_missing_field() -> None:
-    ev = contract(CRM, "crm.create_contact").evaluate(req({"email": "a@b.c", "name": "Ann"}), resp(200, {"id": "c1", "name": "Ann"}))
+    ev = contract(CRM, "crm.create_contact").evaluate(
+        req({"email": "a@b.c", "name": "Ann"}), resp(200, {"id": "c1", "name": "Ann"})
+    )
     assert ev.violations == ["schema:/email:required", "echo:missing:email"]
     assert ev.missing_fields == ["email"]
 
@@ -220,9 +226,18 @@ def test_echo_treats_true_and_1_as_different() -> None:
 def test_unknown_fields_are_reported_with_nested_and_array_paths() -> None:
     schema = {
         "type": "object",
-        "properties": {"id": {}, "customer": {"type": "object", "properties": {"name": {}}}, "items": {"type": "array", "items": {"properties": {"sku": {}}}}},
+        "properties": {
+            "id": {},
+            "customer": {"type": "object", "properties": {"name": {}}},
+            "items": {"type": "array", "items": {"properties": {"sku": {}}}},
+        },
     }
-    body = {"id": 1, "customer": {"name": "a", "tier": "gold"}, "items": [{"sku": 1, "qty": 2}, {"sku": 2, "qty": 1}], "risk": 0.1}
+    body = {
+        "id": 1,
+        "customer": {"name": "a", "tier": "gold"},
+        "items": [{"sku": 1, "qty": 2}, {"sku": 2, "qty": 1}],
+        "risk": 0.1,
+    }
     ev = contract({"response_schema": schema}).evaluate(req(), resp(200, body))
     assert ev.unknown_fields == ["customer.tier", "items[].qty", "risk"] and ev.passed
 
@@ -237,7 +252,10 @@ def test_drift_follows_refs_and_all_of() -> None:
 
 
 def test_open_objects_and_pattern_properties_report_no_drift() -> None:
-    schema = {"properties": {"meta": {"type": "object"}, "tags": {"additionalProperties": {"type": "string"}}}, "patternProperties": {"^x-": {}}}
+    schema = {
+        "properties": {"meta": {"type": "object"}, "tags": {"additionalProperties": {"type": "string"}}},
+        "patternProperties": {"^x-": {}},
+    }
     ev = contract({"response_schema": schema}).evaluate(req(), resp(200, {"meta": {"a": 1}, "tags": {"b": "c"}, "x-trace": 1}))
     assert ev.unknown_fields == []
 
@@ -290,7 +308,9 @@ def test_other_values_pass_an_assertion(value: Any) -> None:
 
 
 def test_json_literals_compare_numbers_and_raw_strings_compare_strings() -> None:
-    c = contract({"assert": {"n": "response.body.n == `5`", "s": "response.body.s == 'x'", "eq": "response.body.n == request.body.n"}})
+    c = contract(
+        {"assert": {"n": "response.body.n == `5`", "s": "response.body.s == 'x'", "eq": "response.body.n == request.body.n"}}
+    )
     assert c.evaluate(req({"n": 5}), resp(200, {"n": 5, "s": "x"})).passed
 
 

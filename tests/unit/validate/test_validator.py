@@ -43,7 +43,9 @@ def answered(err: errors.ProxyError, handoff: str = "billing.charge", **values: 
         (errors.BadRequest("the request body ended before its Content-Length"), "billing.charge", "bad_request"),
     ],
 )
-def test_seamline_refusals_are_refused_and_never_judged_by_the_contract(validator: Validator, err: errors.ProxyError, handoff: str, cls: str) -> None:
+def test_seamline_refusals_are_refused_and_never_judged_by_the_contract(
+    validator: Validator, err: errors.ProxyError, handoff: str, cls: str
+) -> None:
     evaluation, result, violations = validator.evaluate(answered(err, handoff), EMPTY, EMPTY)
     assert evaluation is None and violations == []
     assert result == ("refused", cls, -1.0)
@@ -58,10 +60,16 @@ def test_request_contract_rejection_stays_a_contract_violation(validator: Valida
 
 @pytest.mark.parametrize(
     ("err", "cls"),
-    [(errors.UpstreamTimeout("upstream did not answer in time"), "timeout"), (errors.UpstreamError("cannot connect", "connect"), "connect"),
-     (errors.UpstreamError("TLS handshake failed", "tls"), "tls"), (errors.UpstreamError("did not resolve", "dns"), "dns")],
+    [
+        (errors.UpstreamTimeout("upstream did not answer in time"), "timeout"),
+        (errors.UpstreamError("cannot connect", "connect"), "connect"),
+        (errors.UpstreamError("TLS handshake failed", "tls"), "tls"),
+        (errors.UpstreamError("did not resolve", "dns"), "dns"),
+    ],
 )
-def test_a_failed_upstream_answered_by_seamline_stays_a_transport_error(validator: Validator, err: errors.ProxyError, cls: str) -> None:
+def test_a_failed_upstream_answered_by_seamline_stays_a_transport_error(
+    validator: Validator, err: errors.ProxyError, cls: str
+) -> None:
     _, result, _ = validator.evaluate(answered(err), EMPTY, EMPTY)
     assert result == ("transport_error", cls, -1.0)
 

@@ -75,7 +75,7 @@ def _failed(summary: dict[str, Any]) -> str:
 def _page(title: str, body: str, *, nonce: str, script: str = "") -> str:
     js = f'<script nonce="{e(nonce)}">{script}</script>' if script else ""
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · Seamline</title><style>{_asset('run.css')}</style></head>"
         f'<body><header class="top"><a href="/runs">Seamline runs</a></header><main>{body}</main>{js}</body></html>'
@@ -110,10 +110,11 @@ def waterfall(rows: list[dict[str, Any]], total_ms: float) -> str:
         err = "" if err == o.NONE else err
         # data-failed marks the rows `#first-failure` may open (run.js keeps no outcome list of its own).
         failed = " data-failed" if outcome in FAILED_OUTCOMES else ""
+        retry = f" <small>(attempt {attempt})</small>" if attempt > 1 else ""
         out.append(
             f'<div class="wf-row {outcome_class(outcome)}" role="listitem" tabindex="0" data-index="{i}"{failed}>'
             f'<span class="num">+{_ms(offset)}</span>'
-            f'<span class="name">{e(row.get("handoff") or "—")}{f" <small>(attempt {attempt})</small>" if attempt > 1 else ""}</span>'
+            f'<span class="name">{e(row.get("handoff") or "—")}{retry}</span>'
             f'<span class="req"><b>{e(row.get("method"))}</b> {e(_path(str(row.get("url") or "")))}</span>'
             f'<span class="num">{status or "—"}</span>'
             f'<span class="track"><span class="bar" style="left:{left:.3f}%;width:{width:.3f}%"></span></span>'
@@ -142,9 +143,9 @@ def run_page(run: dict[str, Any], *, data_json: str, nonce: str) -> str:
     ]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
     body = (
-        f'<h1>Run <code>{e(run["run_id"])}</code> {_badge(worst)}</h1>'
+        f"<h1>Run <code>{e(run['run_id'])}</code> {_badge(worst)}</h1>"
         f'<dl class="facts">{dl}</dl>'
-        f'<h2>Timeline</h2>{waterfall(rows, float(s.get("duration_ms") or 0))}'
+        f"<h2>Timeline</h2>{waterfall(rows, float(s.get('duration_ms') or 0))}"
         '<p class="hint">Click a handoff to see its redacted request and response.</p>'
         '<section id="detail" class="detail" hidden></section>'
         f'<script type="application/json" id="run-data">{script_json(data_json)}</script>'
@@ -163,7 +164,8 @@ def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -
         f'<label>since <input name="since" value="{e(form.get("since"))}" size="6"></label>'
         f'<label>outcome <select name="outcome">{options}</select></label>'
         f'<label>handoff <input name="handoff" value="{e(form.get("handoff"))}"></label>'
-        f'<label><input type="hidden" name="failed" value="false"><input type="checkbox" name="failed" value="true"{checked}> failed only</label>'
+        '<label><input type="hidden" name="failed" value="false">'
+        f'<input type="checkbox" name="failed" value="true"{checked}> failed only</label>'
         f'<label>limit <input name="limit" value="{e(form.get("limit"))}" size="4"></label>'
         "<button>Show</button></form>"
     )
@@ -194,10 +196,9 @@ def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -
 
 
 def not_found_page(run_id: str) -> str:
-    body = f'<h1>Run not found</h1><p>No handoffs are recorded for run <code>{e(run_id)}</code>.</p>'
+    body = f"<h1>Run not found</h1><p>No handoffs are recorded for run <code>{e(run_id)}</code>.</p>"
     return _page("Run not found", body, nonce="")
 
 
 def error_page(message: str) -> str:
     return _page("Error", f"<h1>Cannot show this page</h1><p>{e(message)}</p>", nonce="")
-
