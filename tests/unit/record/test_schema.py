@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.recording import db, storage  # noqa: F401  (fixtures)
 
 from seamline.config.models import Storage
 from seamline.event.columns import COLUMNS, new_event
