@@ -14,16 +14,7 @@ TESTS = Path(__file__).resolve().parent
 UNIT = TESTS / "unit"
 SRC = TESTS.parent / "src" / "seamline"
 
-ALLOWED: dict[str, str] = {
-    # Pending: renamed to mirror src/seamline/record/ on the branch that owns tests/unit/record/ (issue 12, item 6);
-    # drop these entries when it merges (the stale-entry test below says so).
-    "record/test_record_cli.py": "pending rename to record/test_cli.py",
-    "record/test_record_rows.py": "pending rename to record/test_rows.py",
-    "record/test_record_schema.py": "pending rename to record/test_schema.py",
-    "record/test_record_spool.py": "pending rename to record/test_spool.py",
-    "record/test_record_store.py": "pending rename to record/test_store.py",
-    "record/test_record_writer.py": "pending rename to record/test_recorder.py",
-}
+ALLOWED: dict[str, str] = {}
 
 
 def unit_test_files() -> list[str]:
