@@ -5,8 +5,8 @@ Modules, the write path in order: `recorder` (the Recorder: the façade the side
 their way to the spool, on its own thread), `replay` (spool -> sink, with backoff), `heartbeat` (the health row);
 `rows` (event -> JSON row, the one `Batch` type and its dedup token), `spool` (durable on-disk batches), `metrics`
 (the Recorder's Prometheus metrics, totals and drops); `store` (one client for both stores), `engine` (chdb
-operations, in the store's child process or thread), `offload` (events built in that process), `schema` (DDL +
-migrations), `cli` (migrate, schema).
+operations, in the store's child process or thread), `offload` (events built in that process, both ends), `wire`
+(the exchange as plain values for that trip), `schema` (DDL + migrations), `cli` (migrate, schema).
 
 Interfaces other modules rely on (keep them):
 
