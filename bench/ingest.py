@@ -150,7 +150,7 @@ def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, 
 
 def run_spool(batch: int) -> dict[str, Any]:
     from seamline.record.rows import encode_event, seal
-    from seamline.record.spool import Spool, SpoolBatch
+    from seamline.record.spool import Spool
 
     out: dict[str, Any] = {}
     for rows in (100, batch):
@@ -163,7 +163,7 @@ def run_spool(batch: int) -> dict[str, Any]:
             times = []
             for _ in range(20):
                 t = time.perf_counter()
-                sp.append(SpoolBatch(b.token, b.rows, b.payload))
+                sp.append(b)
                 times.append(time.perf_counter() - t)
             out[f"append_{rows}rows_{policy}_ms"] = round(statistics.median(times) * 1000, 2)
             out[f"batch_{rows}rows_mib"] = round(len(b.payload) / 2**20, 2)

@@ -16,14 +16,6 @@ SRC = TESTS.parent / "src" / "seamline"
 
 ALLOWED: dict[str, str] = {
     "test_packaging.py": "the distribution as installed (pyproject extras, package data, imports without extras), no one module",
-    # Pending: renamed to mirror src/seamline/record/ on the branch that owns tests/unit/record/ (issue 12, item 6);
-    # drop these entries when it merges (the stale-entry test below says so).
-    "record/test_record_cli.py": "pending rename to record/test_cli.py",
-    "record/test_record_rows.py": "pending rename to record/test_rows.py",
-    "record/test_record_schema.py": "pending rename to record/test_schema.py",
-    "record/test_record_spool.py": "pending rename to record/test_spool.py",
-    "record/test_record_store.py": "pending rename to record/test_store.py",
-    "record/test_record_writer.py": "pending rename to record/test_recorder.py",
 }
 
 

@@ -84,7 +84,7 @@ async def test_an_exchange_the_engine_cannot_build_is_built_in_the_proxy(offload
 
     # The engine now knows another config: the billing upstream is unknown there, so every exchange fails there.
     other = Config(upstreams={"other": {"base_url": upstream.url, "allow_private": True}})
-    await sc.store.configure_builder(other, "elsewhere")
+    await sc.offload.configure(other, "elsewhere")
     await send(sc, "off-3", 4)
     got = await rows(sc, "off-3")
     assert built(sc, "proxy") == 4 and len(got) == 4

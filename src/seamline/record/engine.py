@@ -5,7 +5,8 @@ process they take the proxy's core and its GIL (measured: +170 µs of event-loop
 ~70 µs disappear once chdb lives elsewhere; see docs/benchmarks.md). The child is `python -m
 seamline.record.engine PATH DATABASE CPUS LOG_LEVEL`, speaking length-prefixed pickled frames over a Unix socketpair
 passed as its fd 0: request `(id, op, method, args)` (an insert's payload out of band, pickle protocol 5), reply
-`(id, ok, value_or_error_text)`. It exits when the parent's end closes (the sidecar stopped or died: the chdb
+`(id, ok, value_or_error_text)`. Besides SQL the child hosts event building for the build offload (`Engine.run`;
+the work itself is in `record.offload`). It exits when the parent's end closes (the sidecar stopped or died: the chdb
 directory lock never outlives it) and, on Linux, by PDEATHSIG too.
 """
 
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import marshal
 import os
 import pickle
 import signal
@@ -23,7 +23,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,13 @@ class Engine:
         self.path = path
         self.database = database
         self.client: Any = None
+        self.hosted: dict[str, Any] = {}  # state of the work `run` hosts, by name
 
     def call(self, op: str, method: str, args: tuple[Any, ...]) -> Any:
         """Run one operation; any failure becomes an EngineError with a one-line message."""
         try:
             return getattr(self, method)(*args)
-        except Exception as e:  # noqa: BLE001 - whatever the engine raises becomes one picklable error
+        except Exception as e:
             raise EngineError(describe_error(op, e)) from e  # (the cause does not cross the process boundary)
 
     def open(self) -> None:
@@ -83,35 +84,13 @@ class Engine:
     def ping(self) -> bool:
         return bool(self.client.ping())
 
-    def configure_builder(self, config: Any, instance: str) -> None:
-        """Compile what building events needs (routes, redaction policies, contracts), as the sidecar does."""
-        from seamline.proxy.routing import Router
-        from seamline.event.build import EventBuilder
-        from seamline.validate.validator import Validator
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(engine, *args)`: work the engine process hosts beside SQL (events built by `record.offload`).
 
-        self.router = Router(config)
-        self.builder = EventBuilder(config, instance, Validator(config))
-
-    def build_rows(self, payload: bytes) -> list[tuple[bytes | None, str]]:
-        """Shipped exchanges -> (encoded row, event_id), or (None, error) for one that failed to build.
-
-        `payload` is `marshal.dumps([(to_wire(exchange), (upstream, raw path, query) or None), ...])` from the
-        same interpreter; the target is resolved again here from the same config.
+        `fn` is a module-level function, so it crosses the socketpair by reference, not as code; what it keeps
+        between calls lives in `self.hosted`.
         """
-        from seamline.record.wire import from_wire
-        from seamline.record.rows import encode_event
-
-        out: list[tuple[bytes | None, str]] = []
-        for wire, key in marshal.loads(payload):
-            try:
-                ex = from_wire(wire)
-                if key is not None:
-                    ex.target = self.router.target(key[0], ex.method, key[1], key[2])
-                event = self.builder.build(ex)
-                out.append((encode_event(event), event["event_id"]))
-            except Exception as e:  # noqa: BLE001 - one bad exchange must not cost the batch; the sidecar rebuilds it
-                out.append((None, f"{type(e).__name__}: {e}"[:300]))
-        return out
+        return fn(self, *args)
 
     def close(self) -> None:
         client, self.client = self.client, None
@@ -186,7 +165,10 @@ class EngineProcess:
         await self._reap()
         now = time.monotonic()
         if now < self._retry_at:
-            raise EngineError(f"{op} failed: the embedded ClickHouse process did not start ({self._start_error}); retrying in {self._retry_at - now:.1f} s")
+            raise EngineError(
+                f"{op} failed: the embedded ClickHouse process did not start ({self._start_error}); "
+                f"retrying in {self._retry_at - now:.1f} s"
+            )
         try:
             try:
                 await self._spawn()
@@ -287,10 +269,8 @@ def _stderr_fd() -> int | None:
 
 def _die_with_parent() -> None:
     if sys.platform == "linux":
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
 
 
 def _recv(sock: socket.socket, n: int) -> bytearray | None:
@@ -353,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # chdb's threads, started later, inherit it
         except (OSError, AttributeError, ValueError) as e:
-            log.warning("storage.embedded_cpus not applied; the engine runs on the sidecar's CPUs", extra={"cpus": cpus, "error": str(e)[:200]})
+            log.warning(
+                "storage.embedded_cpus not applied; the engine runs on the sidecar's CPUs",
+                extra={"cpus": cpus, "error": str(e)[:200]},
+            )
     sock = socket.socket(fileno=os.dup(0))  # the parent's socketpair end (fd 0)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     sock.setblocking(True)

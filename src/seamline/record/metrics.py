@@ -1,10 +1,16 @@
-"""The recorder's self-metrics (prefix `seamline_record_`), registered on the registry the composition root owns."""
+"""The recorder's self-metrics (prefix `seamline_record_`), registered on the registry the composition root owns;
+its running totals (for the heartbeat row) and the one place events are counted as lost."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("seamline.record")
 
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -50,3 +56,31 @@ class RecordMetrics:
         self.queue_depth.set_function(queue_depth)
         self.spool_bytes.set_function(spool_bytes)
         self.spool_records.set_function(spool_records)
+
+
+@dataclass
+class Totals:
+    """Counts since this Recorder was made, as plain numbers: the heartbeat row and the stop log carry them."""
+
+    rows_written: int = 0
+    batches_written: int = 0
+    rows_replayed: int = 0
+    dropped: int = 0
+
+
+class Drops:
+    """Events lost: counted by reason, added to the totals, and logged loudly but at most once a second per reason."""
+
+    def __init__(self, metrics: RecordMetrics, totals: Totals, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._metrics = metrics
+        self._totals = totals
+        self._clock = clock
+        self._last_log: dict[str, float] = {}
+
+    def __call__(self, rows: int, reason: str) -> None:
+        self._metrics.dropped.labels(reason).inc(rows)
+        self._totals.dropped += rows
+        now = self._clock()
+        if now - self._last_log.get(reason, -1e9) >= 1.0:
+            self._last_log[reason] = now
+            log.error("events dropped", extra={"rows": rows, "reason": reason, "dropped_total": self._totals.dropped})

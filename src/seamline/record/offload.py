@@ -10,11 +10,15 @@ duplicate.
 If the engine cannot build a batch (it exited, or did not answer within `timeout_s`), this process builds it:
 no exchange is lost, only the offload. Unredacted exchanges travel only over the socketpair to our own child;
 they never reach the spool or a log.
+
+Both ends are here: `BuildOffload` in the sidecar, and the functions the engine process runs (`Engine.run`), sent
+by reference, so the store and the engine carry no event-building code of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import marshal
 import os
@@ -25,9 +29,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from seamline.exchange import Exchange
-from seamline.record.wire import to_wire
-from seamline.record.store import ChdbStore
+from seamline.record.engine import Engine
 from seamline.record.recorder import Recorder
+from seamline.record.store import ChdbStore
+from seamline.record.wire import to_wire
 
 log = logging.getLogger("seamline.record.offload")
 
@@ -65,6 +70,10 @@ class BuildOffload:
         self._stopped = False
         self._last_fallback_log = 0.0
 
+    async def configure(self, config: Any, instance: str) -> None:
+        """Let the engine process build events from this config (now, and in every engine process started later)."""
+        await self.store.run_in_every_engine("configure builder", _configure_in_engine, config, instance)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="seamline-build-offload")
 
@@ -87,10 +96,8 @@ class BuildOffload:
     async def stop(self, timeout: float = 10.0) -> None:
         """Hand everything queued to the Recorder (building here what the engine does not take in time), then stop."""
         self._stopped = True  # from now on, late exchanges are built here
-        try:
+        with contextlib.suppress(TimeoutError):
             await self.drain(timeout / 2)
-        except TimeoutError:
-            pass
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -115,7 +122,7 @@ class BuildOffload:
     async def _ship(self, batch: list[Exchange]) -> None:
         rows: list[tuple[bytes | None, str]] | None = None
         try:
-            rows = await asyncio.wait_for(self.store.build_rows(_wire_batch(batch)), self.timeout_s)
+            rows = await asyncio.wait_for(self.store.run_in_engine("build", _build_in_engine, _wire_batch(batch)), self.timeout_s)
         except asyncio.CancelledError:
             self._pending[:0] = batch  # stop() builds them here
             raise
@@ -125,7 +132,7 @@ class BuildOffload:
             self._local(batch)
             return
         failed: list[Exchange] = []
-        for ex, (row, detail) in zip(batch, rows):
+        for ex, (row, detail) in zip(batch, rows, strict=True):  # lengths checked above
             if row is None:
                 failed.append(ex)
                 log.warning("engine could not build an event; building it here", extra={"run_id": ex.run_id, "error": detail})
@@ -152,6 +159,42 @@ def _wire_batch(batch: list[Exchange]) -> bytes:
     return marshal.dumps(items)
 
 
+# -- in the engine process ------------------------------------------------------------------------------------------
+
+
+def _configure_in_engine(engine: Engine, config: Any, instance: str) -> None:
+    """Compile what building events needs (routes, redaction policies, contracts), as the sidecar does."""
+    from seamline.event.build import EventBuilder
+    from seamline.proxy.routing import Router
+    from seamline.validate.validator import Validator
+
+    engine.hosted["router"] = Router(config)
+    engine.hosted["builder"] = EventBuilder(config, instance, Validator(config))
+
+
+def _build_in_engine(engine: Engine, payload: bytes) -> list[tuple[bytes | None, str]]:
+    """Shipped exchanges -> (encoded row, event_id), or (None, error) for one that failed to build.
+
+    `payload` is `marshal.dumps([(to_wire(exchange), (upstream, raw path, query) or None), ...])` (`_wire_batch`)
+    from the same interpreter; the target is resolved again here from the same config.
+    """
+    from seamline.record.rows import encode_event
+    from seamline.record.wire import from_wire
+
+    router, builder = engine.hosted["router"], engine.hosted["builder"]
+    out: list[tuple[bytes | None, str]] = []
+    for wire, key in marshal.loads(payload):
+        try:
+            ex = from_wire(wire)
+            if key is not None:
+                ex.target = router.target(key[0], ex.method, key[1], key[2])
+            event = builder.build(ex)
+            out.append((encode_event(event), event["event_id"]))
+        except Exception as e:  # noqa: BLE001 - one bad exchange must not cost the batch; the sidecar rebuilds it
+            out.append((None, f"{type(e).__name__}: {e}"[:300]))
+    return out
+
+
 def offload_pays(proxy_cpus: set[int] | None, engine_cpus: Sequence[int] | None) -> bool:
     """Does building in the engine process free the proxy's CPU? Not when both can only share one CPU.
 
@@ -164,16 +207,23 @@ def offload_pays(proxy_cpus: set[int] | None, engine_cpus: Sequence[int] | None)
 
 
 async def start_offload(
-    store: Any, recorder: Recorder, config: Any, instance: str, build_here: Callable[[Exchange], None], registry: CollectorRegistry
+    store: Any,
+    recorder: Recorder,
+    config: Any,
+    instance: str,
+    build_here: Callable[[Exchange], None],
+    registry: CollectorRegistry,
 ) -> BuildOffload | None:
     """A started BuildOffload when the store is an engine process that can run beside the proxy; None otherwise."""
     if not isinstance(store, ChdbStore) or store.engine != "process":
         return None
     proxy_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if not offload_pays(proxy_cpus, config.storage.embedded_cpus):
-        log.info("events are built in the proxy: the engine process shares its only CPU", extra={"cpus": sorted(proxy_cpus or ())})
+        log.info(
+            "events are built in the proxy: the engine process shares its only CPU", extra={"cpus": sorted(proxy_cpus or ())}
+        )
         return None
-    await store.configure_builder(config, instance)
     offload = BuildOffload(store, recorder, build_here, registry)
+    await offload.configure(config, instance)
     offload.start()
     return offload

@@ -33,7 +33,11 @@ def encode_event(event: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Encoded rows ready for the sink: token, row count, JSONEachRow payload (a JSON array)."""
+    """Encoded rows as one insert: dedup token, row count, JSONEachRow payload (a JSON array).
+
+    The one batch type of the write path: sealed in memory, inserted, spooled and replayed as the same value, so
+    whatever is re-sent carries the token it was first sent with.
+    """
 
     token: str
     rows: int

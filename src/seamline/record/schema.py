@@ -49,7 +49,8 @@ two ~1 KB JSON bodies, 200-row runs over 10 min, 20 handoffs, 6 days; "run" = SE
 | K  G + bloom_filter(run_id)                               |   24   |  4.5   |   37 29*|  16 12* | 1679 MiB |
 | I  ORDER BY (run_id, ts) (daily partitions)               |   21   |  5.7   |   22    |  24.7   | 1676 MiB |
 | S  shipped DDL (G + bloom_filter(trace_id), codecs)       |   22   |  3.9   |   22    |  13.1   | 1683 MiB |
-(ms; * = second, quieter run of G and K alone, 5 rounds; S measured against A in a third run: A 118/4.1, 129/17.2.) Earlier 1M-only runs: bloom(run_id) alone 99 ms;
+(ms; * = second, quieter run of G and K alone, 5 rounds; S measured against A in a third run: A 118/4.1, 129/17.2.)
+Earlier 1M-only runs: bloom(run_id) alone 99 ms;
 index_granularity_bytes 256 KiB 68 ms; projection (SELECT _part_offset ORDER BY run_id) 95-102 ms (not used by
 the planner here); ORDER BY (hour, run_id) with 1 MiB granules 31 ms.
 
@@ -335,9 +336,7 @@ async def current_version(store: Store, database: str) -> int:
     return int(rows[0]["v"] or 0) if rows else 0
 
 
-async def migrate(
-    store: Store, database: str, *, ttl_days: int = 30, body_ttl_days: int = 7, cluster: str | None = None
-) -> int:
+async def migrate(store: Store, database: str, *, ttl_days: int = 30, body_ttl_days: int = 7, cluster: str | None = None) -> int:
     """Apply pending migrations in order and record each version; returns the schema version now in place."""
     ctx = Ctx(database, ttl_days, body_ttl_days, cluster)
     have = await current_version(store, database)

@@ -1,7 +1,8 @@
 """Durable on-disk spool for batches the sink could not take: append-only segments of checksummed records.
 
 Record: MAGIC(4) | payload length u32 LE | CRC32(payload) u32 LE | payload, where
-payload = rows u32 LE | token length u16 LE | dedup token (UTF-8) | rows (a JSONEachRow array, as sent to ClickHouse).
+payload = rows u32 LE | token length u16 LE | dedup token (UTF-8) | rows (a JSONEachRow array, as sent to ClickHouse):
+one `rows.Batch`, the same value that was (or would have been) inserted, so a replay re-sends it with its token.
 
 - Segments `<seq:016d>.seg` roll at `segment_bytes`; a segment is deleted once every record in it was acknowledged.
 - fsync policy `always` (default): each append is fsynced before `append` returns, so a batch in the spool survives
@@ -19,15 +20,17 @@ payload = rows u32 LE | token length u16 LE | dedup token (UTF-8) | rows (a JSON
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import struct
 import threading
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
+
+from seamline.record.rows import Batch
 
 log = logging.getLogger("seamline.record.spool")
 
@@ -46,26 +49,17 @@ class SpoolFull(SpoolError):
     """The spool reached its size cap (or the disk is full)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolBatch:
-    """One batch: its dedup token, its row count and its rows as a JSONEachRow payload."""
-
-    token: str
-    rows: int
-    payload: bytes
-
-
-def encode_record(batch: SpoolBatch) -> bytes:
+def encode_record(batch: Batch) -> bytes:
     """Frame one batch as a spool record."""
     tok = batch.token.encode()
     payload = _PAYLOAD_HEAD.pack(batch.rows, len(tok)) + tok + batch.payload
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-def _decode_payload(payload: bytes) -> SpoolBatch:
+def _decode_payload(payload: bytes) -> Batch:
     rows, tlen = _PAYLOAD_HEAD.unpack_from(payload)
     start = _PAYLOAD_HEAD.size
-    return SpoolBatch(payload[start : start + tlen].decode(), rows, payload[start + tlen :])
+    return Batch(payload[start : start + tlen].decode(), rows, payload[start + tlen :])
 
 
 class Spool:
@@ -141,7 +135,7 @@ class Spool:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def append(self, batch: SpoolBatch) -> None:
+    def append(self, batch: Batch) -> None:
         """Durably append one batch; raises SpoolFull at the cap (or ENOSPC), SpoolError on any other failure."""
         record = encode_record(batch)
         with self._lock:
@@ -189,7 +183,7 @@ class Spool:
 
     # -- reading -----------------------------------------------------------------------------------------------
 
-    def peek(self) -> SpoolBatch | None:
+    def peek(self) -> Batch | None:
         """The oldest unacknowledged batch (corrupt records are skipped and counted), or None when empty."""
         with self._lock:
             while self._read_seq is not None:
@@ -222,7 +216,7 @@ class Spool:
             if end >= self._size(seq):
                 self._finish_segment(seq)
 
-    def _read_record(self, f, seq: int) -> tuple[SpoolBatch, int] | None:
+    def _read_record(self, f: IO[bytes], seq: int) -> tuple[Batch, int] | None:
         """Read the record at the current offset; on corruption count it and resync. None at end of segment."""
         while True:
             start = f.tell()
@@ -245,7 +239,7 @@ class Spool:
             f.seek(nxt)
             self._read_off = nxt
 
-    def _resync(self, f, pos: int) -> int | None:
+    def _resync(self, f: IO[bytes], pos: int) -> int | None:
         """Offset of the next MAGIC at or after pos in this segment, or None."""
         f.seek(pos)
         data = f.read()
@@ -314,10 +308,8 @@ class Spool:
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.ftruncate(fd, size)
-    except OSError:
-        pass
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -11,7 +11,7 @@ import logging
 import os
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -144,7 +144,8 @@ class ChdbStore(Store):
         log.info("store opened", extra={"store": "chdb", "engine": self.engine, "path": self.path, "database": self.database})
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return await self._run("query", "query", sql, parameters)
+        rows: list[dict[str, Any]] = await self._run("query", "query", sql, parameters)
+        return rows
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> None:
         await self._run("command", "command", sql, parameters, settings)
@@ -167,17 +168,17 @@ class ChdbStore(Store):
         except StoreError:
             return False
 
-    async def configure_builder(self, config: Any, instance: str) -> None:
-        """Let the engine process build events from this config (now, and in every process started later)."""
-        if self._process is None:
-            raise StoreError("configure_builder needs the engine process (storage.embedded_engine: process)")
-        self._process.on_start.append(("configure builder", "configure_builder", (config, instance)))
-        if self._process.pid is not None:
-            await self._call("configure builder", "configure_builder", config, instance)
+    async def run_in_engine(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(engine, *args)` where the engine runs (see Engine.run), the store opened first; failures are StoreErrors."""
+        return await self._run(op, "run", fn, *args)
 
-    async def build_rows(self, payload: bytes) -> list[tuple[bytes | None, str]]:
-        """Build and encode events in the engine process (payload: see Engine.build_rows) -> [(row or None, event_id or error)]."""
-        return await self._run("build", "build_rows", payload)
+    async def run_in_every_engine(self, op: str, fn: Callable[..., Any], *args: Any) -> None:
+        """`fn(engine, *args)` in the engine process now if it runs, and first thing in every one started later."""
+        if self._process is None:
+            raise StoreError(f"{op} needs the engine process (storage.embedded_engine: process)")
+        self._process.on_start.append((op, "run", (fn, *args)))
+        if self._process.pid is not None:
+            await self._call(op, "run", fn, *args)
 
     async def close(self) -> None:
         if self._closed:
@@ -287,7 +288,7 @@ class HttpStore(Store):
         try:
             await self._ensure_open()
             return bool(await self._client.ping())
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means: not reachable
             return False
 
     async def close(self) -> None:
@@ -302,7 +303,7 @@ class HttpStore(Store):
 def chdb_path_from_url(url: str) -> str:
     """`chdb:///abs/path` -> /abs/path; `chdb:///./rel` or `chdb://./rel` -> absolute path under the CWD."""
     rest = url.split("://", 1)[1]
-    if rest.startswith("/./") or rest.startswith("/../"):
+    if rest.startswith(("/./", "/../")):
         rest = rest[1:]
     if not rest:
         raise StoreError("chdb URL needs a path, e.g. chdb:///./.seamline/data")

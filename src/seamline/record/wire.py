@@ -1,6 +1,6 @@
 """The wire form of an Exchange: plain values (marshal-able) to build its event in the engine process.
 
-See `seamline.record.offload` (the sender) and `seamline.record.engine` (the receiver).
+See `seamline.record.offload`: both the sender and the receiver (run in the engine process by `Engine.run`).
 """
 
 from __future__ import annotations

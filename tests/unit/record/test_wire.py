@@ -9,8 +9,8 @@ from dataclasses import fields
 from multidict import istr
 
 from seamline.exchange import BodyTap, Exchange
-from seamline.record.wire import from_wire, to_wire
 from seamline.proxy.tracecontext import TraceContext
+from seamline.record.wire import from_wire, to_wire
 
 
 def full_exchange() -> Exchange:

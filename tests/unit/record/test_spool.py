@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from seamline.record.spool import MAGIC, Spool, SpoolBatch, SpoolError, SpoolFull, encode_record
+from seamline.record.rows import Batch
+from seamline.record.spool import MAGIC, Spool, SpoolError, SpoolFull, encode_record
 
 
-def batch(i: int, size: int = 100) -> SpoolBatch:
-    return SpoolBatch(f"tok-{i}", i + 1, b"[" + (b"x" * size) + b"]")
+def batch(i: int, size: int = 100) -> Batch:
+    return Batch(f"tok-{i}", i + 1, b"[" + (b"x" * size) + b"]")
 
 
-def drain(spool: Spool) -> list[SpoolBatch]:
+def drain(spool: Spool) -> list[Batch]:
     out = []
     while (b := spool.peek()) is not None:
         out.append(b)

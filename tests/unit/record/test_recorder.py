@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 from support.clock import now_us
-from support.recording import FakeClock, counts, db, make_event, storage  # noqa: F401  (fixtures)
+from support.recording import FakeClock, counts, make_event
 
-from seamline.config.models import Storage
+from seamline.record.recorder import Recorder
 from seamline.record.rows import encode_event, seal
 from seamline.record.schema import migrate
-from seamline.record.spool import Spool, SpoolBatch
+from seamline.record.spool import Spool
 from seamline.record.store import open_store
-from seamline.record.recorder import Recorder
-
-
-@pytest.fixture
-async def recorders() -> AsyncIterator[Callable[..., Recorder]]:
-    """Recorder factory; every recorder made is stopped after the test."""
-    made: list[Recorder] = []
-
-    def make(storage: Storage, **kw: Any) -> Recorder:
-        kw.setdefault("heartbeat_interval_s", 0)
-        kw.setdefault("backoff_base_s", 0.01)
-        kw.setdefault("backoff_max_s", 0.05)
-        registry = kw.pop("registry", CollectorRegistry())
-        rec = Recorder(storage, lambda: open_store(storage.clickhouse_url, storage.database), registry, "test-1", **kw)
-        made.append(rec)
-        return rec
-
-    yield make
-    for rec in made:
-        await rec.stop(5)
 
 
 async def test_batches_by_size(storage, recorders, db) -> None:
@@ -68,7 +46,9 @@ async def test_batches_queued_behind_an_insert_go_as_one(storage, recorders, db)
     assert reg.get_sample_value("seamline_record_batches_written_total", {"path": "direct"}) == 1
     assert reg.get_sample_value("seamline_record_rows_written_total", {"path": "direct"}) == 40
     assert reg.get_sample_value("seamline_record_queue_depth") == 5
-    parts = await store.query(f"SELECT count() AS n FROM system.parts WHERE database = '{name}' AND table = 'handoffs' AND active")
+    parts = await store.query(
+        f"SELECT count() AS n FROM system.parts WHERE database = '{name}' AND table = 'handoffs' AND active"
+    )
     assert parts[0]["n"] == 1
 
 
@@ -139,12 +119,12 @@ async def test_replayed_batch_is_not_duplicated(storage, recorders, db, tmp_path
     # The batch reached ClickHouse but its ack was lost, so it also sits in the spool: replay must not duplicate it.
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     spool.open()
-    spool.append(SpoolBatch(batch.token, batch.rows, batch.payload))
-    spool.append(SpoolBatch(batch.token, batch.rows, batch.payload))
+    spool.append(batch)
+    spool.append(batch)
     spool.close()
     rec = recorders(cfg)
     await rec.start()
-    await rec._insert(batch.token, batch.payload, batch.rows, path="direct")
+    await rec.sink.insert(batch, path="direct")
     assert await rec.replay_now()
     assert await counts(store, name) == (50, 50)
     rollup = await store.query(f"SELECT sum(calls) AS c FROM `{name}`.handoffs_1m")
@@ -192,11 +172,13 @@ class Stalling(LostAck):
     def __init__(self, inner: Any) -> None:
         super().__init__(inner)
         self.release = asyncio.Event()
+        self.landed = asyncio.Event()
         self.tokens: list[str] = []
 
     async def insert_json(self, table: str, payload: bytes, settings: Any = None) -> None:
         self.tokens.append(settings["insert_deduplication_token"])
         await self.inner.insert_json(table, payload, settings)
+        self.landed.set()
         await self.release.wait()
 
 
@@ -209,7 +191,7 @@ async def test_stop_with_a_hung_insert_spools_it_as_sent(storage, db) -> None:
     await rec.start()
     for _ in range(25):
         rec.submit(make_event())
-    await asyncio.sleep(0.2)  # the flusher's insert (20 rows, coalesced) landed and hangs
+    await asyncio.wait_for(stalling.landed.wait(), 10)  # the flusher's insert (20 rows, coalesced) landed and hangs
     await rec.stop(1)
     assert len(stalling.tokens) == 1 and await counts(store, name) == (20, 20)
     assert rec.spool.records == 2  # the hung insert as it was sent, and the 5 rows left in memory

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.recording import db, storage  # noqa: F401  (fixtures)
 
 from seamline.config.models import Storage
 from seamline.event.columns import COLUMNS, new_event
@@ -48,7 +47,9 @@ async def test_handoffs_columns_follow_event_columns(db: tuple[Store, str]) -> N
 async def test_bodies_have_a_shorter_ttl_than_rows(db: tuple[Store, str]) -> None:
     store, name = db
     await migrate(store, name, ttl_days=30, body_ttl_days=7)
-    [row] = await store.query("SELECT create_table_query AS q FROM system.tables WHERE database = {d:String} AND name = 'handoffs'", {"d": name})
+    [row] = await store.query(
+        "SELECT create_table_query AS q FROM system.tables WHERE database = {d:String} AND name = 'handoffs'", {"d": name}
+    )
     q = row["q"]
     for col in ("request_body", "response_body", "request_headers", "response_headers"):
         assert re.search(rf"`{col}` [^`]*TTL toDateTime\(ts\) \+ toIntervalDay\(7\)", q), col
@@ -58,7 +59,9 @@ async def test_bodies_have_a_shorter_ttl_than_rows(db: tuple[Store, str]) -> Non
 async def test_otel_traces_matches_the_collector_exporter_columns(db: tuple[Store, str]) -> None:
     store, name = db
     await migrate(store, name)
-    cols = await store.query("SELECT name FROM system.columns WHERE database = {d:String} AND table = 'otel_traces' ORDER BY position", {"d": name})
+    cols = await store.query(
+        "SELECT name FROM system.columns WHERE database = {d:String} AND table = 'otel_traces' ORDER BY position", {"d": name}
+    )
     assert [c["name"] for c in cols] == [
         "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
         "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode", "StatusMessage",
@@ -164,7 +167,9 @@ async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str],
     await migrate(store, name, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days)
     now = await engine_now_us(store)
     old = now - s.ttl_days * DAY_US - HOUR_US
-    await insert_events(store, [full_event("new", now - HOUR_US, tenant="new"), full_event("old", old, tenant="old")])  # the MV copies both into handoffs_1m
+    await insert_events(
+        store, [full_event("new", now - HOUR_US, tenant="new"), full_event("old", old, tenant="old")]
+    )  # the MV copies both into handoffs_1m
     await store.command(
         f"INSERT INTO `{name}`.seamline_health (ts, proxy_instance) "
         "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new'), (fromUnixTimestamp64Micro({old:Int64}), 'old')",
@@ -172,7 +177,8 @@ async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str],
     )
     await store.command(
         f"INSERT INTO `{name}`.otel_traces (Timestamp, TraceId, SpanId, ServiceName) "
-        "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new', 'a', 'app'), (fromUnixTimestamp64Micro({old:Int64}), 'old', 'b', 'app')",
+        "VALUES (fromUnixTimestamp64Micro({new:Int64}), 'new', 'a', 'app'), "
+        "(fromUnixTimestamp64Micro({old:Int64}), 'old', 'b', 'app')",
         parameters={"new": now - HOUR_US, "old": old},
     )  # the MV copies both into otel_traces_trace_id_ts
     keys = {
@@ -186,4 +192,4 @@ async def test_every_table_drops_rows_older_than_ttl_days(db: tuple[Store, str],
     for table, key in keys.items():
         await apply_ttls(store, table)
         left[table] = {r["k"] for r in await store.query(f"SELECT {key} AS k FROM `{name}`.`{table}`")}
-    assert left == dict.fromkeys(keys, {"new"})
+    assert left == {table: {"new"} for table in keys}
