@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from seamline import __version__
-from seamline.config.loader import ConfigError, load_config
+from seamline.config.loader import ConfigError, load_config_or_report
 from seamline.demo import cli as demo_cli
 from seamline.read import terminal
 from seamline.record import cli as record_cli
@@ -33,10 +33,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.file)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
+    cfg = load_config_or_report(args.file)
+    if cfg is None:
         return 2
     from seamline.validate.validator import Validator
 
@@ -61,10 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from seamline.logs import setup_logging
 
     setup_logging(args.log_level)
-    try:
-        cfg = load_config(args.config, overrides=_overrides(args))
-    except ConfigError as e:
-        print(e, file=sys.stderr)
+    cfg = load_config_or_report(args.config, overrides=_overrides(args))
+    if cfg is None:
         return 2
     try:
         import uvloop
@@ -78,8 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(cfg: Any, source: str) -> int:
     from seamline.sidecar import Sidecar
 
-    sidecar = Sidecar(cfg, source=source)
     try:
+        sidecar = Sidecar(cfg, source=source)  # contracts compile here: a bad one is a config error, not a traceback
         await sidecar.start()
     except ConfigError as e:
         print(e, file=sys.stderr)

@@ -53,6 +53,19 @@ def test_serve_refuses_a_bad_config_with_exit_2(tmp_path, capsys):
     assert "upstreams.b.base_url" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_bad_contract_with_exit_2_not_a_traceback(tmp_path, capsys):
+    """Contracts compile when the sidecar is built: the error still names file, handoff and field."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(
+        "upstreams:\n  b: {base_url: 'https://b.example'}\n"
+        "handoffs:\n  b.pay:\n    upstream: b\n    match: POST /p\n    contract:\n      response_schema: {type: 17}\n"
+        "storage: {enabled: false}\nserver: {port: 0, admin_port: 0}\n"
+    )
+    assert main(["serve", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "handoffs.b.pay.contract.response_schema" in err and "Traceback" not in err
+
+
 def test_schema_prints_ddl_and_cluster_variant(capsys):
     assert main(["schema"]) == 0
     plain = capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,15 @@ def format_validation_error(source: str, err: ValidationError) -> str:
         else:
             lines.append(f"  {path}: {msg}")
     return "\n".join(lines)
+
+
+def load_config_or_report(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any] | None = None) -> Config | None:
+    """For the command line: the config, or None once its error (file, field, fix) is printed to stderr."""
+    try:
+        return load_config(path, overrides=overrides)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return None
 
 
 def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any] | None = None) -> Config:

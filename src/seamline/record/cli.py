@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from seamline.config.loader import ConfigError, load_config
+from seamline.config.loader import load_config_or_report
 from seamline.record.schema import SCHEMA_VERSION, migrate, statements
 from seamline.record.store import StoreError, open_store
 
@@ -48,10 +48,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Open the configured store, migrate, report the version."""
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return 2
     try:
         version, where = asyncio.run(_migrate(cfg.storage))

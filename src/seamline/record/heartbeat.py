@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,26 +30,24 @@ def health_row(state: Mapping[str, Any], *, instance: str, store_kind: str, now:
     return [now, instance, __version__, store_kind, *(state[c] for c in STATE_COLUMNS)]
 
 
+@dataclass(slots=True)
 class Heartbeat:
     """Writes the health row; a failure is counted and logged at debug (the sink's own state says it is down)."""
 
-    def __init__(
-        self, store: Store, instance: str, metrics: RecordMetrics, *, state: Callable[[], Mapping[str, Any]], timeout_s: float
-    ) -> None:
-        self._store = store
-        self._instance = instance
-        self._metrics = metrics
-        self._state = state
-        self._timeout_s = timeout_s
+    store: Store
+    instance: str
+    metrics: RecordMetrics
+    state: Callable[[], Mapping[str, Any]] = field(kw_only=True)
+    timeout_s: float = field(kw_only=True)
 
     async def beat(self) -> bool:
         """Write one row now; True on success."""
-        row = health_row(self._state(), instance=self._instance, store_kind=self._store.kind, now=datetime.now(UTC))
+        row = health_row(self.state(), instance=self.instance, store_kind=self.store.kind, now=datetime.now(UTC))
         try:
-            await asyncio.wait_for(self._store.insert(HEALTH_TABLE, [row], HEALTH_COLUMNS), self._timeout_s)
+            await asyncio.wait_for(self.store.insert(HEALTH_TABLE, [row], HEALTH_COLUMNS), self.timeout_s)
         except Exception as e:  # noqa: BLE001 - a missed heartbeat is counted, never raised
-            self._metrics.heartbeats.labels("error").inc()
+            self.metrics.heartbeats.labels("error").inc()
             log.debug("heartbeat not written", extra={"error": type(e).__name__})
             return False
-        self._metrics.heartbeats.labels("ok").inc()
+        self.metrics.heartbeats.labels("ok").inc()
         return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from seamline.record.metrics import RecordMetrics, Totals
 from seamline.record.sink import Sink
@@ -38,27 +39,18 @@ class Backoff:
         self._delay = self.base_s
 
 
+@dataclass(slots=True)
 class Replayer:
     """Moves spooled batches into the sink, on demand (`replay_now`) or in the background (`run`)."""
 
-    def __init__(
-        self,
-        spool: ThreadedSpool,
-        sink: Sink,
-        metrics: RecordMetrics,
-        totals: Totals,
-        backoff: Backoff,
-        *,
-        on_empty: Callable[[], None],
-    ) -> None:
-        self._spool = spool
-        self._sink = sink
-        self._metrics = metrics
-        self._totals = totals
-        self._backoff = backoff
-        self._on_empty = on_empty  # the sink is up and the spool empty: what waits in memory can go direct again
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+    spool: ThreadedSpool
+    sink: Sink
+    metrics: RecordMetrics
+    totals: Totals
+    backoff: Backoff
+    on_empty: Callable[[], None] = field(kw_only=True)  # the sink is up and the spool empty: memory can go direct again
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def wake(self) -> None:
         """There may be batches to replay (one was spooled, or the sink was found down)."""
@@ -67,10 +59,10 @@ class Replayer:
     async def replay_now(self) -> bool:
         """Drain the spool into the sink now, in order; True when the spool is empty and the sink took everything."""
         async with self._lock:
-            if not await self._sink.connect() or not await self._sink.ping():
+            if not await self.sink.connect() or not await self.sink.ping():
                 return False
             # sink_up turns true on a successful insert, or here when there is nothing to replay.
-            spool = self._spool
+            spool = self.spool
             while True:
                 try:
                     batch = await spool.run(spool.spool.peek)
@@ -81,16 +73,16 @@ class Replayer:
                     spool.count_corrupt()
                 spool.clear("spool_unreadable")
                 if batch is None:
-                    self._sink.mark(True)
-                    self._on_empty()
+                    self.sink.mark(True)
+                    self.on_empty()
                     spool.clear("spool_full")  # empty now: room for the next batch
                     return True
-                if not await self._sink.insert(batch, path="replay"):
+                if not await self.sink.insert(batch, path="replay"):
                     return False
                 # Counted as soon as ClickHouse has the rows (before the ack), so metrics never lag the table.
-                self._metrics.replayed_rows.inc(batch.rows)
-                self._metrics.replayed_batches.inc()
-                self._totals.rows_replayed += batch.rows
+                self.metrics.replayed_rows.inc(batch.rows)
+                self.metrics.replayed_batches.inc()
+                self.totals.rows_replayed += batch.rows
                 try:
                     await spool.run(spool.spool.ack)
                 except SpoolError as e:  # the batch is in ClickHouse; a re-send is deduplicated
@@ -101,12 +93,12 @@ class Replayer:
     async def run(self) -> None:
         """Replay whenever woken and the spool has batches or the sink is not known up; forever (cancelled by stop)."""
         while True:
-            if self._sink.up and self._sink.connected and not self._spool.spool.records:
+            if self.sink.up and self.sink.connected and not self.spool.spool.records:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             if await self.replay_now():
-                self._backoff.reset()
+                self.backoff.reset()
                 continue
             self._wake.clear()  # a batch spooled during the wait does not cut it short: the sink is still down
-            await asyncio.sleep(self._backoff.next())
+            await asyncio.sleep(self.backoff.next())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 
 from seamline.config.models import Storage
 from seamline.record.metrics import RecordMetrics, Totals
@@ -24,30 +25,24 @@ log = logging.getLogger("seamline.record")
 TABLE = "handoffs"
 
 
+@dataclass(slots=True)
 class Sink:
     """One Recorder's writes into its store, and whether the store answers."""
 
-    def __init__(
-        self,
-        store: Store,
-        storage: Storage,
-        metrics: RecordMetrics,
-        totals: Totals,
-        *,
-        migrate_schema: bool = True,
-        timeout_s: float = 30.0,
-    ) -> None:
-        self.store = store
-        self.timeout_s = timeout_s
-        self._storage = storage
-        self._metrics = metrics
-        self._totals = totals
-        self._migrate = migrate_schema
-        self.connected = False  # opened (and migrated) once; later failures only mark the sink down
-        self.up = False  # the last contact succeeded
-        metrics.sink_up.set_function(lambda: 1.0 if self.up else 0.0)
+    store: Store
+    storage: Storage
+    metrics: RecordMetrics
+    totals: Totals
+    migrate_schema: bool = field(default=True, kw_only=True)
+    timeout_s: float = field(default=30.0, kw_only=True)
+    connected: bool = field(default=False, init=False)  # opened (and migrated) once; later failures only mark it down
+    up: bool = field(default=False, init=False)  # the last contact succeeded
+
+    def __post_init__(self) -> None:
+        self.metrics.sink_up.set_function(lambda: 1.0 if self.up else 0.0)
+        store = self.store
         if isinstance(store, ChdbStore):
-            metrics.engine_starts.set_function(lambda: store.engine_starts)
+            self.metrics.engine_starts.set_function(lambda: store.engine_starts)
 
     async def connect(self) -> bool:
         """Open the store and apply migrations once; False (sink down) on failure."""
@@ -55,8 +50,8 @@ class Sink:
             return True
         try:
             await asyncio.wait_for(self.store.open(), self.timeout_s)
-            if self._migrate:
-                s = self._storage
+            if self.migrate_schema:
+                s = self.storage
                 await migrate(
                     self.store, self.store.database, ttl_days=s.ttl_days, body_ttl_days=s.body_ttl_days, cluster=s.cluster
                 )
@@ -82,14 +77,14 @@ class Sink:
         try:
             await asyncio.wait_for(self.store.insert_json(TABLE, batch.payload, settings), self.timeout_s)
         except Exception as e:  # noqa: BLE001 - a refused insert goes to the spool, whatever refused it
-            self._metrics.write_errors.inc()
+            self.metrics.write_errors.inc()
             self.mark(False, f"{type(e).__name__}: {e}"[:300])
             return False
-        self._metrics.write_seconds.observe(time.perf_counter() - t0)
-        self._metrics.batches_written.labels(path).inc()
-        self._metrics.rows_written.labels(path).inc(batch.rows)
-        self._totals.rows_written += batch.rows
-        self._totals.batches_written += 1
+        self.metrics.write_seconds.observe(time.perf_counter() - t0)
+        self.metrics.batches_written.labels(path).inc()
+        self.metrics.rows_written.labels(path).inc(batch.rows)
+        self.totals.rows_written += batch.rows
+        self.totals.batches_written += 1
         self.mark(True)
         return True
 
