@@ -20,7 +20,12 @@ class Broken:
     def __init__(self, name: str, essential: bool = False) -> None:
         self.name, self.essential = name, essential
 
-    async def request(self, ex, http, heads) -> None:
+    def request(self, ex, http, heads):
+        if self.name == "optional-async":
+            return self._later()
+        raise RuntimeError("stage bug")
+
+    async def _later(self) -> None:
         raise RuntimeError("stage bug")
 
     def response(self, ex, http, headers) -> None:
@@ -47,7 +52,7 @@ async def test_the_stages_are_in_the_documented_order(upstream, make_sidecar):
 async def test_a_failing_optional_stage_is_logged_counted_and_skipped(upstream, make_sidecar, caplog):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
     sc.handler.path = sc.path._replace(
-        request=(*sc.path.request, Broken("optional")), response=(*sc.path.response, Broken("resp")),
+        request=(*sc.path.request, Broken("optional"), Broken("optional-async")), response=(*sc.path.response, Broken("resp")),
         done=(*sc.path.done, Broken("fin")), after=(*sc.path.after, Broken("later")),
     )  # fmt: skip
     sc.path.upstream.relay.stages = sc.handler.path.response
@@ -58,7 +63,7 @@ async def test_a_failing_optional_stage_is_logged_counted_and_skipped(upstream, 
                 assert r.headers["X-Run-ID"] == "run-stage"
             async with s.get(sc.admin_url + "/healthz") as r:  # one more loop turn: the `after` stage has run
                 assert r.status == 200
-    assert [errors_of(sc, n) for n in ("optional", "resp", "fin", "later")] == [1.0, 1.0, 1.0, 1.0]
+    assert [errors_of(sc, n) for n in ("optional", "optional-async", "resp", "fin", "later")] == [1.0] * 5
     assert "optional stage failed" in caplog.text and "stage bug" in caplog.text
 
 

@@ -19,7 +19,7 @@ class Authenticate:
     def __init__(self, config: Config) -> None:
         self.tokens = dict(config.server.client_tokens)
 
-    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+    def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
         if not self.tokens:
             return
         app = self.tokens.get(heads.first("x-seamline-token"))
@@ -38,7 +38,7 @@ class BodyLimit:
     def __init__(self, config: Config) -> None:
         self.max_body = config.server.max_request_body_bytes
 
-    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+    def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
         limit = self.max_body
         if limit is not None and ex.mode != "connect" and http.content_length is not None and http.content_length > limit:
             raise errors.PayloadTooLarge(f"request body of {http.content_length} bytes exceeds {limit}")

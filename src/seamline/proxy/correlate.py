@@ -60,7 +60,7 @@ class Correlate:
         self.run_header = config.server.run_id_header
         self.run_header_l = self.run_header.lower()
 
-    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+    def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
         correlate(ex, heads, self.run_header_l)
 
     def response(self, ex: Exchange, http: web.BaseRequest, headers: Headers) -> None:

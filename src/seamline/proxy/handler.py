@@ -136,7 +136,9 @@ class ProxyHandler:
         try:
             for stage in self.path.request:
                 try:
-                    await stage.request(ex, http, heads)
+                    waiting = stage.request(ex, http, heads)
+                    if waiting is not None:
+                        await waiting
                 except errors.ProxyError:
                     raise
                 except Exception:  # noqa: BLE001 - isolated: logged, counted, and the call goes on or gets 500

@@ -31,7 +31,7 @@ class Route:
         self.router = Router(config)
         self._targets: dict[tuple[str, str], Target] = {}
 
-    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+    def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
         ws = bool(heads.seen.get("upgrade")) and websocket_offer(
             http.method, heads.all("upgrade"), heads.all("connection"), http.body_exists
         )

@@ -86,7 +86,7 @@ class Spans:
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
 
-    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+    def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
         tel = self.telemetry
         if not tel.enabled:
             ex.span_id = new_span_id()

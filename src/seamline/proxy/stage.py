@@ -1,7 +1,9 @@
 """What a stage of the request path is: one concern, entry points named after the event that calls them.
 
 In the spirit of mitmproxy's addons and Envoy's filter chain: `request` runs in order before the upstream is called
-(raise a `ProxyError` to answer instead), `response` runs on the upstream's response headers before they go back to
+(raise a `ProxyError` to answer instead; most stages decide at once, so the hook is plain and returns None, and a
+stage that must wait returns an awaitable the handler awaits: an `async def` hook would create and await a
+coroutine per stage per request for nothing), `response` runs on the upstream's response headers before they go back to
 the client, `done` runs once the exchange is over (the answer sent or failed), `after` once the client has its
 answer (nothing there can delay it). Each hook takes the `Exchange`, which carries all state of one call. The
 handler calls the hooks from static tuples (no dynamic dispatch) and isolates a hook that raises anything else:
@@ -11,6 +13,7 @@ logged, counted in `seamline_stage_errors{stage}`, and the traffic goes on (`ess
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
 from aiohttp import web
@@ -25,7 +28,8 @@ class RequestStage(Protocol):
     name: str
     essential: bool
 
-    async def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None: ...
+    def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> Awaitable[None] | None:
+        """None when done; a stage that must wait (a shared store, say) returns its awaitable instead."""
 
 
 class ResponseStage(Protocol):

@@ -1,0 +1,112 @@
+"""CPU per request of the Seamline process, for two source trees, interleaved: did a change cost proxy CPU?
+
+    .venv/bin/python bench/proxy_cpu.py --before /path/to/old/checkout [--after .] [--rounds 5] [--method GET|POST]
+
+Throughput on these 2-vCPU VMs varies ±20 % between runs (bench/proxy.py says so), far more than a refactoring
+costs. The proxy process's own CPU time (user + system, from /proc) divided by the requests it served is a steadier
+figure: each round starts `seamline serve` from each tree in turn (recording off, same config: one upstream,
+a handoff with a contract), pinned to CPU 1, and loads it for 5 s with wrk (c=16, keep-alive, CPU 0) in front of
+an aiohttp upstream (CPU 0). Prints µs of CPU per request, median and min–max over the rounds, and
+the ratio after/before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from proxy import BODY, free_port, pinned, wait_port
+
+HERE = Path(__file__).resolve().parent
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+
+
+def config(upstream_port: int, tmp: Path) -> Path:
+    cfg = {
+        "upstreams": {"api": {"base_url": f"http://127.0.0.1:{upstream_port}", "allow_private": True}},
+        "handoffs": {
+            "api.item": {
+                "upstream": "api",
+                "match": "* /item",
+                "contract": {"status": [200], "response_schema": {"type": "object", "required": ["id", "status"]}},
+            }
+        },
+        "storage": {"enabled": False},
+    }
+    path = tmp / "seamline.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def one(tree: Path, cfg: Path, method: str, tmp: Path) -> float:
+    port, admin = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAMLINE_")}
+    env["PYTHONPATH"] = str(tree / "src")
+    cmd = [sys.executable, "-m", "seamline", "serve", "--config", str(cfg), "--port", str(port), "--admin-port", str(admin)]
+    proc = subprocess.Popen(pinned([*cmd, "--log-level", "WARNING"], "1"), env=env, cwd=tree)
+    try:
+        wait_port(port)
+        script = tmp / "post.lua"
+        lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n'
+        script.write_text(lua)
+        warm = ["wrk", "-t1", "-c16", "-d1s", f"http://127.0.0.1:{port}/api/item"]
+        subprocess.run(pinned(warm, "0"), capture_output=True, check=True)
+        before = cpu_seconds(proc.pid)
+        wrk = ["wrk", "-t1", "-c16", "-d5s", "--latency"]
+        if method == "POST":
+            wrk += ["-s", str(script)]
+        out = subprocess.run(pinned([*wrk, f"http://127.0.0.1:{port}/api/item"], "0"), capture_output=True, text=True, check=True)
+        used = cpu_seconds(proc.pid) - before
+        served = int(out.stdout.split(" requests in ")[0].rsplit("\n", 1)[-1].strip())
+        return used / served * 1e6
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--before", required=True, type=Path)
+    ap.add_argument("--after", default=HERE.parent, type=Path)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--method", default="GET")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("needs wrk (apt-get install wrk)")
+    tmp = Path(tempfile.mkdtemp(prefix="seamline-cpu-"))
+    up_port = free_port()
+    upstream = subprocess.Popen(pinned([sys.executable, str(HERE / "_upstream.py"), str(up_port)], "0"))
+    try:
+        wait_port(up_port)
+        cfg = config(up_port, tmp)
+        got: dict[str, list[float]] = {"before": [], "after": []}
+        for r in range(args.rounds):
+            for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                got[name].append(one(getattr(args, name).resolve(), cfg, args.method, tmp))
+                time.sleep(0.5)
+        med = {k: statistics.median(v) for k, v in got.items()}
+        print(f"method={args.method} rounds={args.rounds} (proxy on CPU 1; wrk and upstream on CPU 0; recording off)")
+        for k, v in got.items():
+            print(f"{k:7s} CPU µs/request: median {med[k]:.1f}  min–max {min(v):.1f}–{max(v):.1f}  {[round(x, 1) for x in v]}")
+        print(f"after/before: {med['after'] / med['before']:.3f}")
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
