@@ -1,4 +1,4 @@
-"""No test fixture is stamped with a literal date: stored rows age past their TTLs and the suite rots (issue 11).
+"""No test fixture is stamped with a literal date: stored rows age past their TTLs and the suite rots.
 
 Times come from `support.clock` (now, floored) or an injected clock. A literal date that never meets a clock (a
 value to redact, a message text) is allowed on a line marked `# date-ok` with the reason.
