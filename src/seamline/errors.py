@@ -65,6 +65,10 @@ class ClientBodyTimeout(ProxyError):
     )
 
 
+class LoopDetected(ProxyError):
+    status, slug, title, error_class = 508, "loop-detected", "The request looped back through Seamline", o.LOOP_DETECTED
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 

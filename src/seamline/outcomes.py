@@ -60,6 +60,7 @@ NOT_IMPLEMENTED: Final = "not_implemented"  # 501 (Upgrade/WebSocket was one; th
 INTERNAL: Final = "internal"  # 500: Seamline itself failed (the base ProxyError)
 CLIENT_TIMEOUT: Final = "client_timeout"  # the client sent its request body too slowly
 CLIENT_DISCONNECTED: Final = "client_disconnected"  # the client went away before the exchange finished
+LOOP_DETECTED: Final = "loop_detected"  # 508: the request already passed through this Seamline (its Via)
 
 ErrorClass = Literal[
     "none",
@@ -82,6 +83,7 @@ ErrorClass = Literal[
     "internal",
     "client_timeout",
     "client_disconnected",
+    "loop_detected",
 ]
 ERROR_CLASSES: Final[tuple[ErrorClass, ...]] = get_args(ErrorClass)
 
@@ -93,7 +95,7 @@ AUTH_CLASSES: Final = frozenset({AUTH, AUTH_EXPIRED})
 # (it stays contract_violation), nor are the transport classes of a 502/504 Seamline sends for a failed upstream.
 SEAMLINE_REFUSAL_CLASSES: Final = frozenset(
     {REFUSED_TARGET, UNKNOWN_UPSTREAM, BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, NOT_IMPLEMENTED, INTERNAL,
-     CLIENT_TIMEOUT, CLIENT_DISCONNECTED}
+     CLIENT_TIMEOUT, CLIENT_DISCONNECTED, LOOP_DETECTED}
 )  # fmt: skip
 UPSTREAM_CLASSES: Final = TRANSPORT_CLASSES | HTTP_CLASSES
 

@@ -59,9 +59,10 @@ class Sidecar:
         self.events = EventBuilder(cfg, self.instance, self.validator)
         self.record = RecordExchange(self.events)
         self.offload: Any = None
+        recording = recorder is not None or cfg.storage.enabled
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
-            validator=self.validator, after=(self.record,) if (recorder is not None or cfg.storage.enabled) else (),
+            validator=self.validator, instance=self.instance, after=(self.record,) if recording else (),
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
 

@@ -51,6 +51,7 @@ async def test_upstream_gets_exactly_the_callers_headers_plus_correlation(upstre
             "x-forwarded-for",
             "x-forwarded-proto",
             "x-forwarded-host",
+            "via",  # this hop, named (RFC 9110 §7.6.3; seamline.proxy.via)
         ]
     )
     assert upstream.last.body == b"body"

@@ -14,6 +14,7 @@ from seamline.proxy.correlate import Correlate
 from seamline.proxy.redirects import RewriteRedirects
 from seamline.proxy.route import Route
 from seamline.proxy.spans import Spans
+from seamline.proxy.via import Via
 
 
 class Broken:
@@ -44,7 +45,7 @@ def errors_of(sc, stage: str) -> float:
 
 async def test_the_stages_are_in_the_documented_order(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
-    assert [type(s) for s in sc.path.request] == [Correlate, Authenticate, Route, BodyLimit, Spans]
+    assert [type(s) for s in sc.path.request] == [Correlate, Via, Authenticate, Route, BodyLimit, Spans]
     assert [type(s) for s in sc.path.response] == [RewriteRedirects, Correlate]
     assert [s.name for s in sc.path.done] == ["spans", "metrics"]
 
@@ -69,7 +70,7 @@ async def test_a_failing_optional_stage_is_logged_counted_and_skipped(upstream, 
 
 async def test_a_failing_essential_stage_answers_500_problem(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
-    sc.handler.path = sc.path._replace(request=(*sc.path.request[:3], Broken("essential", essential=True)))
+    sc.handler.path = sc.path._replace(request=(*sc.path.request[:4], Broken("essential", essential=True)))
     async with aiohttp.ClientSession() as s:
         async with s.get(sc.proxy_url + "/billing/v1/x", headers={"X-Run-ID": "run-500"}) as r:
             body = await r.json(content_type=None)

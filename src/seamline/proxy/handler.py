@@ -1,6 +1,6 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
-    request  (in order)   correlate → authenticate → route → body_limit → [guards go here] → spans
+    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → [guards go here] → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
     response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
     done     (in order)   spans (end) → metrics
@@ -10,7 +10,7 @@
 Correlation runs first, so even a refusal carries the caller's run ID. A stage that raises a `ProxyError`
 answers instead of the upstream (problem+json, recorded like any call); anything else it raises is logged and
 counted (`seamline_stage_errors{stage}`), and the call goes on without it — or, for an `essential` request
-stage, gets 500. The modules: accept.py (authenticate, body_limit), correlate.py, route.py, spans.py,
+stage, gets 500. The modules: accept.py (authenticate, body_limit), correlate.py, via.py, route.py, spans.py,
 upstream.py, relay.py, redirects.py, metrics.py; what a stage is: stage.py.
 """
 
@@ -43,6 +43,7 @@ from seamline.proxy.spans import Spans, Telemetry
 from seamline.proxy.stage import DoneStage, RequestStage, ResponseStage
 from seamline.proxy.tracecontext import incoming_context
 from seamline.proxy.upstream import UpstreamCall
+from seamline.proxy.via import Via
 from seamline.proxy.websocket import WebSocketRelay
 from seamline.validate.validator import Validator
 
@@ -68,10 +69,12 @@ def build_request_path(
     metrics: ProxyMetrics,
     telemetry: Telemetry,
     validator: Validator | None,
+    instance: str,
     after: Sequence[DoneStage] = (),
 ) -> RequestPath:
     """The one place the stages are put in order."""
     correlate = Correlate(config)
+    via = Via(instance)
     spans = Spans(telemetry)
     response: tuple[ResponseStage, ...] = (RewriteRedirects(config), correlate)
     policy = RedactionPolicy.from_config(config.capture)
@@ -80,7 +83,7 @@ def build_request_path(
         partial(report_stage_error, metrics),
     )  # fmt: skip
     return RequestPath(
-        request=(correlate, Authenticate(config), Route(config), BodyLimit(config), spans),
+        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), spans),
         upstream=UpstreamCall(
             config,
             forwarder=forwarder,
@@ -89,6 +92,7 @@ def build_request_path(
             metrics=metrics,
             validator=validator,
             echo_headers=correlate.echo_headers,
+            via=via.value,
         ),
         response=response,
         done=(spans, metrics),

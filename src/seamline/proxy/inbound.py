@@ -65,6 +65,7 @@ WATCHED = frozenset(
         "x-seamline-token",
         "idempotency-key",
         "expect",
+        "via",
     }
 )
 _NONE: tuple[str, ...] = ()

@@ -29,10 +29,11 @@ from seamline.validate.validator import Validator
 
 
 def upstream_headers(
-    http: web.BaseRequest, heads: Inbound, ex: Exchange, run_header: str, added: dict[str, str]
+    http: web.BaseRequest, heads: Inbound, ex: Exchange, run_header: str, added: dict[str, str], via: str = ""
 ) -> CIMultiDict[str]:
-    """The request headers as sent upstream: Host first, the caller's end-to-end headers, correlation,
-    X-Forwarded-*, then the upstream's configured headers (`added`). Pure."""
+    """The request headers as sent upstream: Host first, the caller's end-to-end headers (a Via among them),
+    correlation, X-Forwarded-*, Seamline's own Via member (`seamline.proxy.via`), then the upstream's configured
+    headers (`added`). Pure."""
     target = ex.target
     assert target is not None and ex.trace is not None
     # Host first (RFC 9112 §3.2): the upstream's host, bracketed if IPv6, without a default port.
@@ -55,6 +56,8 @@ def upstream_headers(
     if host_in:
         prior_host = ", ".join(heads.all("x-forwarded-host"))
         out["X-Forwarded-Host"] = f"{prior_host}, {host_in}" if prior_host else host_in
+    if via:
+        out.add("Via", via)  # after the caller's Via lines: the same list, this hop appended (RFC 9110 §7.6.3)
     for k, v in added.items():
         out[k] = v
     return out
@@ -71,6 +74,7 @@ class UpstreamCall:
     metrics: ProxyMetrics
     validator: Validator | None
     echo_headers: Callable[[Exchange], dict[str, str]]
+    via: str = ""  # Seamline's own Via member, from the Via stage
     run_header: str = field(init=False)
     max_body: int | None = field(init=False)
     capture_cap: int = field(init=False)
@@ -90,7 +94,7 @@ class UpstreamCall:
             return await run_tunnel(http, ex, ex.target, self.metrics, self.echo_headers(ex))  # type: ignore[arg-type]
         cap = self._caps.get(ex.handoff, self.capture_cap)
         ex.request_tap, ex.response_tap = BodyTap(cap), BodyTap(cap)
-        headers = upstream_headers(http, heads, ex, self.run_header, ex.target.upstream.headers)  # type: ignore[union-attr]
+        headers = upstream_headers(http, heads, ex, self.run_header, ex.target.upstream.headers, self.via)  # type: ignore[union-attr]
         if ex.mode == "websocket":
             return await self._websocket(ex, http, heads, headers)
         return await self._forward(ex, http, heads, headers)  # other upgrade offers (h2c…) are declined
