@@ -1,7 +1,7 @@
 """Via stage (RFC 9110 §7.6.3): Seamline names itself in the `Via` of every request it forwards, and a request
 that already carries its own name has come back round — an upstream whose base URL leads to this sidecar — so it
-is answered 508 Loop Detected (RFC 5842 §7.2) instead of being forwarded again (before, one such request became
-11–66 hops until a header grew too large).
+is answered 508 Loop Detected (RFC 5842 §7.2) instead of being forwarded again (without it, one such request goes
+round until one of its growing headers is too large).
 
 The name is a pseudonym, `seamline-<server.instance>` (default: the host name), as the RFC allows in place of a
 host; replicas with distinct instances each recognise their own name, so a loop through several is cut when it
