@@ -31,13 +31,13 @@ def literal_dates(line: str) -> list[str]:
 @pytest.mark.parametrize(
     "line",
     [
-        "T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)",
-        "NOW = utc(2026, 11, 20, 12, 0, 0)",
-        "ev = make_event(ts=1_795_219_200_123_456)",
-        'big = [{"ts": "1795219200000000"}]',
-        "NOW = 1_750_000_000.0",
-        '"first_ts": "2026-11-20T12:00:00+00:00"',
-        '{"retry-after": "Fri, 20 Nov 2026 12:00:00 GMT"}',
+        "T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)",  # date-ok: a sample the guard must catch
+        "NOW = utc(2026, 11, 20, 12, 0, 0)",  # date-ok: a sample the guard must catch
+        "ev = make_event(ts=1_795_219_200_123_456)",  # date-ok: a sample the guard must catch
+        'big = [{"ts": "1795219200000000"}]',  # date-ok: a sample the guard must catch
+        "NOW = 1_750_000_000.0",  # date-ok: a sample the guard must catch
+        '"first_ts": "2026-11-20T12:00:00+00:00"',  # date-ok: a sample the guard must catch
+        '{"retry-after": "Fri, 20 Nov 2026 12:00:00 GMT"}',  # date-ok: a sample the guard must catch
     ],
 )
 def test_absolute_dates_are_recognised(line: str) -> None:
