@@ -17,6 +17,7 @@ from aiohttp import web
 from conftest import proxy_config
 from support.canned import CannedServer
 from support.rawhttp import raw_request
+from support.tls import self_signed
 
 
 def billing_config(url: str, timeouts: dict[str, float] | None = None, **fields: object):
@@ -284,13 +285,7 @@ async def test_garbage_upstream_answer_gives_a_short_redacted_detail(make_sideca
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a test certificate")
 async def test_http_base_url_on_a_tls_port_says_use_https(make_sidecar, tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    _, ctx = self_signed(tmp_path)
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=ctx)
     port = server.sockets[0].getsockname()[1]
     try:

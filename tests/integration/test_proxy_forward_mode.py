@@ -14,6 +14,7 @@ import pytest
 import requests
 from aiohttp import web
 from conftest import proxy_config
+from support.tls import self_signed
 
 from seamline.config.models import Config
 
@@ -177,34 +178,7 @@ async def test_host_spelled_differently_is_403_naming_the_configured_spelling(up
 async def test_curl_tunnel_run_id_goes_on_the_connect_request(tmp_path, make_sidecar):
     # The README's recipe: `-H` goes inside the TLS tunnel, where Seamline never sees it; `--proxy-header` goes on
     # the CONNECT request, which Seamline reads (and echoes on its 200).
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    cert, ctx = self_signed(tmp_path)
     seen: list[str | None] = []
 
     async def hello(request):

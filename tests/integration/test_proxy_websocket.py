@@ -18,6 +18,7 @@ import pytest
 from conftest import proxy_config
 from support.chdb_path import chdb_url, unique_database
 from support.rawhttp import raw_request
+from support.tls import self_signed
 from support.wsupstream import WsUpstream
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -135,15 +136,7 @@ async def test_text_and_binary_messages_pass_both_ways_with_the_negotiated_subpr
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test CA")
 async def test_a_wss_upstream_is_reached_over_verified_tls(make_sidecar, tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    proc = await asyncio.create_subprocess_exec(
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await asyncio.wait_for(proc.wait(), 60) == 0
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    cert, ctx = await asyncio.to_thread(self_signed, tmp_path)
     up = await WsUpstream(tls=ctx).start()
     try:
         cfg = ws_config(up)
