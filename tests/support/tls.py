@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
-
-import pytest
-
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test CA")
 
 
 def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
