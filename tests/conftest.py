@@ -20,6 +20,8 @@ from support.upstream import Upstream
 
 from seamline.config.models import Config
 
+pytest_plugins = ["support.redis_server"]  # the `redis_server` fixture: a real redis-server on 127.0.0.1
+
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:

@@ -62,6 +62,12 @@ class Exchange:
     source_app: str = ""
     attempt: int = 1
     idempotency_key: str = ""
+    event_id: str = ""  # minted when the event is built, or earlier by a guard that must name it (retries, dedup)
+    guard: str = ""  # seamline.outcomes.GuardDecision: what a guard did to this call
+    loop_suspected: bool = False
+    retry_of: str = ""  # event_id of the first attempt (retries)
+    replay_of: str = ""  # event_id of the event re-sent (`seamline replay`)
+    guard_wait_s: float = 0.0  # time spent waiting in a guard (the local rate limit's queue)
     request_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent upstream
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     request_tap: BodyTap | None = None

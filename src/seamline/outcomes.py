@@ -21,8 +21,13 @@ HTTP_ERROR: Final = "http_error"  # the upstream answered a status >= 400 its co
 TRANSPORT_ERROR: Final = "transport_error"  # no answer from the upstream: timeout, connect, TLS, DNS
 UNVALIDATED: Final = "unvalidated"  # the contract could not run (body over the cap, validator crashed)
 REFUSED: Final = "refused"  # Seamline answered itself; the upstream was not at fault (see SEAMLINE_REFUSAL_CLASSES)
+# The duplicate guard answered with the response recorded for the same Idempotency-Key: the upstream was not called
+# again. Neither a success nor a failure of its own (the first call's outcome is the one that counts).
+REPLAYED: Final = "replayed"
 
-Outcome = Literal["ok", "silent_failure", "contract_violation", "http_error", "transport_error", "unvalidated", "refused"]
+Outcome = Literal[
+    "ok", "silent_failure", "contract_violation", "http_error", "transport_error", "unvalidated", "refused", "replayed"
+]
 OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 
 # A call that was made and failed, in business terms (the "failed" of upstream health and business success).
@@ -32,7 +37,7 @@ ERROR_OUTCOMES: Final = (HTTP_ERROR, TRANSPORT_ERROR)
 # A step of a run that did not succeed, whoever's fault it was: a refused call fails the run too.
 RUN_FAILED_OUTCOMES: Final = (*FAILED_OUTCOMES, REFUSED)
 # Calls whose business outcome is unknown: left out of every business rate (numerator and denominator).
-NOT_JUDGED_OUTCOMES: Final = (UNVALIDATED, REFUSED)
+NOT_JUDGED_OUTCOMES: Final = (UNVALIDATED, REFUSED, REPLAYED)
 
 # -- error classes (`handoffs.error_class`) -----------------------------------------------------------------------------
 
@@ -61,6 +66,13 @@ INTERNAL: Final = "internal"  # 500: Seamline itself failed (the base ProxyError
 CLIENT_TIMEOUT: Final = "client_timeout"  # the client sent its request body too slowly
 CLIENT_DISCONNECTED: Final = "client_disconnected"  # the client went away before the exchange finished
 LOOP_DETECTED: Final = "loop_detected"  # 508: the request already passed through this Seamline (its Via)
+# The guards' refusals (seamline.guards): Seamline stopped the call before it reached the upstream.
+DUPLICATE: Final = "duplicate"  # 409/422: same Idempotency-Key in flight, reused with another request, or not replayable
+OUTCOME_UNKNOWN: Final = "outcome_unknown"  # 409: the first call's outcome is unknown (timeout after send): pause
+GUARD_UNAVAILABLE: Final = "guard_unavailable"  # 503: the guard's shared store (Redis) is down and the policy is fail_closed
+CIRCUIT_OPEN: Final = "circuit_open"  # 503: the upstream's circuit breaker is open
+RATE_LIMITED_LOCALLY: Final = "rate_limited_locally"  # 429: the upstream's local rate limit had no token in max_wait
+LOOP_SUSPECTED: Final = "loop_suspected"  # 429: the run called this handoff more often than loops.max_calls_per_run
 
 ErrorClass = Literal[
     "none",
@@ -84,6 +96,12 @@ ErrorClass = Literal[
     "client_timeout",
     "client_disconnected",
     "loop_detected",
+    "duplicate",
+    "outcome_unknown",
+    "guard_unavailable",
+    "circuit_open",
+    "rate_limited_locally",
+    "loop_suspected",
 ]
 ERROR_CLASSES: Final[tuple[ErrorClass, ...]] = get_args(ErrorClass)
 
@@ -95,9 +113,58 @@ AUTH_CLASSES: Final = frozenset({AUTH, AUTH_EXPIRED})
 # (it stays contract_violation), nor are the transport classes of a 502/504 Seamline sends for a failed upstream.
 SEAMLINE_REFUSAL_CLASSES: Final = frozenset(
     {REFUSED_TARGET, UNKNOWN_UPSTREAM, BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, NOT_IMPLEMENTED, INTERNAL,
-     CLIENT_TIMEOUT, CLIENT_DISCONNECTED, LOOP_DETECTED}
+     CLIENT_TIMEOUT, CLIENT_DISCONNECTED, LOOP_DETECTED, DUPLICATE, OUTCOME_UNKNOWN, GUARD_UNAVAILABLE, CIRCUIT_OPEN,
+     RATE_LIMITED_LOCALLY, LOOP_SUSPECTED}
 )  # fmt: skip
 UPSTREAM_CLASSES: Final = TRANSPORT_CLASSES | HTTP_CLASSES
+
+GUARD_CLASSES: Final = frozenset(
+    {DUPLICATE, OUTCOME_UNKNOWN, GUARD_UNAVAILABLE, CIRCUIT_OPEN, RATE_LIMITED_LOCALLY, LOOP_SUSPECTED}
+)
+
+# -- guard decisions (`handoffs.guard`): what a guard did to this call ('' = no guard acted) ---------------------------
+
+GUARD_REPLAYED: Final = "replayed"  # duplicate of a finished call: its recorded response returned, upstream not called
+GUARD_BLOCKED_IN_FLIGHT: Final = "blocked_in_flight"  # 409 idempotency-in-flight
+GUARD_BLOCKED_UNKNOWN: Final = "blocked_unknown"  # 409 outcome-unknown (the first call's outcome is unknown)
+GUARD_KEY_REUSED: Final = "key_reused"  # 422 idempotency-key-reused (same key, another request)
+GUARD_OUTCOME_KNOWN: Final = "outcome_known"  # 409 outcome-known (finished, but its response was too large to keep)
+GUARD_KEY_MISSING: Final = "key_missing"  # 400: dedup.require_key and no key
+GUARD_STORE_DOWN_OPEN: Final = "store_down_forwarded"  # the guard store was down; fail_open forwarded the call
+GUARD_STORE_DOWN_CLOSED: Final = "store_down_refused"  # the guard store was down; fail_closed answered 503
+GUARD_CIRCUIT_OPEN: Final = "circuit_open"  # 503 circuit-open
+GUARD_CIRCUIT_PROBE: Final = "circuit_probe"  # let through as a half-open probe
+GUARD_RATE_LIMITED: Final = "rate_limited"  # 429 rate-limited-locally
+GUARD_RATE_QUEUED: Final = "rate_queued"  # waited for a token (guard_wait_ms) and was forwarded
+GUARD_LOOP_BLOCKED: Final = "loop_blocked"  # 429 loop-suspected (loops.block)
+GUARD_RETRIED: Final = "retried"  # this attempt failed and the sidecar sent another one
+
+GuardDecision = Literal[
+    "",
+    "replayed",
+    "blocked_in_flight",
+    "blocked_unknown",
+    "key_reused",
+    "outcome_known",
+    "key_missing",
+    "store_down_forwarded",
+    "store_down_refused",
+    "circuit_open",
+    "circuit_probe",
+    "rate_limited",
+    "rate_queued",
+    "loop_blocked",
+    "retried",
+]
+GUARD_DECISIONS: Final[tuple[GuardDecision, ...]] = get_args(GuardDecision)
+# Duplicates the guard kept from reaching the upstream (the "duplicates prevented" recovery metric).
+DUPLICATES_PREVENTED: Final = (
+    GUARD_REPLAYED,
+    GUARD_BLOCKED_IN_FLIGHT,
+    GUARD_BLOCKED_UNKNOWN,
+    GUARD_KEY_REUSED,
+    GUARD_OUTCOME_KNOWN,
+)
 
 # -- violation codes (`handoffs.violations`, see validate/contracts.py for their full form) ---------------------------
 

@@ -42,11 +42,21 @@ def test_refusal_set_is_seamlines_own_and_disjoint_from_upstream_classes() -> No
 
 
 def test_outcome_groups_use_declared_outcomes() -> None:
-    assert o.REFUSED in o.OUTCOMES and len(set(o.OUTCOMES)) == len(o.OUTCOMES) == 7
+    assert o.REFUSED in o.OUTCOMES and len(set(o.OUTCOMES)) == len(o.OUTCOMES) == 8
     for group in (o.FAILED_OUTCOMES, o.ERROR_OUTCOMES, o.RUN_FAILED_OUTCOMES, o.NOT_JUDGED_OUTCOMES):
         assert set(group) <= set(o.OUTCOMES)
     assert o.REFUSED not in o.FAILED_OUTCOMES + o.ERROR_OUTCOMES  # upstream health never counts a refusal
     assert o.REFUSED in o.RUN_FAILED_OUTCOMES  # but the run's step did fail
+    # A replayed duplicate is neither: the first call's outcome is the one that counts, for the run and the rates.
+    assert o.REPLAYED not in o.RUN_FAILED_OUTCOMES and o.REPLAYED in o.NOT_JUDGED_OUTCOMES
+
+
+def test_guard_vocabulary() -> None:
+    assert o.GUARD_CLASSES <= o.SEAMLINE_REFUSAL_CLASSES  # a guard's own answer is a refusal, never the upstream's
+    assert set(o.DUPLICATES_PREVENTED) <= set(o.GUARD_DECISIONS) and o.GUARD_DECISIONS[0] == ""
+    assert len(set(o.GUARD_DECISIONS)) == len(o.GUARD_DECISIONS)
+    docs = {c.name: c.doc for c in COLUMNS}
+    assert docs["guard"].removeprefix("What a guard did: ").split(" | ") == [g for g in o.GUARD_DECISIONS if g]
 
 
 def test_column_docs_list_every_value() -> None:

@@ -89,7 +89,7 @@ class EventBuilder:
         target = ex.target
         rq, rs = ex.request_tap, ex.response_tap
         return new_event(
-            event_id=new_event_id(),
+            event_id=ex.event_id or new_event_id(),
             ts=ex.ts_us,
             run_id=ex.run_id,
             run_id_source=ex.run_id_source,
@@ -131,4 +131,9 @@ class EventBuilder:
             response_truncated=rs.truncated if rs else False,
             proxy_instance=self.instance,
             attributes=attributes,
+            guard=ex.guard,
+            loop_suspected=ex.loop_suspected,
+            retry_of=ex.retry_of,
+            replay_of=ex.replay_of,
+            guard_wait_ms=ex.guard_wait_s * 1000.0,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
-from seamline.outcomes import ERROR_CLASSES, NONE, OUTCOMES, doc_list
+from seamline.outcomes import ERROR_CLASSES, GUARD_DECISIONS, NONE, OUTCOMES, doc_list
 
 
 class Column(NamedTuple):
@@ -23,6 +23,7 @@ class Column(NamedTuple):
     default: Any
     doc: str
     body: bool = False  # governed by the (shorter) body TTL
+    since: int = 1  # the schema migration that added it (seamline.record.schema adds it to older tables)
 
 
 COLUMNS: Final[tuple[Column, ...]] = (
@@ -68,6 +69,12 @@ COLUMNS: Final[tuple[Column, ...]] = (
     Column("response_truncated", "Bool", False, "Response body larger than the capture cap."),
     Column("proxy_instance", "LowCardinality(String)", "", "Seamline instance that handled the call."),
     Column("attributes", "Map(LowCardinality(String), String)", {}, "Free-form extras (e.g. run_id_invalid, tunnel bytes)."),
+    # The guards (schema version 2).
+    Column("guard", "LowCardinality(String)", "", "What a guard did: " + doc_list(g for g in GUARD_DECISIONS if g), since=2),
+    Column("loop_suspected", "Bool", False, "The run called this handoff more than loops.max_calls_per_run.", since=2),
+    Column("retry_of", "String", "", "event_id of the first attempt this one retries ('' for a first attempt).", since=2),
+    Column("replay_of", "String", "", "event_id of the event `seamline replay` re-sent ('' otherwise).", since=2),
+    Column("guard_wait_ms", "Float64", 0.0, "Time the call waited in a guard (the local rate limit's queue).", since=2),
 )
 
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(c.name for c in COLUMNS)

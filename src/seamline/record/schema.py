@@ -17,6 +17,7 @@ replicated tables deduplicate by insert_deduplication_token per shard block — 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("seamline.record.schema")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Deduplication memory of plain MergeTree (blocks): a batch re-sent by the spool after an outage of up to
 # this many other batches is still recognised by its insert_deduplication_token.
@@ -316,7 +317,27 @@ def _v1(ctx: Ctx) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial: handoffs, handoffs_1m, seamline_health, otel_traces", _v1),)
+def added_columns(ctx: Ctx, version: int) -> list[str]:
+    """`ALTER TABLE … ADD COLUMN IF NOT EXISTS` for the columns a migration added (no-ops on a table v1 just created
+    from the current COLUMNS); in cluster mode on the shard-local table and the Distributed one."""
+    tables = [ctx.name("handoffs"), *([ctx.public("handoffs")] if ctx.cluster else [])]
+    after = {c.name: prev.name for prev, c in itertools.pairwise(COLUMNS)}
+    return [
+        f"ALTER TABLE {table}{ctx.on_cluster} ADD COLUMN IF NOT EXISTS {line} AFTER `{after[c.name]}`"
+        for table in tables
+        for c, line in zip(COLUMNS, _column_ddl(ctx), strict=True)
+        if c.since == version
+    ]
+
+
+def _v2(ctx: Ctx) -> list[str]:
+    return added_columns(ctx, 2)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial: handoffs, handoffs_1m, seamline_health, otel_traces", _v1),
+    Migration(2, "guards: guard, loop_suspected, retry_of, replay_of, guard_wait_ms", _v2),
+)
 
 
 def statements(database: str, *, ttl_days: int = 30, body_ttl_days: int = 7, cluster: str | None = None) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 from support.chdb_path import chdb_url, unique_database
 
 from seamline.cli import main
+from seamline.record.schema import SCHEMA_VERSION
 from seamline.record.store import open_store
 
 
@@ -31,7 +32,7 @@ def test_migrate_applies_the_schema_to_the_configured_store(tmp_path: Path, caps
     cfg.write_text(f"storage:\n  clickhouse_url: {chdb_url()}\n  database: {db}\n")
     assert main(["migrate", "--config", str(cfg)]) == 0
     assert main(["migrate", "--config", str(cfg)]) == 0
-    assert capsys.readouterr().out.count("schema version 1 in place") == 2
+    assert capsys.readouterr().out.count(f"schema version {SCHEMA_VERSION} in place") == 2
 
     async def tables() -> set[str]:
         store = await open_store(chdb_url(), db)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.clock import now_us
 
 from seamline.config.models import Storage
 from seamline.event.columns import COLUMNS, new_event
@@ -31,8 +32,31 @@ async def test_migrate_creates_every_table_and_is_idempotent(db: tuple[Store, st
         "handoffs", "handoffs_1m", "handoffs_1m_mv", "seamline_health", "schema_migrations",
         "otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv",
     }  # fmt: skip
-    versions = await store.query(f"SELECT version FROM `{name}`.schema_migrations FINAL")
-    assert [r["version"] for r in versions] == [SCHEMA_VERSION]
+    versions = await store.query(f"SELECT version FROM `{name}`.schema_migrations FINAL ORDER BY version")
+    assert [r["version"] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_a_version_1_store_gets_the_columns_added_since(db: tuple[Store, str]) -> None:
+    """An install made before the guards (schema 1: no guard columns, version 1 recorded) is brought up to date in
+    place, its rows kept, with the new columns where the current DDL puts them."""
+    store, name = db
+    await migrate(store, name)
+    added = [c for c in COLUMNS if c.since > 1]
+    assert added, "no column has been added since version 1"
+    for c in added:  # back to a version-1 table
+        await store.command(f"ALTER TABLE `{name}`.handoffs DROP COLUMN `{c.name}`")
+    old_row = {k: v for k, v in new_event(event_id=str(uuid.uuid4()), ts=now_us(), run_id="run-old").items()
+               if k not in {c.name for c in added}}  # fmt: skip
+    await store.insert_json("handoffs", encode_event(old_row), settings=INSERT_SETTINGS)
+    await store.command(f"ALTER TABLE `{name}`.schema_migrations DELETE WHERE version > 1 SETTINGS mutations_sync = 1")
+    assert await current_version(store, name) == 1
+    assert await migrate(store, name) == SCHEMA_VERSION
+    cols = await store.query(
+        "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = 'handoffs' ORDER BY position", {"d": name}
+    )
+    assert [(c["name"], c["type"]) for c in cols] == [(c.name, c.ch_type) for c in COLUMNS]
+    [old] = await store.query(f"SELECT run_id, guard, retry_of FROM `{name}`.handoffs")
+    assert old == {"run_id": "run-old", "guard": "", "retry_of": ""}
 
 
 async def test_handoffs_columns_follow_event_columns(db: tuple[Store, str]) -> None:
