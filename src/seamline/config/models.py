@@ -4,7 +4,7 @@ from these), with SEAMLINE_* environment overrides. Loading and error formatting
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -16,6 +16,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from yarl import URL
+
+from seamline.config.guards import CircuitBreaker, Dedup, Duration, Loops, Off, RateLimit, Retry
 
 DEFAULT_REDACT_HEADERS = [
     "authorization",
@@ -90,6 +92,14 @@ class Upstream(_Model):
         description="Reverse mode: rewrite a Location/Content-Location that points under base_url to the Seamline route "
         "that reaches it (as nginx's default proxy_redirect), so clients that follow redirects stay routed and recorded.",
     )
+    retry: Annotated[Retry, Off] = Field(
+        default_factory=Retry,
+        description="Retries of this upstream's safe_to_repeat calls (a handoff's own `retry` wins); false: none.",
+    )
+    circuit_breaker: Annotated[CircuitBreaker, Off] = Field(
+        default_factory=CircuitBreaker, description="The upstream's circuit breaker; false: none."
+    )
+    rate_limit: RateLimit | None = Field(None, description="A local rate limit for calls to this upstream (off).")
 
     @field_validator("base_url")
     @classmethod
@@ -146,6 +156,15 @@ class Handoff(_Model):
     step: str | None = Field(None, description="Workflow step label (defaults to the handoff name).")
     contract: Contract | str | None = Field(None, description="Inline contract or a path to a YAML/JSON contract file.")
     capture: HandoffCapture = Field(default_factory=HandoffCapture)
+    dedup: Annotated[Dedup, Off] | None = Field(
+        None,
+        description="The duplicate guard; default: on (Idempotency-Key header) for never_repeat and safe_once, off for "
+        "safe_to_repeat; false: off.",
+    )
+    retry: Annotated[Retry, Off] | None = Field(
+        None, description="Retries for this handoff (default: its upstream's; only safe_to_repeat calls are retried)."
+    )
+    loops: Loops | None = Field(None, description="Loop detection for this handoff (default: the top-level `loops`).")
 
     @field_validator("match")
     @classmethod
@@ -301,6 +320,15 @@ class Config(BaseSettings):
     capture: Capture = Field(default_factory=Capture, description="What is kept of each exchange, and what is redacted from it.")
     storage: Storage = Field(default_factory=Storage, description="Where and how handoffs are recorded.")
     telemetry: Telemetry = Field(default_factory=Telemetry, description="OpenTelemetry spans.")
+    loops: Loops = Field(default_factory=Loops, description="Loop detection: calls per run per handoff.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis shared by several Seamline replicas for the guards' state (SEAMLINE_REDIS_URL), e.g. "
+        "redis://redis:6379/0; unset: in-process state.",
+    )
+    redis_timeout: Duration = Field(
+        0.5, gt=0, description="Longest a guard waits for Redis before treating it as down (then each guard's policy)."
+    )
 
     @classmethod
     def settings_customise_sources(
