@@ -82,6 +82,7 @@ class Dedup(_Model):
 
 
 RetryOn = Literal["connect", "timeout", 429, 500, 502, 503, 504]
+DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("connect", 502, 503, 504, 429)
 
 
 class Retry(_Model):
@@ -92,7 +93,7 @@ class Retry(_Model):
     attempts: int = Field(3, ge=1, le=20, description="All attempts, the first included.")
     deadline: Duration = Field(10.0, gt=0, description="No attempt starts after this long since the first one started.")
     on: list[RetryOn] = Field(
-        default_factory=lambda: ["connect", 502, 503, 504, 429],
+        default_factory=lambda: list(DEFAULT_RETRY_ON),
         description="What is retried: connect (no connection made), timeout (no answer: only if the upstream is "
         "idempotent for real), or an upstream status.",
     )

@@ -21,7 +21,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["2", "2 weeks", "-1s", "s", "1e3s", ""])
 def test_a_bad_duration_says_how_to_write_one(text: str) -> None:
-    with pytest.raises(ValidationError, match="write e.g. 250ms, 2s"):
+    with pytest.raises(ValidationError, match=r"write e\.g\. 250ms, 2s"):
         Retry(deadline=text)
 
 
