@@ -69,6 +69,10 @@ class LoopDetected(ProxyError):
     status, slug, title, error_class = 508, "loop-detected", "The request looped back through Seamline", o.LOOP_DETECTED
 
 
+class Overloaded(ProxyError):
+    status, slug, title, error_class = 503, "overloaded", "Seamline is at one of its configured limits", o.OVERLOADED
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 

@@ -73,6 +73,7 @@ GUARD_UNAVAILABLE: Final = "guard_unavailable"  # 503: the guard's shared store 
 CIRCUIT_OPEN: Final = "circuit_open"  # 503: the upstream's circuit breaker is open
 RATE_LIMITED_LOCALLY: Final = "rate_limited_locally"  # 429: the upstream's local rate limit had no token in max_wait
 LOOP_SUSPECTED: Final = "loop_suspected"  # 429: the run called this handoff more often than loops.max_calls_per_run
+OVERLOADED: Final = "overloaded"  # 503: a listener limit of Seamline's own (server.max_inflight_body_bytes)
 
 ErrorClass = Literal[
     "none",
@@ -102,6 +103,7 @@ ErrorClass = Literal[
     "circuit_open",
     "rate_limited_locally",
     "loop_suspected",
+    "overloaded",
 ]
 ERROR_CLASSES: Final[tuple[ErrorClass, ...]] = get_args(ErrorClass)
 
@@ -114,7 +116,7 @@ AUTH_CLASSES: Final = frozenset({AUTH, AUTH_EXPIRED})
 SEAMLINE_REFUSAL_CLASSES: Final = frozenset(
     {REFUSED_TARGET, UNKNOWN_UPSTREAM, BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, NOT_IMPLEMENTED, INTERNAL,
      CLIENT_TIMEOUT, CLIENT_DISCONNECTED, LOOP_DETECTED, DUPLICATE, OUTCOME_UNKNOWN, GUARD_UNAVAILABLE, CIRCUIT_OPEN,
-     RATE_LIMITED_LOCALLY, LOOP_SUSPECTED}
+     RATE_LIMITED_LOCALLY, LOOP_SUSPECTED, OVERLOADED}
 )  # fmt: skip
 UPSTREAM_CLASSES: Final = TRANSPORT_CLASSES | HTTP_CLASSES
 

@@ -16,7 +16,9 @@ from seamline.exchange import Exchange
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import Forwarder
 from seamline.proxy.handler import ProxyHandler, build_request_path
+from seamline.proxy.listener import Listener, ListenerAppRunner, ListenerLimits, ListenerMetrics
 from seamline.proxy.metrics import ProxyMetrics
+from seamline.proxy.parse_errors import ThrottledLog
 from seamline.proxy.spans import Telemetry
 from seamline.proxy.websocket import WebSocketRelay
 from seamline.read.admin import create_admin_app
@@ -52,6 +54,8 @@ class Sidecar:
         self.instance = cfg.server.instance or socket.gethostname()
         self.validator = Validator(cfg, source=self.source)  # first: bad contracts fail before anything exists
         self.metrics = ProxyMetrics(self.registry)
+        self.listener_metrics = ListenerMetrics(self.registry)
+        self.listener_log = ThrottledLog()  # one warning per kind per 10 s, both listeners (seamline.proxy.parse_errors)
         self.telemetry = Telemetry(cfg.telemetry, exporter=span_exporter)
         self.deadlines = Deadlines()  # one sweeper for every request deadline (see seamline.proxy.deadlines)
         self.forwarder = Forwarder(cfg, self.deadlines)
@@ -83,8 +87,13 @@ class Sidecar:
             )
         self.record.attach(self.recorder, self.offload)
         srv = cfg.server
-        server = web.Server(
+        limits = ListenerLimits.from_config(srv)
+        server = Listener(
             self.handler,
+            name="proxy",
+            limits=limits,
+            metrics=self.listener_metrics,
+            throttle=self.listener_log,
             max_line_size=srv.max_header_bytes,
             max_field_size=srv.max_header_bytes,
             auto_decompress=False,
@@ -98,7 +107,10 @@ class Sidecar:
         self.proxy_port = _bound_port(runner)
         self.proxy_url = f"http://{_url_host(srv.host)}:{self.proxy_port}"
         admin = create_admin_app(self.registry, self.readiness, self.store)
-        arunner = web.AppRunner(admin, handle_signals=False, access_log=None)
+        arunner = ListenerAppRunner(
+            admin, name="admin", limits=limits, metrics=self.listener_metrics, throttle=self.listener_log,
+            handle_signals=False, access_log=None,
+        )  # fmt: skip
         await arunner.setup()
         await web.TCPSite(arunner, srv.admin_host, srv.admin_port, reuse_address=True).start()
         self._runners.append(arunner)

@@ -231,6 +231,30 @@ class Server(_Model):
     max_request_body_bytes: int | None = Field(
         None, ge=0, description="Reject larger request bodies with 413 (None: unlimited, streamed)."
     )
+    header_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this long of its first byte (slowloris), else "
+        "408 problem+json and the connection is closed. Both listeners.",
+    )
+    keepalive_timeout: Duration = Field(
+        75.0,
+        gt=0,
+        description="An idle connection (no request in progress or arriving) is closed after this long, as nginx's "
+        "keepalive_timeout. Both listeners.",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="Open connections per listener; a connection beyond it gets its request answered 503 problem+json "
+        "(Retry-After: 1) and is closed. Keep it under the process's open-files limit (ulimit -n).",
+    )
+    max_inflight_body_bytes: int = Field(
+        128 << 20,
+        ge=0,
+        description="Memory all in-flight request bodies may hold in Seamline (what is buffered and captured of each, "
+        "reserved when its headers arrive); a request that would go over gets 503 problem+json (class overloaded).",
+    )
     instance: str | None = Field(None, description="proxy_instance recorded on each event (default: hostname).")
     client_tokens: dict[str, str] = Field(
         default_factory=dict, description="Optional: bearer tokens apps must send in X-Seamline-Token, token -> app name."

@@ -1,9 +1,9 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
-    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → [guards go here] → spans
+    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → inflight_bodies → [guards go here] → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
     response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
-    done     (in order)   spans (end) → metrics
+    done     (in order)   spans (end) → metrics → inflight_bodies (release)
     after    (the client has its answer; nothing here can delay it)
                           record: validate → build the event → record  (seamline.event.record)
 
@@ -31,7 +31,7 @@ from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Config
 from seamline.exchange import Exchange
 from seamline.ids import mint_run_id, new_span_id
-from seamline.proxy.accept import Authenticate, BodyLimit
+from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
 from seamline.proxy.correlate import Correlate
 from seamline.proxy.forward import Forwarder
 from seamline.proxy.inbound import WATCHED, Inbound
@@ -76,6 +76,7 @@ def build_request_path(
     correlate = Correlate(config)
     via = Via(instance)
     spans = Spans(telemetry)
+    bodies = InflightBodies(config)  # reserves in `request`, releases in `done`
     response: tuple[ResponseStage, ...] = (RewriteRedirects(config), correlate)
     policy = RedactionPolicy.from_config(config.capture)
     relay = Relay(
@@ -83,7 +84,7 @@ def build_request_path(
         partial(report_stage_error, metrics),
     )  # fmt: skip
     return RequestPath(
-        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), spans),
+        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), bodies, spans),
         upstream=UpstreamCall(
             config,
             forwarder=forwarder,
@@ -95,7 +96,7 @@ def build_request_path(
             via=via.value,
         ),
         response=response,
-        done=(spans, metrics),
+        done=(spans, metrics, bodies),
         after=tuple(after),
         correlate=correlate,
     )

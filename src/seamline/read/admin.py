@@ -31,8 +31,14 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp would send `Server: Python/3.x aiohttp/3.y`: the product only, no versions to look up exploits by.
+    response.headers["Server"] = "seamline"
+
+
 def create_admin_app(registry: CollectorRegistry, readiness: Callable[[], dict[str, Any]], store: Any = None) -> web.Application:
     app = web.Application()
+    app.on_response_prepare.append(_server_header)
     app[REGISTRY] = registry
     app[READINESS] = readiness
     app.router.add_get("/healthz", healthz)
