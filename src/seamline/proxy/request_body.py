@@ -41,7 +41,7 @@ async def send_continue(request: web.BaseRequest, expect: str) -> None:
 class BodyDeadlines:
     """Who to blame while the body moves: the client (idle gap) or the upstream (backpressure, then its answer)."""
 
-    __slots__ = ("answer_s", "answered", "deadlines", "idle_s", "owner", "read_s")
+    __slots__ = ("answer_s", "answered", "deadlines", "failure", "idle_s", "owner", "read_s")
 
     def __init__(self, deadlines: Deadlines, owner: asyncio.Task[object], idle_s: float, read_s: float, answer_s: float) -> None:
         self.deadlines = deadlines
@@ -50,6 +50,9 @@ class BodyDeadlines:
         self.read_s = read_s
         self.answer_s = answer_s
         self.answered = False  # the response headers arrived: the relay owns the owner's deadline now
+        # Why the body stopped, when it was the client's doing (over the limit, too slow). aiohttp may report the
+        # aborted upload as something else (the upstream's reset can win the race): this answer wins.
+        self.failure: errors.ProxyError | None = None
 
     def _arm_owner(self, seconds: float) -> None:
         if not self.answered:
@@ -67,7 +70,8 @@ class BodyDeadlines:
             if not self.deadlines.expired(me):
                 raise
             me.uncancel()
-            raise errors.ClientBodyTimeout(f"no request body data for {self.idle_s:g} s (timeouts.request_body_idle)") from None
+            self.failure = errors.ClientBodyTimeout(f"no request body data for {self.idle_s:g} s (timeouts.request_body_idle)")
+            raise self.failure from None
         finally:
             self.deadlines.disarm(me)
 
@@ -106,7 +110,10 @@ async def stream_body(
             break
         tap.feed(chunk)
         if limit is not None and tap.total > limit:
-            raise errors.PayloadTooLarge(f"request body exceeds {limit} bytes")
+            # Raised inside aiohttp's body writer: the upload is aborted (its connection closed, no last chunk sent),
+            # so the upstream sees a cut-off body, never one that looks whole.
+            timing.failure = errors.PayloadTooLarge(f"request body exceeds {limit} bytes")
+            raise timing.failure
         timing.handed_over()
         yield chunk
     timing.body_done()

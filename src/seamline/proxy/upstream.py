@@ -130,6 +130,8 @@ class UpstreamCall:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            if timing is not None and timing.failure is not None:
+                raise timing.failure from None  # the client's body was refused: whatever aiohttp says came of it
             err = classify_client_error(exc)
             if isinstance(exc, aiohttp.ServerDisconnectedError) and target.url.scheme == "http":
                 up = target.upstream
