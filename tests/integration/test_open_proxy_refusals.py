@@ -90,3 +90,23 @@ def test_public_addresses_are_allowed():
     from seamline.proxy.netguard import is_public
 
     assert is_public("8.8.8.8") and is_public("2606:4700::1111")
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "017700000001", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]"])
+async def test_obfuscated_loopback_upstreams_are_refused_not_connect_errors(upstream, make_sidecar, host):
+    cfg = proxy_config({"billing": f"http://{host}:{upstream.port}"})
+    strict = cfg.upstreams["billing"].model_copy(update={"allow_private": False})
+    sc = await make_sidecar(cfg.model_copy(update={"upstreams": {"billing": strict}}))
+    for target in ("/billing/x", f"http://{host}:{upstream.port}/x"):
+        r = await raw_request(sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert r.status == 403, target
+        assert b'"error_class":"refused"' in r.body
+    assert upstream.received == []
+
+
+async def test_forward_target_with_userinfo_is_refused(two):
+    sc, billing, _crm = two
+    target = f"http://evil@127.0.0.1:{billing.port}/api/x"
+    r = await raw_request(sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    assert r.status == 400 and r.header("Content-Type") == "application/problem+json"
+    assert billing.received == []

@@ -448,3 +448,58 @@ async def test_a_lone_event_is_written_by_the_flush_interval_without_any_flush_c
     await post(sc, "/billing/v1/charges", "run-timer", {"amount": 5, "currency": "eur"})
     # No flush call to await: the recorder's own timer writing the row is the behaviour under test.
     await wait_for(lambda: sc.store.query("SELECT 1 FROM handoffs WHERE run_id = 'run-timer'"), 10, what="the timer's write")
+
+
+async def test_chunked_body_over_the_limit_is_413_recorded_too_large_and_the_upload_aborted(rec, upstream):
+    """A streamed body that grows past max_request_body_bytes once the upstream is already reading it: 413 for the
+    client, `refused`/`too_large` in the row, and the upstream's request aborted mid-body (its reader fails), never
+    ended as if the body were whole."""
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[None] = loop.create_future()
+    seen: asyncio.Future[tuple[str, int]] = loop.create_future()
+
+    async def count(request: web.Request) -> web.Response:
+        n = 0
+        try:
+            async for chunk in request.content.iter_any():
+                n += len(chunk)
+                if not started.done():
+                    started.set_result(None)
+        except (ConnectionError, aiohttp.ClientPayloadError) as e:
+            seen.set_result((type(e).__name__, n))
+            raise
+        seen.set_result(("complete", n))
+        return web.json_response({"n": n})
+
+    upstream.read_body = False
+    upstream.routes["/v1/upload"] = count
+    sc = await rec(server={"max_request_body_bytes": 500_000})
+    reader, writer = await asyncio.open_connection("127.0.0.1", sc.proxy_port)
+    chunk = b"%x\r\n%s\r\n" % (32768, b"x" * 32768)
+    try:
+        writer.write(b"POST /billing/v1/upload HTTP/1.1\r\nHost: x\r\nX-Run-ID: run-chunked-big\r\n")
+        writer.write(b"Transfer-Encoding: chunked\r\n\r\n" + chunk)
+        await asyncio.wait_for(started, 5)  # the upstream is reading the body: the cut happens mid-upload
+        writer.write(chunk * 40)  # 1.3 MB more, far past the limit, and never a last chunk
+        status, _, rest = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).partition(b"\r\n")
+        assert status.startswith(b"HTTP/1.1 413 ") and b"application/problem+json" in rest
+    finally:
+        writer.close()
+    how, got = await asyncio.wait_for(seen, 5)
+    assert how != "complete" and 0 < got <= 500_000, (how, got)
+    (row,) = await rows_of(sc, "run-chunked-big")
+    assert (row["outcome"], row["error_class"], row["status"]) == ("refused", "too_large", 413)
+
+
+async def test_forward_mode_userinfo_is_refused_and_recorded_without_it(rec, upstream):
+    sc = await rec()
+    target = f"http://evil:pw-SECRET@127.0.0.1:{upstream.port}/v1/charges"
+    r = await raw_request(
+        sc.proxy_port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Run-ID: run-userinfo\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert r.status == 400 and r.header("Content-Type") == "application/problem+json"
+    assert b"userinfo" in r.body and b"SECRET" not in r.body
+    assert upstream.received == []
+    (row,) = await rows_of(sc, "run-userinfo")
+    assert (row["outcome"], row["error_class"]) == ("refused", "bad_request")
+    assert "SECRET" not in row["url"] and "evil" not in row["url"] and row["url"].endswith("/v1/charges")

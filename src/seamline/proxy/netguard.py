@@ -25,8 +25,31 @@ def is_public(ip: str) -> bool:
     return addr.is_global and not addr.is_multicast
 
 
+_INET_ATON_CHARS = frozenset("0123456789abcdefxABCDEFX.")
+
+
+def legacy_ipv4(host: str) -> str | None:
+    """The dotted quad a non-canonical IPv4 literal stands for (`2130706433`, `127.1`, `0x7f.1`, `0177.0.0.1`).
+
+    None for a canonical address or a host name. These spellings are the classic way past an address filter: the
+    C resolver reads them as addresses, Python's `ipaddress` does not. `inet_aton` parses them as the resolver does.
+    """
+    if not host or not set(host) <= _INET_ATON_CHARS:
+        return None
+    try:
+        canonical = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+    return None if canonical == host else canonical
+
+
 def check_ip_literal(host: str, allow_private: bool) -> None:
-    """Raise RefusedAddress for a non-public IP literal unless allowed; hostnames pass."""
+    """Raise RefusedAddress for a non-public IP literal unless allowed, and for a non-canonical IPv4 literal always
+    (write the address it means instead); host names pass (the resolver's answers are checked by GuardedResolver).
+    IPv4-mapped IPv6 literals (`[::ffff:127.0.0.1]`) are judged as the IPv4 address they carry (`is_public`)."""
+    legacy = legacy_ipv4(host)
+    if legacy is not None:
+        raise RefusedAddress(f"{host} is a non-canonical IPv4 literal for {legacy}; write the address as {legacy}")
     try:
         public = is_public(host.strip("[]"))
     except ValueError:

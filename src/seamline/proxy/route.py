@@ -62,6 +62,11 @@ class Route:
                 url = URL(raw, encoded=True)
             except ValueError:
                 raise errors.BadRequest("malformed absolute-form request target") from None
+            if url.raw_user is not None or url.raw_password is not None:
+                # RFC 9110 §4.2.4: userinfo in an http(s) target is an error (a phishing disguise of the authority).
+                # Recorded without it: the credentials never reach the row.
+                ex.url = str(url.with_user(None))[:2048]
+                raise errors.BadRequest("userinfo (user@ or user:password@) is not allowed in the request target")
             if url.scheme == "ws":  # aiohttp's ws_connect through a proxy: a ws:// URI is http:// (RFC 6455 §3)
                 url = url.with_scheme("http")
             target = self.router.resolve_forward(method, url)
@@ -74,6 +79,8 @@ class Route:
         return target
 
     def _resolve_connect(self, authority: str) -> Target:
+        if "@" in authority:
+            raise errors.BadRequest("userinfo (user@) is not allowed in a CONNECT target")
         host, _, port_s = authority.rpartition(":")
         host = host.strip("[]").lower()
         if not host or not port_s.isdigit():

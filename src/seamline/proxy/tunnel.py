@@ -19,7 +19,7 @@ from seamline import errors
 from seamline import outcomes as o
 from seamline.exchange import Exchange
 from seamline.proxy.metrics import ProxyMetrics
-from seamline.proxy.netguard import is_public
+from seamline.proxy.netguard import RefusedAddress, check_ip_literal, is_public
 from seamline.proxy.routing import Target
 from seamline.responses import ExactStreamResponse
 
@@ -240,6 +240,10 @@ async def open_guarded(
     host: str, port: int, allow_private: bool, timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
+    try:
+        check_ip_literal(host, allow_private)
+    except RefusedAddress as e:
+        raise errors.Forbidden(str(e)) from None
     async with asyncio.timeout(timeout):
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
