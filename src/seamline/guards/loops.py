@@ -10,9 +10,10 @@ forwarded, so the upstream sees exactly `max_calls_per_run` calls of the run per
 Only runs whose ID came from the caller are counted (an `X-Run-ID` header, `X-Correlation-ID` or baggage): an ID
 Seamline minted is a new run per call, so it can never loop.
 
-State: in this process by default, bounded (a window's counters expire with it; at most `max_runs` are tracked,
-the oldest dropped first). With `redis_url`, the count is shared by every replica (one Lua call: INCR, and PEXPIRE
-on the first call of the window, atomically); a Redis that is down or slow (over `redis_timeout`) never blocks
+State: in this process by default, bounded (a window's counters expire with it; at most `max_runs` are tracked;
+over that, the counter nearest the end of its window is dropped first: it was about to be forgotten anyway). With
+`redis_url`, the count is shared by every replica (one Lua call: INCR, and PEXPIRE on the first call of the window,
+atomically); a Redis that is down or slow (over `redis_timeout`) never blocks
 traffic: the call is counted in this process instead, and Redis is left alone for `REDIS_BACKOFF_S` before it is
 tried again.
 """
