@@ -23,6 +23,7 @@ class ProxyError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}  # response headers of its own (e.g. Retry-After), beside the echoed ones
 
 
 class BadRequest(ProxyError):
@@ -73,6 +74,22 @@ class Overloaded(ProxyError):
     status, slug, title, error_class = 503, "overloaded", "Seamline is at one of its configured limits", o.OVERLOADED
 
 
+class CircuitOpen(ProxyError):
+    """The upstream's circuit breaker is open (or half-open with its probes taken): answered at once, not forwarded."""
+
+    status, slug, title, error_class = 503, "circuit-open", "The upstream's circuit breaker is open", o.CIRCUIT_OPEN
+
+    def __init__(self, detail: str, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class LoopSuspected(ProxyError):
+    """A run called one handoff more often than `loops.max_calls_per_run` within the window (`loops.block`)."""
+
+    status, slug, title, error_class = 429, "loop-suspected", "The run is calling this handoff in a loop", o.LOOP_SUSPECTED
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 
@@ -95,6 +112,8 @@ def problem(
 
 def problem_response(err: ProxyError, *, run_id: str, trace_id: str, headers: dict[str, str] | None = None) -> web.Response:
     """The proxy's answer for a typed error, with the call's run and trace IDs and its error class."""
+    if err.headers:
+        headers = {**(headers or {}), **err.headers}
     return problem(
         err.status, err.slug, err.title, err.detail, headers=headers,
         run_id=run_id, trace_id=trace_id, error_class=err.error_class, **err.extra,

@@ -13,6 +13,7 @@ from seamline.config.models import Config
 from seamline.event.build import EventBuilder
 from seamline.event.record import RecordExchange
 from seamline.exchange import Exchange
+from seamline.guards.redis_state import open_redis
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import Forwarder
 from seamline.proxy.handler import ProxyHandler, build_request_path
@@ -63,10 +64,11 @@ class Sidecar:
         self.events = EventBuilder(cfg, self.instance, self.validator)
         self.record = RecordExchange(self.events)
         self.offload: Any = None
+        self.redis = open_redis(cfg)  # the guards' shared state (lazy: connects on first use), closed in stop()
         recording = recorder is not None or cfg.storage.enabled
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
-            validator=self.validator, instance=self.instance, after=(self.record,) if recording else (),
+            validator=self.validator, instance=self.instance, after=(self.record,) if recording else (), redis=self.redis,
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
 
@@ -153,6 +155,8 @@ class Sidecar:
         self._runners.clear()
         await self.websockets.close()
         await self.forwarder.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.deadlines.stop()
         if self.offload is not None:
             await self.offload.stop(timeout)

@@ -207,6 +207,19 @@ def test_run_loop_more_than_n_calls_of_one_handoff() -> None:
     assert got == {"crm.update": ("run-loop", (float(n + 1), True)), "crm.get": ("run-busy", (float(n), False))}
 
 
+def test_circuit_open_fires_on_a_refusal_in_the_window_and_not_on_one_just_before() -> None:
+    c = new_database("alert_circuit")
+    refused = {"outcome": "refused", "status": 503, "error_class": "circuit_open", "guard": "circuit_open"}
+    window = SPECS["seamline-circuit-open"].window_s
+    rows = calls("billing.charge", 1, at=T - timedelta(seconds=window - 30), spread_s=20, **refused)  # just inside
+    rows += calls("crm.update", 1, at=T - timedelta(seconds=window + 10), spread_s=5, **refused)  # just before it
+    rows += calls("crm.update", 30, at=T, outcome="http_error", status=503, error_class="server_error")  # the 503s
+    rows += calls("email.send", 30, at=T)
+    insert_handoffs(c, rows)
+    got = {dict(k)["upstream"]: v for k, v in evaluate(c, "seamline-circuit-open").items()}
+    assert got == {"billing": (1.0, True)}
+
+
 def test_missing_heartbeat_fires_and_silence_is_alerting() -> None:
     c = new_database("alert_heartbeat")
     assert evaluate(c, "seamline-heartbeat-missing") == {}  # no rows → NoData …

@@ -32,11 +32,11 @@ CONTRACT_EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> tuple[DemoSummary, list[dict[str, Any]], str]:
+def demo_run(tmp_path_factory) -> tuple[DemoSummary, list[dict[str, Any]], str, list[dict[str, Any]]]:
     """One demo through a real sidecar, and every row it recorded (module-scoped: it takes a few seconds)."""
     import asyncio
 
-    async def go() -> tuple[DemoSummary, list[dict[str, Any]], str]:
+    async def go() -> tuple[DemoSummary, list[dict[str, Any]], str, list[dict[str, Any]]]:
         database = unique_database("demo")
         out = io.StringIO()
         summary = await demo(
@@ -59,9 +59,13 @@ def demo_run(tmp_path_factory) -> tuple[DemoSummary, list[dict[str, Any]], str]:
                 "SELECT run_id, handoff, attempt, status, outcome, error_class, violations, retry_after_s, "
                 "external_ids, request_headers, trace_id FROM handoffs WHERE run_id LIKE 'order-%' ORDER BY ts"
             )
+            loop_rows = await store.query(
+                "SELECT handoff, status, outcome, error_class, guard, loop_suspected FROM handoffs "
+                "WHERE run_id LIKE 'sync-loop-%' ORDER BY ts"
+            )
         finally:
             await store.close()
-        return summary, rows, out.getvalue()
+        return summary, rows, out.getvalue(), loop_rows
 
     return asyncio.run(go())
 
@@ -74,7 +78,7 @@ def _calls(summary: DemoSummary):
 
 @pytest.mark.slow
 def test_every_call_is_recorded_with_its_http_class(demo_run):
-    summary, rows, text = demo_run
+    summary, rows, text, _ = demo_run
     assert len(rows) == summary.calls == sum(1 for _ in _calls(summary))
     by_key = {(row["run_id"], row["handoff"], row["attempt"]): row for row in rows}
     kinds = set()
@@ -98,7 +102,7 @@ def test_every_call_is_recorded_with_its_http_class(demo_run):
 
 @pytest.mark.slow
 def test_contracts_catch_silent_failures_expired_tokens_and_retry_after(demo_run):
-    summary, rows, text = demo_run
+    summary, rows, text, _ = demo_run
     by_key = {(row["run_id"], row["handoff"], row["attempt"]): row for row in rows}
     for run_id, handoff, attempt, fault in _calls(summary):
         row = by_key[(run_id, handoff, attempt)]
@@ -117,3 +121,18 @@ def test_contracts_catch_silent_failures_expired_tokens_and_retry_after(demo_run
     assert summary.silent_failures_caught == len(silent_runs) > 0
     assert summary.silent_unnoticed == len(silent_runs & {r.run_id for r in summary.results if r.ok})
     assert "silent failures caught" in text
+
+
+@pytest.mark.slow
+def test_the_sync_loop_is_stopped_at_the_threshold(demo_run):
+    summary, _, text, loop_rows = demo_run
+    assert summary.loop is not None and summary.loop.stopped_by == "loop_suspected" and summary.loop.status == 429
+    limit = 20  # the default loops.max_calls_per_run; the demo config sets block: true
+    assert summary.loop.calls == 2 * limit + 1 and summary.loop.rounds == limit  # not 847 round trips
+    forwarded = [r for r in loop_rows if r["guard"] != "loop_blocked"]
+    assert len(forwarded) == 2 * limit and all(r["status"] == 200 and not r["loop_suspected"] for r in forwarded)
+    (blocked,) = [r for r in loop_rows if r["guard"] == "loop_blocked"]
+    assert (blocked["handoff"], blocked["outcome"], blocked["error_class"], blocked["loop_suspected"]) == (
+        "billing.update_customer", "refused", "loop_suspected", 1,
+    )  # fmt: skip
+    assert "sync loop stopped" in text and f"seamline trace {summary.loop.run_id}" in text

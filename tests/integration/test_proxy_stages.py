@@ -9,6 +9,8 @@ import aiohttp
 from conftest import proxy_config
 from prometheus_client import generate_latest
 
+from seamline.guards.circuit import CircuitGuard
+from seamline.guards.loops import LoopGuard
 from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
 from seamline.proxy.correlate import Correlate
 from seamline.proxy.redirects import RewriteRedirects
@@ -45,9 +47,11 @@ def errors_of(sc, stage: str) -> float:
 
 async def test_the_stages_are_in_the_documented_order(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
-    assert [type(s) for s in sc.path.request] == [Correlate, Via, Authenticate, Route, BodyLimit, InflightBodies, Spans]
+    assert [type(s) for s in sc.path.request] == [
+        Correlate, Via, Authenticate, Route, BodyLimit, InflightBodies, LoopGuard, CircuitGuard, Spans
+    ]  # fmt: skip
     assert [type(s) for s in sc.path.response] == [RewriteRedirects, Correlate]
-    assert [s.name for s in sc.path.done] == ["spans", "metrics", "inflight_bodies"]
+    assert [s.name for s in sc.path.done] == ["spans", "circuit_breaker", "metrics", "inflight_bodies"]
 
 
 async def test_a_failing_optional_stage_is_logged_counted_and_skipped(upstream, make_sidecar, caplog):

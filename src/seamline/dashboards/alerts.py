@@ -47,6 +47,7 @@ ERROR_PCT: Final = 50.0
 ERROR_MIN_CALLS: Final = 10
 AUTH_BURST: Final = 10  # more than this many auth failures in 5 minutes
 LOOP_MAX_CALLS: Final = 10  # a run calling one handoff more than this many times in 15 minutes
+CIRCUIT_OPEN_REFUSALS: Final = 0  # more than this many calls answered circuit-open in 5 minutes (any: it is open)
 HEARTBEAT_MAX_AGE_S: Final = 180
 HEARTBEAT_MIN_ROWS: Final = 3
 
@@ -236,6 +237,28 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         anchor="loops",
         for_="0s",
         link=f"{RUN_VIEW_URL}?var-run_id={{{{ $labels.run_id }}}}&var-handoff={{{{ $labels.handoff }}}}&from=now-1h&to=now",
+    ),
+    RuleSpec(
+        uid="seamline-circuit-open",
+        title="Upstream circuit breaker open",
+        sql=(
+            # Every call an open (or half-open) breaker refused is recorded with error class circuit_open: any such
+            # row in the window means the breaker was open then, on at least one replica.
+            f"SELECT upstream, countIf(error_class = '{o.CIRCUIT_OPEN}') AS value "
+            f"FROM {HANDOFFS} WHERE $__timeFilter(ts) GROUP BY upstream HAVING value > 0"
+        ),
+        window_s=300,
+        op="gt",
+        threshold=CIRCUIT_OPEN_REFUSALS,
+        severity="critical",
+        summary=f"{{{{ $labels.upstream }}}}: circuit breaker open, {_VALUE} calls refused in 5 min",
+        description="Seamline's circuit breaker for this upstream opened (a failure rate over its window, or "
+        "consecutive failures) and answers its calls 503 circuit-open without forwarding them. The upstream is failing; "
+        "see Upstream health, and seamline_circuit_state for when it probes and closes.",
+        anchor="circuit-open",
+        for_="0s",
+        static_labels={"handoff": "all"},
+        dashboard_uid=UPSTREAMS_UID,
     ),
     RuleSpec(
         uid="seamline-heartbeat-missing",

@@ -106,6 +106,21 @@ HANDOFFS: dict[str, dict[str, Any]] = {
             "enforce": "record",
         },
     },
+    # The sync loop's two sides (see seamline.demo.driver.SyncLoop).
+    "crm.update_contact": {
+        "upstream": "crm",
+        "match": "PATCH /v1/contacts/{id}",
+        "safety": "safe_to_repeat",
+        "step": "sync contact from billing",
+        "contract": {"status": [200]},
+    },
+    "billing.update_customer": {
+        "upstream": "billing",
+        "match": "PATCH /v1/customers/{id}",
+        "safety": "safe_to_repeat",
+        "step": "sync customer from CRM",
+        "contract": {"status": [200]},
+    },
 }
 
 
@@ -128,6 +143,8 @@ def demo_config(
         "upstreams": upstreams,
         "handoffs": {k: v for k, v in HANDOFFS.items() if v["upstream"] in upstreams},
         "server": {"host": "127.0.0.1", "port": proxy_port, "admin_host": "127.0.0.1", "admin_port": admin_port},
+        # A run calling one handoff more than 20 times in 10 minutes is a loop: stop it (the sync loop shows it).
+        "loops": {"block": True},
     }
     if storage:
         cfg["storage"] = storage

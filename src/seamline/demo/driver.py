@@ -34,7 +34,11 @@ SAFETY = {
     "billing.refund": "safe_once",
     "provisioning.create_account": "safe_to_repeat",
     "email.send_welcome": "safe_once",
+    "crm.update_contact": "safe_to_repeat",
+    "billing.update_customer": "safe_to_repeat",
 }
+# The seed's incident: two sync workflows that each react to the other's update ran 847 times before anyone noticed.
+LOOP_ROUNDS = 847
 PLANS = ("starter", "team", "business")
 FIRST = ("Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Tim", "Radia")
 LAST = ("Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "Berners-Lee", "Perlman")
@@ -62,6 +66,17 @@ class RunResult:
 
 
 @dataclass
+class LoopResult:
+    """What the sync loop's two workflows saw: how many calls they made and what stopped them."""
+
+    run_id: str
+    calls: int = 0
+    rounds: int = 0  # full round trips (CRM update → billing update)
+    stopped_by: str | None = None  # the error class of the answer that ended it (loop_suspected); None: ran out
+    status: int = 0
+
+
+@dataclass
 class DemoSummary:
     runs: int
     ok: int
@@ -77,6 +92,7 @@ class DemoSummary:
     results: list[RunResult]
     elapsed_s: float
     admin_url: str | None = None
+    loop: LoopResult | None = None  # the sync loop (through Seamline only)
 
     def render(self, console: Console) -> None:
         """Print the end-of-demo summary with the commands to trace failed runs."""
@@ -98,6 +114,16 @@ class DemoSummary:
             )
             for h, n in sorted(self.silent_by_handoff.items()):
                 console.print(Text(f"    {h:<28} {n}"))
+        if self.loop is not None:
+            lp = self.loop
+            if lp.stopped_by:
+                line = (
+                    f"  sync loop stopped:             after {lp.calls} calls ({lp.rounds} of {LOOP_ROUNDS} round trips; "
+                    f"{lp.status} {lp.stopped_by.replace('_', '-')}): seamline trace {lp.run_id}"
+                )
+            else:
+                line = f"  sync loop ran unchecked:       {lp.calls} calls ({lp.rounds} round trips)"
+            console.print(Text(line, style="bold yellow"))
         if self.trace_commands:
             console.print(Text("\nTrace a failed run:", style="bold"))
             for cmd in self.trace_commands:
@@ -228,6 +254,33 @@ class Workflow:
             self.result.needs_reconciliation = True
 
 
+class SyncLoop:
+    """Two workflows that each react to the other's update: CRM → billing sync updates the billing customer, whose
+    webhook makes the billing → CRM sync update the contact, whose webhook... One run ID throughout (the webhooks carry
+    it), up to LOOP_ROUNDS round trips, or until an answer is not a success (Seamline's 429 loop-suspected)."""
+
+    def __init__(self, http: httpx.AsyncClient, base_urls: dict[str, str], run_id: str) -> None:
+        self.http, self.base_urls = http, base_urls
+        self.result = LoopResult(run_id=run_id)
+
+    async def run(self) -> LoopResult:
+        r = self.result
+        sides = (("billing.update_customer", "/v1/customers/cus_sync"), ("crm.update_contact", "/v1/contacts/ct_sync"))
+        for n in range(LOOP_ROUNDS):
+            for handoff, path in sides:
+                ep = BY_HANDOFF[handoff]
+                resp = await self.http.request(
+                    ep.method, f"{self.base_urls[ep.service]}{path}", json={"sync_version": n + 1},
+                    headers={"X-Run-ID": r.run_id, "X-Seamline-App": "demo-sync", "X-Demo-Order": "sync"},
+                )  # fmt: skip
+                r.calls += 1
+                if not resp.is_success:
+                    r.stopped_by, r.status = classify(resp), resp.status_code
+                    return r
+            r.rounds += 1
+        return r
+
+
 class SidecarUnavailable(Exception):
     """An external sidecar did not answer within the wait."""
 
@@ -304,11 +357,13 @@ async def run_demo(
     console: Console | None = None,
     progress: bool = True,
     run_prefix: str | None = None,
+    sync_loop: bool | None = None,
 ) -> DemoSummary:
     """Drive `runs` order runs through the proxy (`<proxy_url>/<upstream>`), or straight at `upstream_urls`.
 
     With `admin_url`, the summary also reads Seamline's record (after `flush`, if given) to count the
     silent failures the app did not notice. `failure_rate` and `seed` are the mocks' (for the header line).
+    `sync_loop` (default: when going through Seamline) also runs the two sync workflows that loop (`SyncLoop`).
     """
     if proxy_url is None and upstream_urls is None:
         raise ValueError("give proxy_url (through Seamline) or upstream_urls (straight at the mocks)")
@@ -344,14 +399,19 @@ async def run_demo(
                 bar.update(task, advance=1, failed=failed)
 
             await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
+        loop = None
+        if sync_loop if sync_loop is not None else proxy_url is not None:
+            loop = await SyncLoop(http, base_urls, f"sync-loop-{prefix}").run()
         results.sort(key=lambda r: int(r.order))
-        calls = sum(len(r.calls) for r in results)
+        calls = sum(len(r.calls) for r in results) + (loop.calls if loop else 0)
         recorded: list[dict[str, Any]] | None = None
         if admin_url:
             if flush is not None:
                 await flush()
             recorded = await _wait_recorded(http, admin_url.rstrip("/"), started, calls, deadline_s=15.0)
-    return summarize(results, recorded, admin_url=admin_url, elapsed_s=time.monotonic() - t0)
+    summary = summarize(results, recorded, admin_url=admin_url, elapsed_s=time.monotonic() - t0)
+    summary.loop = loop
+    return summary
 
 
 def summarize(
@@ -359,6 +419,9 @@ def summarize(
 ) -> DemoSummary:
     """The demo's summary from what the app saw and (when read) what Seamline recorded."""
     failed_by_class = Counter((r.error_class or "unknown") for r in results if not r.ok)
+    if recorded is not None:  # the order runs' record (the sync loop has its own line)
+        ours = {r.run_id for r in results}
+        recorded = [r for r in recorded if r["run_id"] in ours]
     silent = silent_unnoticed = None
     silent_by_handoff: Counter[str] = Counter()
     if recorded is not None:

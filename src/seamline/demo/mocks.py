@@ -42,8 +42,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("provisioning.create_account", "provisioning", "POST", "/v1/accounts", ("timeout", "server_error", "slow")),
     Endpoint("email.send_welcome", "email", "POST", "/v1/messages", ("rate_limited", "auth_expired", "server_error", "slow")),
 )
+# The two sides of the demo's sync loop (a CRM→billing sync and a billing→CRM sync that each react to the other's
+# update): never faulty, so the loop runs until something stops it.
+SYNC_ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("crm.update_contact", "crm", "PATCH", "/v1/contacts/{id}", ()),
+    Endpoint("billing.update_customer", "billing", "PATCH", "/v1/customers/{id}", ()),
+)
 SERVICES: tuple[str, ...] = ("crm", "billing", "provisioning", "email")
-BY_HANDOFF = {e.handoff: e for e in ENDPOINTS}
+BY_HANDOFF = {e.handoff: e for e in ENDPOINTS + SYNC_ENDPOINTS}
 
 
 def plan_fault(seed: int, failure_rate: float, handoff: str, order: str, attempt: int) -> str | None:
@@ -106,7 +112,7 @@ class MockFleet:
 
     async def _start_one(self, service: str, port: int) -> None:
         app = web.Application()
-        for ep in ENDPOINTS:
+        for ep in ENDPOINTS + SYNC_ENDPOINTS:
             if ep.service == service:
                 app.router.add_route(ep.method, ep.path, self._handler(ep))
         app.router.add_get("/health", _health)
@@ -262,6 +268,10 @@ def _message(body: dict[str, Any], order: str, attempt: int, fault: str | None) 
     return 202, {"id": _id("msg", order, attempt), "to": body.get("to"), "template": body.get("template"), "status": "queued"}
 
 
+def _updated(body: dict[str, Any], order: str, attempt: int, fault: str | None) -> tuple[int, dict[str, Any]]:
+    return 200, {**body, "updated_at": _now()}
+
+
 RESPONDERS: dict[str, Callable[[dict[str, Any], str, int, str | None], tuple[int, dict[str, Any]]]] = {
     "crm.create_contact": _contact,
     "billing.create_invoice": _invoice,
@@ -269,6 +279,8 @@ RESPONDERS: dict[str, Callable[[dict[str, Any], str, int, str | None], tuple[int
     "billing.refund": _refund,
     "provisioning.create_account": _account,
     "email.send_welcome": _message,
+    "crm.update_contact": _updated,
+    "billing.update_customer": _updated,
 }
 
 

@@ -1,9 +1,10 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
-    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → inflight_bodies → [guards go here] → spans
+    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → inflight_bodies → [guards: loops →
+                          circuit_breaker] → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
     response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
-    done     (in order)   spans (end) → metrics → inflight_bodies (release)
+    done     (in order)   spans (end) → circuit_breaker (the call's result) → metrics → inflight_bodies (release)
     after    (the client has its answer; nothing here can delay it)
                           record: validate → build the event → record  (seamline.event.record)
 
@@ -21,7 +22,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -30,6 +31,8 @@ from seamline.capture.error_text import safe_error_text
 from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Config
 from seamline.exchange import Exchange
+from seamline.guards.circuit import CircuitGuard
+from seamline.guards.loops import LoopGuard
 from seamline.ids import mint_run_id, new_span_id
 from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
 from seamline.proxy.correlate import Correlate
@@ -71,12 +74,15 @@ def build_request_path(
     validator: Validator | None,
     instance: str,
     after: Sequence[DoneStage] = (),
+    redis: Any = None,
 ) -> RequestPath:
     """The one place the stages are put in order."""
     correlate = Correlate(config)
     via = Via(instance)
     spans = Spans(telemetry)
     bodies = InflightBodies(config)  # reserves in `request`, releases in `done`
+    loops = LoopGuard(config, metrics.registry, redis)
+    circuit = CircuitGuard(config, metrics.registry)
     response: tuple[ResponseStage, ...] = (RewriteRedirects(config), correlate)
     policy = RedactionPolicy.from_config(config.capture)
     relay = Relay(
@@ -84,7 +90,7 @@ def build_request_path(
         partial(report_stage_error, metrics),
     )  # fmt: skip
     return RequestPath(
-        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), bodies, spans),
+        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), bodies, loops, circuit, spans),
         upstream=UpstreamCall(
             config,
             forwarder=forwarder,
@@ -96,7 +102,7 @@ def build_request_path(
             via=via.value,
         ),
         response=response,
-        done=(spans, metrics, bodies),
+        done=(spans, circuit, metrics, bodies),
         after=tuple(after),
         correlate=correlate,
     )

@@ -28,6 +28,7 @@ class ProxyMetrics:
     name = "metrics"
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry  # for the stages that add metrics of their own (the guards)
         self.in_flight = 0
         self._requests: dict[tuple[str, str, str], int] = {}
         self._hist: dict[str, list[float]] = {}  # per-bucket counts (+Inf last), then the sum

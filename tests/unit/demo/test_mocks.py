@@ -9,7 +9,7 @@ import pytest
 
 from seamline.config.models import Config
 from seamline.demo import FAULT_KINDS, MockFleet, demo_config, plan_fault, start_mocks
-from seamline.demo.mocks import BY_HANDOFF, ENDPOINTS
+from seamline.demo.mocks import BY_HANDOFF, ENDPOINTS, SYNC_ENDPOINTS
 
 
 @pytest.fixture
@@ -116,7 +116,8 @@ def test_demo_config_validates_with_a_contract_per_handoff():
     cfg = Config(
         **demo_config({s: f"http://127.0.0.1:{9000 + i}" for i, s in enumerate(("crm", "billing", "provisioning", "email"))})
     )
-    assert set(cfg.handoffs) == {e.handoff for e in ENDPOINTS}
+    assert set(cfg.handoffs) == {e.handoff for e in ENDPOINTS + SYNC_ENDPOINTS}
+    assert cfg.loops.block  # the demo stops its sync loop
     for name, h in cfg.handoffs.items():
         assert h.contract is not None and h.contract.status, name
     charge = cfg.handoffs["billing.charge"]

@@ -29,6 +29,8 @@ def full_exchange() -> Exchange:
         response_headers=[("Content-Type", "application/json")], request_tap=req, response_tap=resp, status=502,
         ttfb_s=0.25, duration_s=0.5, error_class="upstream_5xx", error_detail="bad gateway", error_status=502,
         request_violations=["schema:$.a"], attributes={"k": "v"}, extra={"tunnel": (10, 20)},
+        event_id="0190a1b2c3d4e5f6a7b8c9d0e1f2a3b4", guard="loop_blocked", loop_suspected=True, retry_of="e-first",
+        replay_of="e-orig", guard_wait_s=0.125,
     )  # fmt: skip
 
 
@@ -51,3 +53,9 @@ def test_missing_parts_stay_missing() -> None:
     ex = Exchange(ts_us=1, t0=0.0, mode="connect", method="CONNECT")
     back = from_wire(to_wire(ex))
     assert back.trace is None and back.request_tap is None and back.response_tap is None
+
+
+def test_the_fixture_sets_every_field_so_a_field_left_off_the_wire_fails() -> None:
+    ex, default = full_exchange(), Exchange(ts_us=0, t0=0.0, mode="", method="")
+    unset = {f.name for f in fields(Exchange) if getattr(ex, f.name) == getattr(default, f.name)}
+    assert unset <= {"target", "spans"}  # never on the wire: the receiver resolves the target; spans stay live
