@@ -143,27 +143,23 @@ def fingerprints(method: str, path_qs: str, body: bytes) -> tuple[str, str]:
 def settled(ex: Exchange, claim: Entry, fits: Callable[[int], bool]) -> Entry | None:
     """What the call's result leaves in the store: its response, known, unknown, or None (release). Pure."""
     keep = ex.replay_capture
-    base = dict(
-        request_fp=claim.request_fp, body_fp=claim.body_fp, owner=claim.owner, run_id=claim.run_id,
-        event_id=claim.event_id, external_ids=claim.external_ids,
-    )  # fmt: skip
     if keep is not None and keep.status:  # the upstream answered: the request was taken
         if keep.status == 429:
             return None  # rate limited: the upstream did not act on it, a retry may go
         if keep.complete and not keep.tap.truncated:
             body = keep.tap.data
             if fits(len(body)):
-                return Entry("done", status=keep.status, reason=keep.reason, headers=keep.headers, body=body, **base)
+                return replace(claim, state="done", status=keep.status, reason=keep.reason, headers=keep.headers, body=body)
             why = "its response could not be kept (the guard's in-process store is full)"
         elif keep.tap.truncated:
             why = f"its response was larger than dedup.max_response_bytes ({keep.tap.cap} bytes)"
         else:
             why = "its response was not received whole"
-        return Entry("known", status=keep.status, why=why, **base)
+        return replace(claim, state="known", status=keep.status, why=why)
     if ex.not_sent or ex.error_class in _NOT_FORWARDED:
         return None
     what = "a timeout" if ex.error_class == o.TIMEOUT else f"a {ex.error_class} failure"
-    return Entry("unknown", why=f"it got no answer from the upstream after it was sent ({what})", **base)
+    return replace(claim, state="unknown", why=f"it got no answer from the upstream after it was sent ({what})")
 
 
 class Dedup:
@@ -243,7 +239,9 @@ class Dedup:
                 return
             self._record_request(ex, heads, body, policy)
             ex.guard = o.GUARD_STORE_DOWN_CLOSED
-            raise errors.GuardStoreDown(f"the duplicate guard's store did not answer ({e}); dedup.on_store_down is fail_closed")
+            raise errors.GuardStoreDown(
+                f"the duplicate guard's store did not answer ({e}); dedup.on_store_down is fail_closed"
+            ) from None
         if current is None:  # ours: forward, and keep the exact response for the duplicates
             ex.extra["dedup"] = (skey, raw, claim, policy)
             ex.replay_capture = ReplayCapture(BodyTap(policy.max_response_bytes))
@@ -254,7 +252,7 @@ class Dedup:
     def _answer(self, ex: Exchange, first: Entry, request_fp: str, body_fp: str, policy: Policy) -> None:
         """A duplicate: raise the answer for it (the first call's response, or a refusal naming the first call)."""
         ex.attributes["dedup_of"] = first.event_id
-        named = dict(first_run_id=first.run_id, first_event_id=first.event_id, external_ids=self._safe_ids(first))
+        named = {"first_run_id": first.run_id, "first_event_id": first.event_id, "external_ids": self._safe_ids(first)}
         if (first.request_fp, first.body_fp) != (request_fp, body_fp):
             ex.guard = o.GUARD_KEY_REUSED
             what = "body" if first.request_fp == request_fp else "method or path"

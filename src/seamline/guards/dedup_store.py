@@ -152,7 +152,7 @@ class RedisDedupStore:
                 pipe.set(key, claim, nx=True, px=max(1, int(ttl_s * 1000)))
                 pipe.get(key)
                 was_set, current = await pipe.execute()
-            return None if was_set else current  # type: ignore[no-any-return]
+            return None if was_set else current
 
         try:
             return await self.redis.run(op)

@@ -168,13 +168,13 @@ class ProxyHandler:
             if not ex.url:  # refused before an upstream URL existed: keep what was asked for (redacted when recorded)
                 ex.url = http.raw_path[:2048]
             response = self._problem(ex, err)
-        for stage in self.path.settle:  # before a whole-body answer leaves (see seamline.proxy.stage)
+        for settler in self.path.settle:  # before a whole-body answer leaves (see seamline.proxy.stage)
             try:
-                waiting = stage.settle(ex)
+                waiting = settler.settle(ex)
                 if waiting is not None:
                     await waiting
             except Exception:  # noqa: BLE001 - a broken concern must never break traffic
-                self.stage_failed(stage.name, ex)
+                self.stage_failed(settler.name, ex)
         return response
 
     def _after(self, ex: Exchange) -> None:

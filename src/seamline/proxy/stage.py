@@ -7,9 +7,9 @@ coroutine per stage per request for nothing), `response` runs on the upstream's 
 the client, `done` runs once the exchange is over (the answer sent or failed), `after` once the client has its
 answer (nothing there can delay it), and `settle` once the upstream's answer (or the refusal) is known, before the
 handler returns it: a whole-body response is still unsent, a streamed one was relayed (the duplicate guard stores
-the result there, so a retry that follows the answer finds it). Each hook takes the `Exchange`, which carries all state of one call. The
-handler calls the hooks from static tuples (no dynamic dispatch) and isolates a hook that raises anything else:
-logged, counted in `seamline_stage_errors{stage}`, and the traffic goes on (`essential` request stages answer
+the result there, so a retry that follows the answer finds it). Each hook takes the `Exchange`, which carries all
+state of one call. The handler calls the hooks from static tuples (no dynamic dispatch) and isolates a hook that
+raises anything else: logged, counted in `seamline_stage_errors{stage}`, and the traffic goes on (`essential` request stages answer
 500 instead, because the call cannot go on without them).
 
 A request stage that must answer with a complete response of its own that is not an error (the duplicate guard's
@@ -38,7 +38,7 @@ class RequestStage(Protocol):
         """None when done; a stage that must wait (a shared store, say) returns its awaitable instead."""
 
 
-class Respond(Exception):  # noqa: N818 - not an error: a stage's own answer, carried out of the request loop
+class Respond(Exception):
     """Raised by a request stage to answer the call itself with `response` (the upstream is not called)."""
 
     def __init__(self, response: web.StreamResponse) -> None:
