@@ -9,8 +9,8 @@ answer (nothing there can delay it), and `settle` once the upstream's answer (or
 handler returns it: a whole-body response is still unsent, a streamed one was relayed (the duplicate guard stores
 the result there, so a retry that follows the answer finds it). Each hook takes the `Exchange`, which carries all
 state of one call. The handler calls the hooks from static tuples (no dynamic dispatch) and isolates a hook that
-raises anything else: logged, counted in `seamline_stage_errors{stage}`, and the traffic goes on (`essential` request stages answer
-500 instead, because the call cannot go on without them).
+raises anything else: logged, counted in `seamline_stage_errors{stage}`, and the traffic goes on (`essential`
+request stages answer 500 instead, because the call cannot go on without them).
 
 A request stage that must answer with a complete response of its own that is not an error (the duplicate guard's
 replay of a stored response) raises `Respond(response)`: the handler sends that response as is, runs the settle and
