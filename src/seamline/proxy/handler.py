@@ -93,7 +93,7 @@ def build_request_path(
         lambda text: safe_error_text(text, policy), validator,
     )  # fmt: skip
     return RequestPath(
-        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), dedup, spans),
+        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), *guarded(dedup), spans),
         upstream=UpstreamCall(
             config,
             forwarder=forwarder,
@@ -108,8 +108,13 @@ def build_request_path(
         done=(spans, metrics),
         after=tuple(after),
         correlate=correlate,
-        settle=(dedup,),
+        settle=guarded(dedup),
     )
+
+
+def guarded(dedup: Dedup) -> tuple[Dedup, ...]:
+    """The duplicate guard's stages, or none when no handoff is guarded (it would only look the handoff up)."""
+    return (dedup,) if dedup.policies else ()
 
 
 def report_stage_error(metrics: ProxyMetrics, name: str, ex: Exchange) -> None:
