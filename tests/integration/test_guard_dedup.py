@@ -328,3 +328,25 @@ async def test_two_processes_sharing_redis_never_both_forward_a_key(upstream, re
     first = next(r for r in results if r[0] == 201)
     assert replay[0] == replay_a[0] == 201 and replay[2] == replay_a[2] == first[2]
     assert replay[1]["Seamline-Replayed"] == replay_a[1]["Seamline-Replayed"] == "true"
+
+
+async def test_a_reset_after_the_request_was_sent_is_outcome_unknown(upstream, make_sidecar):
+    got = asyncio.Event()
+
+    async def take_then_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the request arrived: it may have taken effect
+        got.set()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(take_then_reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sc = await make(make_sidecar, upstream, slow=f"http://127.0.0.1:{port}")
+        async with aiohttp.ClientSession() as s:
+            first = await send(s, sc.proxy_url + "/slow/v1/charges", "k-10", {"amount": 500})
+            again = await send(s, sc.proxy_url + "/slow/v1/charges", "k-10", {"amount": 500})
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert got.is_set() and first[0] == 502
+    assert again[0] == 409 and again[3]["type"].endswith("/outcome-unknown")
