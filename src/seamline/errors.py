@@ -90,6 +90,55 @@ class LoopSuspected(ProxyError):
     status, slug, title, error_class = 429, "loop-suspected", "The run is calling this handoff in a loop", o.LOOP_SUSPECTED
 
 
+class IdempotencyKeyMissing(ProxyError):
+    status, slug, title, error_class = 400, "idempotency-key-missing", "This handoff requires an Idempotency-Key", o.BAD_REQUEST
+
+
+class IdempotencyKeyReused(ProxyError):
+    status, slug, title, error_class = (
+        422,
+        "idempotency-key-reused",
+        "The Idempotency-Key was already used for another request",
+        o.DUPLICATE,
+    )
+
+
+class IdempotencyInFlight(ProxyError):
+    status, slug, title, error_class = (
+        409,
+        "idempotency-in-flight",
+        "A request with this Idempotency-Key is still in flight",
+        o.DUPLICATE,
+    )
+
+
+class OutcomeUnknown(ProxyError):
+    status, slug, title, error_class = (
+        409,
+        "outcome-unknown",
+        "The first request with this Idempotency-Key has an unknown outcome: check it, do not repeat it",
+        o.OUTCOME_UNKNOWN,
+    )
+
+
+class OutcomeKnown(ProxyError):
+    status, slug, title, error_class = (
+        409,
+        "outcome-known",
+        "The first request with this Idempotency-Key finished, but its response cannot be replayed",
+        o.DUPLICATE,
+    )
+
+
+class GuardStoreDown(ProxyError):
+    status, slug, title, error_class = (
+        503,
+        "guard-store-unavailable",
+        "The duplicate guard's store is unavailable",
+        o.GUARD_UNAVAILABLE,
+    )
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 

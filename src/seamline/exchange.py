@@ -42,6 +42,19 @@ class BodyTap:
 
 
 @dataclass(slots=True)
+class ReplayCapture:
+    """The upstream's response exactly as the client got it, kept whole (up to the tap's cap) for a guarded call only:
+    the duplicate guard stores it for replay. Unlike the record's capture, nothing here is capped by
+    capture.max_body_bytes or redacted."""
+
+    tap: BodyTap
+    status: int = 0  # the upstream answered (its status line arrived)
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)  # as sent to the client (after the response stages)
+    complete: bool = False  # the body was read to its end
+
+
+@dataclass(slots=True)
 class Exchange:
     """One inbound request and (at most) one upstream attempt."""
 
@@ -71,6 +84,9 @@ class Exchange:
     request_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent upstream
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     request_tap: BodyTap | None = None
+    request_body: bytes | None = None  # read whole by a request stage (the duplicate guard): forwarded from these bytes
+    replay_capture: ReplayCapture | None = None  # set by the duplicate guard for the call it lets through
+    not_sent: bool = False  # the upstream call failed before the request left (connect, DNS, TLS handshake refused)
     response_tap: BodyTap | None = None
     status: int = 0
     ttfb_s: float = 0.0

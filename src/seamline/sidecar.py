@@ -13,6 +13,7 @@ from seamline.config.models import Config
 from seamline.event.build import EventBuilder
 from seamline.event.record import RecordExchange
 from seamline.exchange import Exchange
+from seamline.guards.dedup import build_store
 from seamline.guards.redis_state import open_redis
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import Forwarder
@@ -64,17 +65,20 @@ class Sidecar:
         self.events = EventBuilder(cfg, self.instance, self.validator)
         self.record = RecordExchange(self.events)
         self.offload: Any = None
-        self.redis = open_redis(cfg)  # the guards' shared state (lazy: connects on first use), closed in stop()
         recording = recorder is not None or cfg.storage.enabled
+        self.redis = open_redis(cfg)  # the guards' shared state (None: in-process); connects at start()
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
             validator=self.validator, instance=self.instance, after=(self.record,) if recording else (), redis=self.redis,
+            dedup_store=build_store(self.redis),
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
         self.deadlines.start()
+        if self.redis is not None:
+            await self.redis.start()
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.recorder import build_recorder
 
@@ -155,9 +159,9 @@ class Sidecar:
         self._runners.clear()
         await self.websockets.close()
         await self.forwarder.close()
-        if self.redis is not None:
-            await self.redis.aclose()
         await self.deadlines.stop()
+        if self.redis is not None:
+            await self.redis.close()
         if self.offload is not None:
             await self.offload.stop(timeout)
         if self.recorder is not None and self._own_recorder:

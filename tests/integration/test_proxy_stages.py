@@ -10,6 +10,7 @@ from conftest import proxy_config
 from prometheus_client import generate_latest
 
 from seamline.guards.circuit import CircuitGuard
+from seamline.guards.dedup import Dedup
 from seamline.guards.loops import LoopGuard
 from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
 from seamline.proxy.correlate import Correlate
@@ -52,6 +53,15 @@ async def test_the_stages_are_in_the_documented_order(upstream, make_sidecar):
     ]  # fmt: skip
     assert [type(s) for s in sc.path.response] == [RewriteRedirects, Correlate]
     assert [s.name for s in sc.path.done] == ["spans", "circuit_breaker", "metrics", "inflight_bodies"]
+
+
+async def test_the_duplicate_guard_runs_after_body_limit_and_settles_when_a_handoff_is_guarded(upstream, make_sidecar):
+    charge = {"upstream": "billing", "match": "POST /v1/charges", "safety": "never_repeat"}
+    sc = await make_sidecar(proxy_config({"billing": upstream.url}, handoffs={"billing.charge": charge}))
+    assert [type(s) for s in sc.path.request] == [
+        Correlate, Via, Authenticate, Route, BodyLimit, InflightBodies, LoopGuard, Dedup, CircuitGuard, Spans
+    ]  # fmt: skip
+    assert [type(s) for s in sc.path.settle] == [Dedup]
 
 
 async def test_a_failing_optional_stage_is_logged_counted_and_skipped(upstream, make_sidecar, caplog):

@@ -118,7 +118,7 @@ class LoopGuard:
         self.redis = redis
         self.redis_timeout = config.redis_timeout
         self.clock = clock
-        self._script = redis.register_script(_COUNT_LUA) if redis is not None else None
+        self._script = redis.client.register_script(_COUNT_LUA) if redis is not None else None
         self._redis_down_until = 0.0
         self.suspected = Counter(
             "seamline_loops_suspected", "Runs flagged as looping (once per run, handoff and window), by whether blocked.",

@@ -1,26 +1,74 @@
-"""The guards' shared state: one Redis client for the guards of this Seamline, when `redis_url` is set.
+"""The Redis client the guards share when `redis_url` (SEAMLINE_REDIS_URL) is set: one per sidecar, created at its
+start and closed at its stop (`Sidecar` owns it), every command bounded by `redis_timeout`.
 
-Minimal on purpose (loop detection needs only this): the client is lazy (no connection until the first command),
-so building it needs no running loop; the composition root owns it and closes it (`await client.aclose()`).
-Each guard bounds its own commands by `redis_timeout` and decides what a Redis that is down means for it.
+A Redis that is down (refused, reset) or frozen (SIGSTOP, a stalled network) looks the same to a guard: `RedisDown`
+within `redis_timeout`, then that guard's own policy (fail_open or fail_closed). redis-py's own retries are off, so
+a frozen Redis costs one timeout, not four.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from seamline.config.models import Config
 
+T = TypeVar("T")
 
-def open_redis(config: Config) -> aioredis.Redis | None:
-    """A client for `config.redis_url` (None when unset: each guard keeps its state in this process)."""
+
+class RedisDown(Exception):
+    """Redis did not answer in time, refused the connection or failed the command."""
+
+
+class SharedRedis:
+    """`await start()`, then `await run(lambda r: r.get(k))`; `await close()` at stop."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        # No connection is made here (the client connects on its first command): a Redis that is down at start-up
+        # must not stop the sidecar from starting, and the stages can hold the client (or its scripts) from the start.
+        self._client: aioredis.Redis | None = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), retry_on_timeout=False
+        )
+
+    async def start(self) -> None:
+        """Kept for the composition root's symmetry; the client exists from construction."""
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The raw client, for what `run` does not cover (registering a Lua script); bound each call by `timeout`."""
+        if self._client is None:
+            raise RedisDown("the Redis client is closed")
+        return self._client
+
+    async def run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """One operation (a command, a pipeline, a script) within `timeout`, or `RedisDown`."""
+        client = self._client
+        if client is None:
+            raise RedisDown("the Redis client is not started")
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await op(client)
+        except TimeoutError:
+            raise RedisDown(f"Redis did not answer within {self.timeout:g} s (redis_timeout)") from None
+        except (RedisError, OSError) as e:
+            raise RedisDown(f"Redis failed: {type(e).__name__}") from None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def open_redis(config: Config) -> SharedRedis | None:
+    """The shared client for `config.redis_url`, or None (in-process state); started by the Sidecar."""
     if not config.redis_url:
         return None
-    t = config.redis_timeout
-    # No retries inside the client (its default retries 3 times with backoff): a guard that finds Redis down must
-    # learn it within redis_timeout and apply its policy, not wait for the client to try again.
-    return aioredis.Redis.from_url(
-        config.redis_url, socket_timeout=t, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0), health_check_interval=0
-    )
+    return SharedRedis(config.redis_url, config.redis_timeout)

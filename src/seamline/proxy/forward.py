@@ -158,6 +158,15 @@ def classify_client_error(exc: BaseException) -> errors.ProxyError:
     return errors.UpstreamError(f"upstream request failed: {type(exc).__name__}", cls)
 
 
+def nothing_sent(exc: BaseException) -> bool:
+    """Did the call fail before any byte of the request left? (No connection: refused, DNS, TLS handshake, connect
+    timeout, an address netguard refused.) Anything later — a reset, a disconnect, a timeout waiting for the answer —
+    may have reached the upstream."""
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, RefusedAddress)):
+        return True
+    return find_refusal(exc) is not None
+
+
 def _own_cause(exc: BaseException) -> errors.ProxyError | None:
     """A ProxyError somewhere in the cause chain (aiohttp wraps what the body writer raised)."""
     seen = 0

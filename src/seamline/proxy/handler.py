@@ -1,15 +1,17 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
     request  (in order)   correlate → via (loop) → authenticate → route → body_limit → inflight_bodies → [guards: loops →
-                          circuit_breaker] → spans
+                          dedup → circuit_breaker] → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
     response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
+    settle   (in order)   dedup (store the first call's result)  — before the answer leaves
     done     (in order)   spans (end) → circuit_breaker (the call's result) → metrics → inflight_bodies (release)
     after    (the client has its answer; nothing here can delay it)
                           record: validate → build the event → record  (seamline.event.record)
 
 Correlation runs first, so even a refusal carries the caller's run ID. A stage that raises a `ProxyError`
-answers instead of the upstream (problem+json, recorded like any call); anything else it raises is logged and
+answers instead of the upstream (problem+json, recorded like any call), one that raises `Respond` answers with its
+own response (the duplicate guard's replay); anything else it raises is logged and
 counted (`seamline_stage_errors{stage}`), and the call goes on without it — or, for an `essential` request
 stage, gets 500. The modules: accept.py (authenticate, body_limit), correlate.py, via.py, route.py, spans.py,
 upstream.py, relay.py, redirects.py, metrics.py; what a stage is: stage.py.
@@ -32,6 +34,8 @@ from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Config
 from seamline.exchange import Exchange
 from seamline.guards.circuit import CircuitGuard
+from seamline.guards.dedup import Dedup
+from seamline.guards.dedup_store import DedupStore, MemoryDedupStore
 from seamline.guards.loops import LoopGuard
 from seamline.ids import mint_run_id, new_span_id
 from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
@@ -43,7 +47,7 @@ from seamline.proxy.redirects import RewriteRedirects
 from seamline.proxy.relay import Relay
 from seamline.proxy.route import Route
 from seamline.proxy.spans import Spans, Telemetry
-from seamline.proxy.stage import DoneStage, RequestStage, ResponseStage
+from seamline.proxy.stage import DoneStage, RequestStage, Respond, ResponseStage, SettleStage
 from seamline.proxy.tracecontext import incoming_context
 from seamline.proxy.upstream import UpstreamCall
 from seamline.proxy.via import Via
@@ -62,6 +66,7 @@ class RequestPath(NamedTuple):
     done: tuple[DoneStage, ...]
     after: tuple[DoneStage, ...]
     correlate: Correlate  # also echoes the correlation headers on Seamline's own answers
+    settle: tuple[SettleStage, ...] = ()
 
 
 def build_request_path(
@@ -75,6 +80,7 @@ def build_request_path(
     instance: str,
     after: Sequence[DoneStage] = (),
     redis: Any = None,
+    dedup_store: DedupStore | None = None,
 ) -> RequestPath:
     """The one place the stages are put in order."""
     correlate = Correlate(config)
@@ -89,8 +95,23 @@ def build_request_path(
         response, forwarder.deadlines, config.server.run_id_header, lambda text: safe_error_text(text, policy),
         partial(report_stage_error, metrics),
     )  # fmt: skip
+    dedup = Dedup(
+        config, dedup_store or MemoryDedupStore(), forwarder.deadlines, correlate.echo_headers,
+        lambda text: safe_error_text(text, policy), validator,
+    )  # fmt: skip
     return RequestPath(
-        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), bodies, loops, circuit, spans),
+        request=(
+            correlate,
+            via,
+            Authenticate(config),
+            Route(config),
+            BodyLimit(config),
+            bodies,
+            loops,
+            *guarded(dedup),
+            circuit,
+            spans,
+        ),
         upstream=UpstreamCall(
             config,
             forwarder=forwarder,
@@ -105,7 +126,13 @@ def build_request_path(
         done=(spans, circuit, metrics, bodies),
         after=tuple(after),
         correlate=correlate,
+        settle=guarded(dedup),
     )
+
+
+def guarded(dedup: Dedup) -> tuple[Dedup, ...]:
+    """The duplicate guard's stages, or none when no handoff is guarded (it would only look the handoff up)."""
+    return (dedup,) if dedup.policies else ()
 
 
 def report_stage_error(metrics: ProxyMetrics, name: str, ex: Exchange) -> None:
@@ -144,23 +171,34 @@ class ProxyHandler:
 
     async def _run(self, ex: Exchange, http: web.BaseRequest) -> web.StreamResponse:
         heads = Inbound(http.headers, self._run_header_l, self._watched)
+        response: web.StreamResponse
         try:
             for stage in self.path.request:
                 try:
                     waiting = stage.request(ex, http, heads)
                     if waiting is not None:
                         await waiting
-                except errors.ProxyError:
+                except (errors.ProxyError, Respond):
                     raise
                 except Exception:  # noqa: BLE001 - isolated: logged, counted, and the call goes on or gets 500
                     self.stage_failed(stage.name, ex)
                     if stage.essential:
                         raise errors.ProxyError(f"Seamline's {stage.name} stage failed") from None
-            return await self.path.upstream.call(ex, http, heads)
+            response = await self.path.upstream.call(ex, http, heads)
+        except Respond as answer:
+            response = answer.response
         except errors.ProxyError as err:
             if not ex.url:  # refused before an upstream URL existed: keep what was asked for (redacted when recorded)
                 ex.url = http.raw_path[:2048]
-            return self._problem(ex, err)
+            response = self._problem(ex, err)
+        for settler in self.path.settle:  # before a whole-body answer leaves (see seamline.proxy.stage)
+            try:
+                waiting = settler.settle(ex)
+                if waiting is not None:
+                    await waiting
+            except Exception:  # noqa: BLE001 - a broken concern must never break traffic
+                self.stage_failed(settler.name, ex)
+        return response
 
     def _after(self, ex: Exchange) -> None:
         for stage in self.path.after:

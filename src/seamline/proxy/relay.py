@@ -58,6 +58,9 @@ class Relay:
         headers = self.response_headers(ex, http, resp)
         tap = ex.response_tap
         assert tap is not None
+        keep = ex.replay_capture  # a guarded call only: its exact response, for the duplicate guard
+        if keep is not None:
+            keep.status, keep.reason, keep.headers = resp.status, resp.reason or "", headers
         length = resp.content_length
         deadlines = self.deadlines
         task = asyncio.current_task()
@@ -84,6 +87,9 @@ class Relay:
                 deadlines.disarm(task)
                 resp.release()
             tap.feed(body)
+            if keep is not None:
+                keep.tap.feed(body)
+                keep.complete = True
             return ExactResponse(status=resp.status, reason=resp.reason, body=body, headers=headers)
         out = ExactStreamResponse(status=resp.status, reason=resp.reason, headers=headers)
         try:
@@ -100,6 +106,8 @@ class Relay:
                         if not chunk:
                             break
                         tap.feed(chunk)
+                        if keep is not None:
+                            keep.tap.feed(chunk)
                         await out.write(chunk)
                 except asyncio.CancelledError:
                     if not deadlines.expired(task):
@@ -118,6 +126,8 @@ class Relay:
                 ex.error_class, ex.error_detail = o.CLIENT_DISCONNECTED, self._safe(str(e))
                 return out
             await out.write_eof()
+            if keep is not None:
+                keep.complete = True
             return out
         finally:
             resp.release()

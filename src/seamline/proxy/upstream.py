@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from seamline import errors
 from seamline.config.models import Config
 from seamline.exchange import BodyTap, Exchange
-from seamline.proxy.forward import Forwarder, classify_client_error
+from seamline.proxy.forward import Forwarder, classify_client_error, nothing_sent
 from seamline.proxy.inbound import Inbound, connection_tokens
 from seamline.proxy.metrics import ProxyMetrics
 from seamline.proxy.relay import SMALL_BODY, Relay
@@ -107,7 +107,13 @@ class UpstreamCall:
         ex.request_headers = list(headers.items())
         data: Any = None
         timing: BodyDeadlines | None = None
-        if http.body_exists:
+        if ex.request_body is not None:
+            # Read whole by a request stage (the duplicate guard, which answered Expect: 100-continue): sent as is.
+            data = ex.request_body
+            ex.request_tap.feed(data)
+            if self.validator is not None and self.validator.enforces_request(ex.handoff):
+                self._check_request(ex, http)
+        elif http.body_exists:
             task = asyncio.current_task()
             assert task is not None
             t = target.upstream.timeouts
@@ -133,10 +139,12 @@ class UpstreamCall:
             if timing is not None and timing.failure is not None:
                 raise timing.failure from None  # the client's body was refused: whatever aiohttp says came of it
             err = classify_client_error(exc)
+            ex.not_sent = nothing_sent(exc)
             if isinstance(exc, aiohttp.ServerDisconnectedError) and target.url.scheme == "http":
                 up = target.upstream
                 if await answers_tls(target.url.host or "", target.url.port or 80, up.allow_private, up.timeouts.connect):
                     err = errors.UpstreamError(TLS_HINT, "tls")
+                    ex.not_sent = True  # a TLS server cannot have acted on a plain-text request
             raise err from None
         finally:
             if timing is not None:
@@ -158,15 +166,20 @@ class UpstreamCall:
             if self.max_body is not None and tap.total > self.max_body:
                 raise errors.PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
         if not tap.truncated:
-            violations = self.validator.check_request(ex, http)
-            if violations:
-                ex.request_violations = violations
-                # Only real violations reject: a validator that crashed says nothing about the request.
-                if self.validator.rejects(ex.handoff, violations):
-                    raise errors.ContractRejected(
-                        "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
-                    )
+            self._check_request(ex, http)
         return stream_body(http, tap, timing, self.max_body, head)
+
+    def _check_request(self, ex: Exchange, http: web.BaseRequest) -> None:
+        """`enforce: request` on a body captured whole: 422 on a real violation."""
+        assert self.validator is not None
+        violations = self.validator.check_request(ex, http)
+        if violations:
+            ex.request_violations = violations
+            # Only real violations reject: a validator that crashed says nothing about the request.
+            if self.validator.rejects(ex.handoff, violations):
+                raise errors.ContractRejected(
+                    "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
+                )
 
     async def _websocket(
         self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]

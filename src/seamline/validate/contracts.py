@@ -236,6 +236,10 @@ class CompiledContract:
         return Evaluation(_dedupe(violations, MAX_VIOLATIONS), ids, unknown, missing, reason)
 
     def _external_ids(self, data: dict[str, Any]) -> dict[str, str]:
+        return self.external_ids(data)
+
+    def external_ids(self, data: dict[str, Any]) -> dict[str, str]:
+        """The `extract` expressions over {request, response} (best effort: a failing one is left out)."""
         ids: dict[str, str] = {}
         for x in self._extract:
             try:

@@ -16,7 +16,7 @@ from seamline.capture.bodies import RenderedBody, decode_content, is_json_type, 
 from seamline.config.loader import ConfigError
 from seamline.config.models import Config
 from seamline.exchange import Exchange
-from seamline.outcomes import NONE, SEAMLINE_REFUSAL_CLASSES
+from seamline.outcomes import GUARD_REPLAYED, NONE, REPLAYED, SEAMLINE_REFUSAL_CLASSES
 from seamline.validate.classify import Classification, classify, classify_own_answer
 from seamline.validate.contracts import CompiledContract, Evaluation, compile_contract
 from seamline.validate.expressions import ContractError
@@ -63,6 +63,14 @@ class Validator:
             "body": body,
         }
 
+    def external_ids(self, ex: Exchange, request_body: Any, response_body: Any) -> dict[str, str]:
+        """The handoff's external IDs from parsed bodies (the duplicate guard names them in its 409s)."""
+        contract = self.contracts.get(ex.handoff)
+        if contract is None:
+            return {}
+        response = {"status": ex.status, "headers": _lower(ex.response_headers), "body": response_body}
+        return contract.external_ids({"request": self.request_view(ex, request_body), "response": response})
+
     def check_request(self, ex: Exchange, request: Any = None) -> list[str]:
         """Request-schema violations of the (fully captured) request body, for `enforce: request`."""
         contract = self.contracts.get(ex.handoff)
@@ -108,6 +116,9 @@ class Validator:
                 response_not_json=_not_json(resp_body, resp_headers),
                 request_truncated=req_body.truncated,
             )
+        if ex.guard == GUARD_REPLAYED:
+            # The duplicate guard answered with the first call's response: that call's outcome is the one that counts.
+            return evaluation, Classification(REPLAYED, NONE, -1.0), req_violations
         if not ex.status and (ex.error_status or ex.error_class in SEAMLINE_REFUSAL_CLASSES):
             # Seamline answered itself (refused, unknown upstream, 422, a 504 for a silent upstream…), or gave up on
             # the client before any upstream status: the error class decides, not the status.
