@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from seamline.config.admin import is_loopback_host
 from seamline.config.models import Config
 from seamline.event.build import EventBuilder
 from seamline.event.record import RecordExchange
@@ -112,7 +113,7 @@ class Sidecar:
         self._runners.append(runner)
         self.proxy_port = _bound_port(runner)
         self.proxy_url = f"http://{_url_host(srv.host)}:{self.proxy_port}"
-        admin = create_admin_app(self.registry, self.readiness, self.store)
+        admin = create_admin_app(self.registry, self.readiness, self.store, access=cfg.admin)
         arunner = ListenerAppRunner(
             admin, name="admin", limits=limits, metrics=self.listener_metrics, throttle=self.listener_log,
             handle_signals=False, access_log=None,
@@ -122,6 +123,8 @@ class Sidecar:
         self._runners.append(arunner)
         self.admin_port = _bound_port(arunner)
         self.admin_url = f"http://{_url_host(srv.admin_host)}:{self.admin_port}"
+        if not is_loopback_host(srv.host) and not srv.client_tokens:
+            log.warning("the proxy listens beyond loopback without server.client_tokens: any client that reaches it may use it")
         log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
 
     def _build_here(self, ex: Exchange) -> None:

@@ -235,8 +235,10 @@ def test_otel_traces_table_comes_from_the_schema() -> None:
     assert any("`otel_traces`" in s and "TraceId" in s for s in statements("seamline"))
 
 
-def test_compose_seamline_config_is_valid_and_matches_the_demo() -> None:
+def test_compose_seamline_config_is_valid_and_matches_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     from seamline.config.loader import load_config
+
+    monkeypatch.setenv("SEAMLINE_ADMIN_TOKEN", "compose-test-admin-token")  # compose sets it from .env (tests/test_compose.py)
     from seamline.demo.config import HANDOFFS
 
     cfg = load_config(ROOT / "deploy/seamline.compose.yaml")

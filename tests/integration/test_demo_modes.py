@@ -185,3 +185,37 @@ async def test_proxy_url_without_a_sidecar_exits_1_after_the_wait(tmp_path):
     output, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "not ready" in output.decode() and f"127.0.0.1:{port}" in output.decode()
+
+
+async def test_the_driver_sends_the_compose_tokens_to_a_sidecar_that_requires_them(tmp_path, monkeypatch):
+    """As in docker-compose.yml: server.client_tokens and admin.token set, the driver reads both from the environment."""
+    import secrets
+
+    from seamline.demo import MockFleet
+
+    client_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    fleet = MockFleet(seed=SEED, failure_rate=0.0)
+    await fleet.start()
+    database = unique_database("demo_tokens")
+    storage = {"clickhouse_url": chdb_url(), "database": database, "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 50}
+    overrides = demo_config(fleet.urls, proxy_port=0, admin_port=0, storage=storage)
+    overrides["server"]["client_tokens"] = {client_token: "demo-orders"}
+    overrides["admin"] = {"token": admin_token}
+    sidecar = Sidecar(load_config(None, overrides=overrides))
+    await sidecar.start()
+    monkeypatch.setenv("SEAMLINE_CLIENT_TOKEN", client_token)
+    monkeypatch.setenv("SEAMLINE_ADMIN_TOKEN", admin_token)
+    try:
+        summary = await asyncio.wait_for(
+            drive_external(
+                proxy_url=sidecar.proxy_url, admin_url=sidecar.admin_url, runs=3, seed=SEED, failure_rate=0.0,
+                wait_s=5, console=Console(file=io.StringIO(), width=200), progress=False,
+            ),
+            60,
+        )  # fmt: skip
+        rows = await _rows(database)
+    finally:
+        await sidecar.stop()
+        await fleet.stop()
+    assert summary.failed == 0 and summary.ok == 3
+    assert len(rows) == summary.calls > 0 and summary.seamline_failed_runs == 0  # read through the guarded admin API

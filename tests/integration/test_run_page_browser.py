@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from datetime import UTC, datetime, timedelta
@@ -178,3 +179,41 @@ async def test_a_refused_handoff_has_its_own_colour_and_opens_as_the_first_failu
         assert g > r and b > r and b > 80  # teal: neither the upstream's red nor ok's green
         badge = await page.evaluate("getComputedStyle(document.querySelectorAll('.wf-row[data-index] .badge')[1]).color")
         assert badge == "rgb(15, 118, 110)"
+
+
+@pytest.fixture
+async def guarded_admin(request):
+    """The run pages behind an admin token, as a sidecar with `admin.token` serves them."""
+    from pydantic import SecretStr
+
+    from seamline.config.admin import Admin
+    from seamline.read.auth import setup_auth
+
+    store, _ = await fresh_store(request.node.name)
+    row = handoff_row("order-7", "billing.charge", at_ms=0, status=500, ts=T, outcome="http_error", error_class="server_error")
+    await insert_rows(store, [row])
+    token = "browser-" + "t" * 32
+    app = web.Application()
+    setup_auth(app, Admin(token=SecretStr(token)))
+    setup_routes(app, store)
+    async with serve(app) as base:
+        yield base, token
+    await store.close()
+
+
+async def test_a_browser_signs_in_once_with_the_form_and_then_browses_the_run_pages(guarded_admin):
+    base, token = guarded_admin
+    async with chromium() as page:
+        await page.goto(f"{base}/runs/order-7")
+        assert await page.evaluate("document.title") == "Admin token required · Seamline"
+        assert await page.evaluate("document.cookie") == ""
+        loaded = page.expect("Page.loadEventFired")
+        await page.evaluate(
+            f"(() => {{ document.querySelector('input[name=token]').value = {token!r}; document.forms[0].submit(); }})()"
+        )
+        await asyncio.wait_for(loaded, 30)
+        assert await page.evaluate("location.pathname") == "/runs/order-7"
+        assert await page.evaluate("document.querySelectorAll('.wf-row[data-index]').length") == 1
+        assert await page.evaluate("document.cookie") == ""  # HttpOnly: no script on the page can read the session
+        await page.goto(f"{base}/runs")  # the session carries on to the list
+        assert await page.evaluate("[...document.querySelectorAll('table.runs a')].length") == 1

@@ -86,3 +86,14 @@ def test_check_config_refuses_two_upstreams_on_one_host_and_base_path(tmp_path, 
         "upstreams:\n  crm: {base_url: 'http://localhost:9000/crm'}\n  billing: {base_url: 'http://localhost:9000/billing'}\n"
     )
     assert main(["check-config", str(p)]) == 0
+
+
+def test_serve_refuses_an_exposed_admin_listener_without_a_token(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEAMLINE_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SEAMLINE_ADMIN_TOKEN_FILE", raising=False)
+    p = tmp_path / "exposed.yaml"
+    p.write_text("server: {admin_host: 0.0.0.0, port: 0, admin_port: 0}\nstorage: {enabled: false}\n")
+    assert main(["serve", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: invalid configuration" in err and "server.admin_host: '0.0.0.0' is not a loopback address" in err
+    assert "set admin.token_file" in err and "Traceback" not in err

@@ -117,12 +117,25 @@ def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any
     env_url = os.environ.get("SEAMLINE_CLICKHOUSE_URL")
     if env_url:
         data = _merge(data, {"storage": {"clickhouse_url": env_url}})
+    data = _admin_token_from_env(data)
     try:
         cfg = Config(**data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(source, e)) from None
     base = Path(path).parent if path is not None else Path.cwd()
     return _resolve_contract_files(cfg, base, source)
+
+
+def _admin_token_from_env(data: dict[str, Any]) -> dict[str, Any]:
+    """SEAMLINE_ADMIN_TOKEN / SEAMLINE_ADMIN_TOKEN_FILE replace the file's admin token source (the environment wins)."""
+    sources = (("SEAMLINE_ADMIN_TOKEN", "token", "token_file"), ("SEAMLINE_ADMIN_TOKEN_FILE", "token_file", "token"))
+    for env, key, other in sources:
+        value = os.environ.get(env)
+        if value:
+            admin = data.get("admin")
+            admin = {k: v for k, v in admin.items() if k != other} if isinstance(admin, dict) else {}
+            return {**data, "admin": {**admin, key: value}}
+    return data
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from yarl import URL
 
+from seamline.config.admin import TOKEN_HINT, Admin, is_loopback_host
 from seamline.config.guards import CircuitBreaker, Dedup, Duration, Loops, Off, RateLimit, Retry
 
 DEFAULT_REDACT_HEADERS = [
@@ -222,7 +223,9 @@ class Capture(_Model):
 class Server(_Model):
     host: str = Field("127.0.0.1", description="Proxy listen address (0.0.0.0 in containers).")
     port: int = Field(8080, ge=0, le=65535, description="Proxy port (0: ephemeral).")
-    admin_host: str = Field("127.0.0.1", description="Admin listener address (loopback by default).")
+    admin_host: str = Field(
+        "127.0.0.1", description="Admin listener address (loopback by default; any other address requires `admin.token`)."
+    )
     admin_port: int = Field(
         9090, ge=0, le=65535, description="Admin port: health, metrics, runs API and run pages (0: ephemeral)."
     )
@@ -344,6 +347,7 @@ class Config(BaseSettings):
     capture: Capture = Field(default_factory=Capture, description="What is kept of each exchange, and what is redacted from it.")
     storage: Storage = Field(default_factory=Storage, description="Where and how handoffs are recorded.")
     telemetry: Telemetry = Field(default_factory=Telemetry, description="OpenTelemetry spans.")
+    admin: Admin = Field(default_factory=Admin, description="Who may read the admin listener (run API, run pages, metrics).")
     loops: Loops = Field(default_factory=Loops, description="Loop detection: calls per run per handoff.")
     redis_url: str | None = Field(
         None,
@@ -382,6 +386,18 @@ class Config(BaseSettings):
             if h.upstream not in self.upstreams:
                 known = ", ".join(sorted(self.upstreams)) or "none configured"
                 raise ValueError(f"handoffs.{name}.upstream: unknown upstream {h.upstream!r} (known: {known})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_admin_exposure(self) -> Config:
+        # The run API serves every recorded payload: off loopback it is never open.
+        host = self.server.admin_host
+        if not self.admin.enabled and not is_loopback_host(host):
+            raise ValueError(
+                f"server.admin_host: {host or '(all interfaces)'!r} is not a loopback address and no admin token is set, "
+                "so anyone who can reach the admin port could read every recorded payload; set admin.token_file (or "
+                f"admin.token, or SEAMLINE_ADMIN_TOKEN in the environment; {TOKEN_HINT}), or bind admin_host to 127.0.0.1"
+            )
         return self
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -26,7 +26,7 @@ BEGIN = "<!-- BEGIN CONFIG REFERENCE -->"
 END = "<!-- END CONFIG REFERENCE -->"
 DEFAULT_TARGETS = ("README.md",)
 
-_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", SecretStr: "secret string"}
 _PLURALS = {"string": "strings", "integer": "integers", "number": "numbers", "boolean": "booleans"}
 
 
@@ -47,6 +47,8 @@ def config_reference_markdown(heading_level: int = 3) -> str:
         "**Environment overrides** (the environment beats the file):",
         "",
         "- `SEAMLINE_CLICKHOUSE_URL` sets `storage.clickhouse_url`.",
+        "- `SEAMLINE_ADMIN_TOKEN` sets `admin.token`, `SEAMLINE_ADMIN_TOKEN_FILE` sets `admin.token_file` (either "
+        "replaces the file's token source); `seamline trace` and `seamline runs` read the same.",
         "- `SEAMLINE_<SECTION>__<FIELD>` sets one field, e.g. `SEAMLINE_SERVER__PORT=8081`, "
         "`SEAMLINE_STORAGE__ENABLED=false`, `SEAMLINE_UPSTREAMS__CRM__BASE_URL=https://crm.example`; "
         'lists and mappings are given as JSON (`SEAMLINE_CAPTURE__REDACT_KEYS=\'["password","pin"]\'`). '

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import os
 import signal
 import sys
 from typing import Any
@@ -170,7 +171,8 @@ async def drive_external(
     """`--proxy-url`: wait for a sidecar run elsewhere, drive the runs through it, print the summary.
 
     `seed` and `failure_rate` must be the mocks' (they decide the faults); with `admin_url` the summary also
-    reads the sidecar's record to count silent failures.
+    reads the sidecar's record to count silent failures. Tokens come from the environment as in docker-compose.yml:
+    SEAMLINE_CLIENT_TOKEN (X-Seamline-Token) and SEAMLINE_ADMIN_TOKEN (the admin API).
     """
     console = console or Console(stderr=True, soft_wrap=True)
     console.print(f"Waiting up to {wait_s:g}s for the sidecar at {admin_url or proxy_url} …", highlight=False)
@@ -190,6 +192,8 @@ async def drive_external(
         concurrency=concurrency,
         console=console,
         progress=progress,
+        client_token=os.environ.get("SEAMLINE_CLIENT_TOKEN") or None,
+        admin_token=os.environ.get("SEAMLINE_ADMIN_TOKEN") or None,
     )
     summary.render(console)
     if summary.trace_commands:

@@ -328,14 +328,15 @@ async def _try_connect(url: str) -> str:
 
 
 async def _wait_recorded(
-    http: httpx.AsyncClient, admin_url: str, since: datetime, expected: int, deadline_s: float
+    http: httpx.AsyncClient, admin_url: str, since: datetime, expected: int, deadline_s: float, admin_token: str | None = None
 ) -> list[dict[str, Any]]:
     """Poll the admin API (bounded) until every call is recorded; returns the run listing."""
     params = {"since": since.isoformat(), "limit": "1000"}
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
     deadline = time.monotonic() + deadline_s
     runs: list[dict[str, Any]] = []
     while True:
-        resp = await http.get(f"{admin_url}/api/runs", params=params)
+        resp = await http.get(f"{admin_url}/api/runs", params=params, headers=headers)
         resp.raise_for_status()
         runs = resp.json()["runs"]
         if sum(int(r["handoffs"]) for r in runs) >= expected or time.monotonic() > deadline:
@@ -358,12 +359,15 @@ async def run_demo(
     progress: bool = True,
     run_prefix: str | None = None,
     sync_loop: bool | None = None,
+    client_token: str | None = None,
+    admin_token: str | None = None,
 ) -> DemoSummary:
     """Drive `runs` order runs through the proxy (`<proxy_url>/<upstream>`), or straight at `upstream_urls`.
 
     With `admin_url`, the summary also reads Seamline's record (after `flush`, if given) to count the
     silent failures the app did not notice. `failure_rate` and `seed` are the mocks' (for the header line).
     `sync_loop` (default: when going through Seamline) also runs the two sync workflows that loop (`SyncLoop`).
+    `client_token` goes in X-Seamline-Token on every call (server.client_tokens), `admin_token` to the admin API.
     """
     if proxy_url is None and upstream_urls is None:
         raise ValueError("give proxy_url (through Seamline) or upstream_urls (straight at the mocks)")
@@ -385,7 +389,8 @@ async def run_demo(
         transient=False,
     )
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=request_timeout_s, limits=limits, trust_env=False) as http:
+    headers = {"X-Seamline-Token": client_token} if client_token else {}
+    async with httpx.AsyncClient(timeout=request_timeout_s, limits=limits, trust_env=False, headers=headers) as http:
         with bar:
             task = bar.add_task("orders", total=runs, failed=0)
             failed = 0
@@ -408,7 +413,7 @@ async def run_demo(
         if admin_url:
             if flush is not None:
                 await flush()
-            recorded = await _wait_recorded(http, admin_url.rstrip("/"), started, calls, deadline_s=15.0)
+            recorded = await _wait_recorded(http, admin_url.rstrip("/"), started, calls, 15.0, admin_token)
     summary = summarize(results, recorded, admin_url=admin_url, elapsed_s=time.monotonic() - t0)
     summary.loop = loop
     return summary

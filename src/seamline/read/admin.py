@@ -1,4 +1,5 @@
-"""The admin listener (loopback by default): health, readiness, Prometheus metrics, run API."""
+"""The admin listener (loopback by default): health, readiness, Prometheus metrics, run API; guarded by
+`seamline.read.auth` (the admin token)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from seamline.config.admin import Admin
+from seamline.read.auth import setup_auth
 
 READINESS: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("readiness", Callable)  # type: ignore[arg-type]
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
@@ -36,9 +40,13 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
     response.headers["Server"] = "seamline"
 
 
-def create_admin_app(registry: CollectorRegistry, readiness: Callable[[], dict[str, Any]], store: Any = None) -> web.Application:
+def create_admin_app(
+    registry: CollectorRegistry, readiness: Callable[[], dict[str, Any]], store: Any = None, *, access: Admin | None = None
+) -> web.Application:
+    """The admin app; `access` (the config's `admin`) decides who may read what (default: no token, loopback only)."""
     app = web.Application()
     app.on_response_prepare.append(_server_header)
+    setup_auth(app, access or Admin())
     app[REGISTRY] = registry
     app[READINESS] = readiness
     app.router.add_get("/healthz", healthz)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from seamline.errors import problem
 from seamline.read import queries as runs
+from seamline.read.auth import render_html
 from seamline.read.web import render
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,7 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 
 def _html(text: str, nonce: str, status: int = 200) -> web.Response:
-    resp = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
-    resp.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
-        "img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    )
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    return resp
+    return render_html(text, nonce, status)
 
 
 class RunsHandlers:

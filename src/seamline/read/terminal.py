@@ -1,6 +1,7 @@
 """`seamline trace RUN_ID` and `seamline runs`: read runs through the running sidecar's admin API and draw them.
 
-The CLI never opens the store itself: an embedded (chdb) store is locked by the sidecar's process.
+The CLI never opens the store itself: an embedded (chdb) store is locked by the sidecar's process. It sends the
+admin token (SEAMLINE_ADMIN_TOKEN, SEAMLINE_ADMIN_TOKEN_FILE, or `admin.token`/`admin.token_file` of the config).
 Colour only when writing to a terminal (rich decides; NO_COLOR is honoured).
 """
 
@@ -11,7 +12,9 @@ import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, urlsplit
 
@@ -23,7 +26,8 @@ from rich.text import Text
 from seamline import outcomes as o
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
-EXIT_OK, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 0, 1, 2
+EXIT_OK, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_UNAUTHORIZED = 0, 1, 2, 3
+DEFAULT_CONFIG = "seamline.yaml"
 BAR_WIDTH = 32
 
 OUTCOME_STYLE = {
@@ -51,21 +55,79 @@ def clean(value: Any) -> str:
     return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
 
 
-def admin_url(arg: str | None) -> str:
-    return (arg or os.environ.get("SEAMLINE_ADMIN_URL") or DEFAULT_ADMIN_URL).rstrip("/")
+@dataclass(frozen=True)
+class AdminTarget:
+    """Where the admin API is and the token it wants (None: send none)."""
+
+    base: str
+    token: str | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"AdminTarget(base={self.base!r}, token={'set' if self.token else None})"
 
 
-def fetch(base: str, path: str, params: dict[str, str] | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
+def admin_target(url_arg: str | None, config_arg: str | None) -> AdminTarget:
+    """The admin URL (--admin-url, SEAMLINE_ADMIN_URL, the config's listener, the default) and token
+    (SEAMLINE_ADMIN_TOKEN, SEAMLINE_ADMIN_TOKEN_FILE, the config's admin.token / admin.token_file).
+
+    The config is --config, SEAMLINE_CONFIG, or ./seamline.yaml when it exists; an explicit one that does not load
+    is an error (exit 2), an implicit one is skipped with a note.
+    """
+    from seamline.config.admin import read_token_file
+    from seamline.config.loader import ConfigError, load_config
+
+    url = url_arg or os.environ.get("SEAMLINE_ADMIN_URL")
+    token = os.environ.get("SEAMLINE_ADMIN_TOKEN") or None
+    if token is None and os.environ.get("SEAMLINE_ADMIN_TOKEN_FILE"):
+        try:
+            token = read_token_file(os.environ["SEAMLINE_ADMIN_TOKEN_FILE"])
+        except ValueError as e:
+            raise AdminError(f"SEAMLINE_ADMIN_TOKEN_FILE: {e}", EXIT_UNREACHABLE) from None
+    explicit = config_arg or os.environ.get("SEAMLINE_CONFIG")
+    path = explicit or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+    if path is not None and (token is None or url is None):
+        try:
+            cfg = load_config(path)
+        except ConfigError as e:
+            if explicit:
+                raise AdminError(str(e), EXIT_UNREACHABLE) from None
+            print(f"note: ignoring ./{DEFAULT_CONFIG}: {str(e).splitlines()[0]}", file=sys.stderr)
+        else:
+            try:
+                token = token or cfg.admin.secret()
+            except ValueError as e:
+                raise AdminError(f"{path}: admin.token_file: {e}", EXIT_UNREACHABLE) from None
+            if url is None and cfg.server.admin_port:
+                host = cfg.server.admin_host
+                host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+                url = f"http://{host}:{cfg.server.admin_port}"
+    return AdminTarget((url or DEFAULT_ADMIN_URL).rstrip("/"), token)
+
+
+def fetch(
+    base: str, path: str, params: dict[str, str] | None = None, *, timeout: float = 10.0, token: str | None = None
+) -> dict[str, Any]:
     """GET a JSON document from the admin API, turning every failure into an AdminError with a next step."""
     url = base + path
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        resp = httpx.get(url, params=params, timeout=timeout, headers={"Accept": "application/json"})
+        resp = httpx.get(url, params=params, timeout=timeout, headers=headers)
     except httpx.HTTPError as e:
         raise AdminError(
             f"cannot reach the Seamline admin API at {base} ({type(e).__name__}: {e}).\n"
             "Is the sidecar running? Point at it with --admin-url URL or SEAMLINE_ADMIN_URL.",
             EXIT_UNREACHABLE,
         ) from None
+    if resp.status_code == 401:
+        raise AdminError(
+            f"the admin API at {base} did not accept the admin token sent"
+            if token
+            else f"the admin API at {base} needs its admin token: set SEAMLINE_ADMIN_TOKEN (or SEAMLINE_ADMIN_TOKEN_FILE), "
+            "or pass --config with the sidecar's seamline.yaml (admin.token / admin.token_file)",
+            EXIT_UNAUTHORIZED,
+        )
     try:
         body = resp.json()
     except ValueError:
@@ -263,10 +325,10 @@ def make_console(file: TextIO | None = None) -> Console:
 
 
 def cmd_trace(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    base = admin_url(args.admin_url)
     params = None if args.bodies or args.json else {"bodies": "false"}
     try:
-        run = fetch(base, "/api/runs/" + quote(args.run_id, safe=""), params)
+        target = admin_target(args.admin_url, args.config)
+        run = fetch(target.base, "/api/runs/" + quote(args.run_id, safe=""), params, token=target.token)
     except AdminError as e:
         print(f"seamline trace: {e}", file=err or sys.stderr)
         return e.exit_code
@@ -278,14 +340,14 @@ def cmd_trace(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
 
 
 def cmd_runs(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    base = admin_url(args.admin_url)
     params = {"since": args.since, "limit": str(args.limit), "failed": "true" if args.failed else "false"}
     if args.outcome:
         params["outcome"] = args.outcome
     if args.handoff:
         params["handoff"] = args.handoff
     try:
-        listing = fetch(base, "/api/runs", params)
+        target = admin_target(args.admin_url, args.config)
+        listing = fetch(target.base, "/api/runs", params, token=target.token)
     except AdminError as e:
         print(f"seamline runs: {e}", file=err or sys.stderr)
         return e.exit_code
@@ -301,7 +363,15 @@ def _add_admin_url(p: argparse.ArgumentParser) -> None:
         "--admin-url",
         default=None,
         metavar="URL",
-        help=f"the sidecar's admin listener (env SEAMLINE_ADMIN_URL, default {DEFAULT_ADMIN_URL})",
+        help=f"the sidecar's admin listener (env SEAMLINE_ADMIN_URL; default: the config's, else {DEFAULT_ADMIN_URL})",
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        metavar="FILE",
+        help=f"the sidecar's seamline.yaml, for its admin URL and token (env SEAMLINE_CONFIG; default ./{DEFAULT_CONFIG} "
+        "if present); SEAMLINE_ADMIN_TOKEN or SEAMLINE_ADMIN_TOKEN_FILE give the token without one",
     )
 
 

@@ -194,8 +194,10 @@ def _compose_args(service: dict[str, Any]) -> argparse.Namespace:
     return args
 
 
-def test_compose_demo_mocks_and_driver_use_real_flags_and_agree():
+def test_compose_demo_mocks_and_driver_use_real_flags_and_agree(monkeypatch):
     from seamline.config.loader import load_config
+
+    monkeypatch.setenv("SEAMLINE_ADMIN_TOKEN", "compose-test-admin-token")  # compose sets it from .env (tests/test_compose.py)
 
     services = _compose_services()
     mocks, driver = services["demo-mocks"], services["demo"]

@@ -202,3 +202,18 @@ def not_found_page(run_id: str) -> str:
 
 def error_page(message: str) -> str:
     return _page("Error", f"<h1>Cannot show this page</h1><p>{e(message)}</p>", nonce="")
+
+
+def login_page(*, next_path: str, wrong: bool) -> str:
+    """The admin token form a browser gets with a 401 on a run page (posted to /login, never put in the URL)."""
+    note = '<p class="error">That token was not accepted.</p>' if wrong else ""
+    body = (
+        "<h1>Admin token required</h1>"
+        "<p>This Seamline's run pages need its admin token (<code>admin.token</code> or "
+        "<code>SEAMLINE_ADMIN_TOKEN</code>).</p>"
+        f'{note}<form class="filters" method="post" action="/login">'
+        f'<input type="hidden" name="next" value="{e(next_path)}">'
+        '<label>token <input type="password" name="token" autocomplete="current-password" required autofocus></label>'
+        "<button>Sign in</button></form>"
+    )
+    return _page("Admin token required", body, nonce="")
