@@ -4,7 +4,7 @@
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
     response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
     done     (in order)   spans (end) → metrics
-    after    (the client has its answer; nothing here can delay it)
+    after    (the client has its answer; nothing here can delay it), for each attempt (retries: seamline.guards.retry)
                           record: validate → build the event → record  (seamline.event.record)
 
 Correlation runs first, so even a refusal carries the caller's run ID. A stage that raises a `ProxyError`
@@ -30,6 +30,7 @@ from seamline.capture.error_text import safe_error_text
 from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Config
 from seamline.exchange import Exchange
+from seamline.guards.retry import Retries
 from seamline.ids import mint_run_id, new_span_id
 from seamline.proxy.accept import Authenticate, BodyLimit
 from seamline.proxy.correlate import Correlate
@@ -93,6 +94,7 @@ def build_request_path(
             validator=validator,
             echo_headers=correlate.echo_headers,
             via=via.value,
+            retries=Retries(config, spans, metrics.registry, lambda text: safe_error_text(text, policy)),
         ),
         response=response,
         done=(spans, metrics),
@@ -156,11 +158,12 @@ class ProxyHandler:
             return self._problem(ex, err)
 
     def _after(self, ex: Exchange) -> None:
-        for stage in self.path.after:
-            try:
-                stage.done(ex)
-            except Exception:  # noqa: BLE001 - a broken concern must never break traffic
-                self.stage_failed(stage.name, ex)
+        for attempt in (*ex.prior_attempts, ex) if ex.prior_attempts else (ex,):  # each attempt is its own event
+            for stage in self.path.after:
+                try:
+                    stage.done(attempt)
+                except Exception:  # noqa: BLE001 - a broken concern must never break traffic
+                    self.stage_failed(stage.name, attempt)
 
     def stage_failed(self, name: str, ex: Exchange) -> None:
         report_stage_error(self.metrics, name, ex)

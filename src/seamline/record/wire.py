@@ -28,6 +28,7 @@ def to_wire(ex: Exchange) -> WireExchange:
         (rs.cap, rs.data, rs.total) if rs is not None else None,
         ex.status, ex.ttfb_s, ex.duration_s, ex.error_class, ex.error_detail, ex.error_status,
         ex.request_violations, ex.attributes, ex.extra,
+        ex.event_id, ex.guard, ex.loop_suspected, ex.retry_of, ex.replay_of, ex.guard_wait_s,
     )  # fmt: skip
 
 
@@ -35,7 +36,8 @@ def from_wire(w: WireExchange) -> Exchange:
     """The inverse of `to_wire` (target None: set it from the receiver's Router)."""
     (ts_us, t0, mode, method, run_id, run_id_source, tc, span_id, traceparent, handoff, upstream, url, tenant,
      source_app, attempt, idempotency_key, req_h, resp_h, rq, rs, status, ttfb_s, duration_s, error_class,
-     error_detail, error_status, request_violations, attributes, extra) = w  # fmt: skip
+     error_detail, error_status, request_violations, attributes, extra,
+     event_id, guard, loop_suspected, retry_of, replay_of, guard_wait_s) = w  # fmt: skip
     return Exchange(
         ts_us=ts_us, t0=t0, mode=mode, method=method, run_id=run_id, run_id_source=run_id_source,
         trace=TraceContext(*tc) if tc is not None else None, span_id=span_id, traceparent=traceparent,
@@ -44,6 +46,8 @@ def from_wire(w: WireExchange) -> Exchange:
         request_tap=_tap(rq), response_tap=_tap(rs), status=status, ttfb_s=ttfb_s, duration_s=duration_s,
         error_class=error_class, error_detail=error_detail, error_status=error_status,
         request_violations=request_violations, attributes=attributes, extra=extra,
+        event_id=event_id, guard=guard, loop_suspected=loop_suspected, retry_of=retry_of, replay_of=replay_of,
+        guard_wait_s=guard_wait_s,
     )  # fmt: skip
 
 
