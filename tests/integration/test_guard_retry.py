@@ -123,7 +123,7 @@ async def test_never_repeat_post_reaches_the_upstream_once(upstream, make_sideca
     flaky = upstream.routes["/v1/charges"] = Flaky(503, 200)
     handoffs = {"billing.charge": {"upstream": "billing", "match": "POST /v1/charges", "safety": "never_repeat"}}
     sc = await make_sidecar(config(upstream.url, handoffs, retry=FAST))
-    status, body, _ = await call(sc, "POST", "/billing/v1/charges", json={"amount": 1})
+    status, _, _ = await call(sc, "POST", "/billing/v1/charges", json={"amount": 1})
     assert (status, len(flaky.seen)) == (503, 1)
 
 
@@ -192,7 +192,7 @@ async def test_a_streamed_chunked_body_is_never_retried(upstream, make_sidecar):
         for _ in range(3):
             yield b"x" * 1000
 
-    status, body, _ = await call(sc, "PUT", "/billing/v1/upload", data=chunks())
+    status, _, _ = await call(sc, "PUT", "/billing/v1/upload", data=chunks())
     assert (status, len(flaky.seen)) == (503, 1)
     assert upstream.last.header("Transfer-Encoding") == "chunked"
 
@@ -256,7 +256,7 @@ async def test_connect_refused_then_success(recording):
     await wait_for(lambda: _retried(sc, "connect") >= 1 or answer.done(), 10, what="a refused first attempt")
     runner = await _listen(up, sock)
     try:
-        status, body, _ = await answer
+        status, _, _ = await answer
         assert status == 200 and len(up.received) == 1
         rows = await wait_for(lambda: _rows_until_status(sc, 200), 10, what="the rows up to the answered attempt")
         assert rows[-1]["attempt"] == len(rows) >= 2

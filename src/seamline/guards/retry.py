@@ -182,6 +182,11 @@ class Retries:
 
     async def run(self, ex: Exchange, policy: RetryPolicy, attempt: Callable[[], Awaitable[Attempted]]) -> Attempted:
         """Attempts until one may not be retried, the attempt cap, or the deadline; returns the last one's outcome."""
+        started = time.monotonic()
+        first = await attempt()
+        if not self.may_retry(ex, policy, first):
+            return first  # the common case, without the retry machinery (tenacity costs ~100 µs a call)
+        made = [first]  # the first attempt, already made: handed to tenacity as its first outcome
         backoff = wait_random_exponential(multiplier=policy.backoff, max=policy.max_backoff)
         waits: list[float] = []  # the wait before the attempt about to start (set when another attempt follows)
 
@@ -197,12 +202,14 @@ class Retries:
             waits.append(rs.upcoming_sleep)
 
         async def one() -> Attempted:
-            if waits:
-                self._begin_retry(ex, waits.pop())
+            if made:
+                return made.pop()
+            self._begin_retry(ex, waits.pop())
             return await attempt()
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
+            # The deadline counts from the first attempt's start; tenacity's clock starts now.
+            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline - (time.monotonic() - started)),
             wait=wait,
             retry=retry_if_result(lambda a: self.may_retry(ex, policy, a)),
             before_sleep=released,
