@@ -202,13 +202,13 @@ async def test_a_streamed_chunked_body_is_never_retried(upstream, make_sidecar):
 
 async def test_retries_stop_at_the_deadline_and_the_client_gets_the_last_answer(upstream, make_sidecar):
     always = upstream.routes["/v1/balance"] = Flaky(503)
-    retry = {"attempts": 20, "deadline": "500ms", "backoff": "50ms", "max_backoff": "100ms"}
+    retry = {"attempts": 20, "deadline": "500ms", "backoff": "100ms", "max_backoff": "200ms"}  # 20 attempts: ~2 s
     sc = await make_sidecar(config(upstream.url, retry=retry))
     status, body, _ = await call(sc, "GET", "/billing/v1/balance")
     n = len(always.seen)
     assert status == 503 and isinstance(body, dict) and body["attempt"] == n  # the last attempt's answer
     assert 2 <= n < 20  # stopped by the deadline, not the attempt cap
-    assert always.seen[-1] - always.seen[0] < 0.5 + 0.25  # no attempt started after the deadline (+ loop slack)
+    assert always.seen[-1] - always.seen[0] < 0.5 + 0.5  # no attempt started after the deadline (+ slack of a busy host)
 
 
 async def test_the_attempt_cap_counts_the_first_attempt(upstream, make_sidecar):
