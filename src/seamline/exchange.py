@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from seamline.ids import new_event_id
 from seamline.outcomes import NONE
 
 if TYPE_CHECKING:  # annotations only: the exchange sits below the stages that fill it
@@ -56,7 +57,11 @@ class ReplayCapture:
 
 @dataclass(slots=True)
 class Exchange:
-    """One inbound request and (at most) one upstream attempt."""
+    """One inbound request and its upstream attempt; a retried call keeps its earlier attempts in `prior_attempts`.
+
+    The exchange always describes the current (finally: the last) attempt; `ts_us`/`t0` are that attempt's start
+    (the first attempt's is the request's arrival), so each attempt's event has its own time and duration.
+    """
 
     ts_us: int  # wall-clock start, µs since epoch
     t0: float  # perf_counter at start
@@ -98,3 +103,32 @@ class Exchange:
     attributes: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     spans: tuple[Any, Any] | None = None  # (SERVER, CLIENT) OpenTelemetry spans while the call runs; never on the wire
+    prior_attempts: list[Exchange] = field(default_factory=list)  # finished attempts before this one (retries), in order
+
+    def next_attempt(self) -> Exchange:
+        """Move on to the next upstream attempt; returns the one just finished, recorded as its own event.
+
+        The finished attempt keeps its response (status, headers, body tap, error, timings) and gets an event ID
+        now, so the next one can name it in `retry_of`; this exchange starts afresh on the response side.
+        """
+        if not self.event_id:
+            self.event_id = new_event_id()
+        done = replace(self, attributes=dict(self.attributes), extra=dict(self.extra), prior_attempts=[])
+        done.request_violations = list(self.request_violations)
+        self.prior_attempts.append(done)
+        self.retry_of = self.retry_of or done.event_id
+        self.event_id = new_event_id()
+        self.attempt += 1
+        self.guard, self.guard_wait_s = "", 0.0
+        self.status, self.ttfb_s, self.duration_s = 0, 0.0, 0.0
+        self.response_headers = []
+        if self.response_tap is not None:
+            self.response_tap = BodyTap(self.response_tap.cap)
+        self.error_class, self.error_detail, self.error_status = NONE, "", 0
+        self.not_sent = False
+        return done
+
+    @property
+    def started_t0(self) -> float:
+        """perf_counter at the request's arrival (the first attempt's start)."""
+        return self.prior_attempts[0].t0 if self.prior_attempts else self.t0

@@ -53,3 +53,30 @@ def test_empty_chunks_change_nothing() -> None:
     cap = BodyTap(3)
     cap.feed(b"")
     assert (cap.data, cap.total, cap.truncated) == (b"", 0, False)
+
+
+# -- attempts (retries) -----------------------------------------------------------------------------------------------
+
+
+def test_next_attempt_keeps_the_finished_one_and_starts_afresh() -> None:
+    from seamline.exchange import Exchange
+    from seamline.outcomes import NONE
+
+    ex = Exchange(ts_us=1, t0=1.0, mode="reverse", method="GET", run_id="r", attempt=1)
+    ex.request_tap, ex.response_tap = BodyTap(8), BodyTap(8)
+    ex.response_tap.feed(b"busy")
+    ex.status, ex.ttfb_s, ex.duration_s, ex.error_class = 503, 0.1, 0.2, "server_error"
+    ex.attributes["k"] = "v"
+    first = ex.next_attempt()
+    assert first.event_id and first.attempt == 1 and first.status == 503 and first.response_tap is not None
+    assert first.response_tap.data == b"busy" and first.retry_of == "" and first.prior_attempts == []
+    assert (ex.attempt, ex.retry_of, ex.status, ex.error_class, ex.duration_s) == (2, first.event_id, 0, NONE, 0.0)
+    assert ex.event_id not in ("", first.event_id)
+    assert ex.response_tap is not None and ex.response_tap.total == 0 and ex.request_tap is first.request_tap
+    ex.attributes["k2"] = "v2"
+    assert "k2" not in first.attributes  # each attempt's record is its own
+    second = ex.next_attempt()
+    assert ex.prior_attempts == [first, second]
+    assert (ex.attempt, ex.retry_of, second.retry_of) == (3, first.event_id, first.event_id)  # all name the first
+    ex.t0 = 5.0
+    assert ex.started_t0 == 1.0

@@ -102,6 +102,12 @@ class Retry(_Model):
     )
     backoff: Duration = Field(0.1, gt=0, description="First backoff (before jitter); doubles each attempt.")
     max_backoff: Duration = Field(5.0, gt=0, description="Cap of one backoff.")
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Largest request body (of known length) read whole so it can be re-sent; a larger or chunked "
+        "body is streamed upstream and that call is never retried.",
+    )
 
 
 class CircuitBreaker(_Model):

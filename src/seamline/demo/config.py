@@ -136,7 +136,9 @@ def demo_config(
     timeouts = {"connect": 1.0, "read": read_timeout_s, "total": read_timeout_s * 2}
     upstreams: dict[str, Any] = {}
     for name, url in mock_urls.items():
-        upstreams[name] = {"base_url": url, "allow_private": True, "timeouts": timeouts}
+        # The demo's app retries its safe steps itself (X-Seamline-Attempt) and the mocks plan each fault per app
+        # attempt, so a sidecar retry would only meet the same planned fault again: the sidecar's retries are off here.
+        upstreams[name] = {"base_url": url, "allow_private": True, "timeouts": timeouts, "retry": False}
     if "billing" in upstreams:
         upstreams["billing"]["headers"] = {"Authorization": DEMO_TOKEN}
     cfg: dict[str, Any] = {

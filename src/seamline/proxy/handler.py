@@ -6,7 +6,7 @@
     response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
     settle   (in order)   dedup (store the first call's result)  — before the answer leaves
     done     (in order)   spans (end) → circuit_breaker (the call's result) → metrics → inflight_bodies (release)
-    after    (the client has its answer; nothing here can delay it)
+    after    (the client has its answer; nothing here can delay it), for each attempt (retries: seamline.guards.retry)
                           record: validate → build the event → record  (seamline.event.record)
 
 Correlation runs first, so even a refusal carries the caller's run ID. A stage that raises a `ProxyError`
@@ -37,6 +37,7 @@ from seamline.guards.circuit import CircuitGuard
 from seamline.guards.dedup import Dedup
 from seamline.guards.dedup_store import DedupStore, MemoryDedupStore
 from seamline.guards.loops import LoopGuard
+from seamline.guards.retry import Retries
 from seamline.ids import mint_run_id, new_span_id
 from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
 from seamline.proxy.correlate import Correlate
@@ -121,6 +122,7 @@ def build_request_path(
             validator=validator,
             echo_headers=correlate.echo_headers,
             via=via.value,
+            retries=Retries(config, spans, metrics.registry, lambda text: safe_error_text(text, policy)),
         ),
         response=response,
         done=(spans, circuit, metrics, bodies),
@@ -201,11 +203,12 @@ class ProxyHandler:
         return response
 
     def _after(self, ex: Exchange) -> None:
-        for stage in self.path.after:
-            try:
-                stage.done(ex)
-            except Exception:  # noqa: BLE001 - a broken concern must never break traffic
-                self.stage_failed(stage.name, ex)
+        for attempt in (*ex.prior_attempts, ex) if ex.prior_attempts else (ex,):  # each attempt is its own event
+            for stage in self.path.after:
+                try:
+                    stage.done(attempt)
+                except Exception:  # noqa: BLE001 - a broken concern must never break traffic
+                    self.stage_failed(stage.name, attempt)
 
     def stage_failed(self, name: str, ex: Exchange) -> None:
         report_stage_error(self.metrics, name, ex)

@@ -41,7 +41,8 @@ class ProxyMetrics:
         registry.register(self)
 
     def done(self, ex: Exchange) -> None:
-        self.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, ex.duration_s)
+        seconds = ex.duration_s + (ex.t0 - ex.started_t0)  # end to end: a retried call's attempts and waits included
+        self.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, seconds)
 
     def observe(self, handoff: str, status: int, error_class: str, seconds: float) -> None:
         key = (handoff, f"{status // 100}xx" if status else "none", error_class)

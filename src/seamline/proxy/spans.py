@@ -59,12 +59,12 @@ class Telemetry:
             ctx = trace.set_span_in_context(NonRecordingSpan(parent))
         return self.tracer.start_span(name, context=ctx, kind=SpanKind.SERVER, attributes=attributes)
 
-    def start_client_span(self, server_span: Any, name: str, attributes: dict[str, Any]) -> Any:
+    def start_client_span(self, server_span: Any, name: str, attributes: dict[str, Any], links: Any = None) -> Any:
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind
 
         ctx = trace.set_span_in_context(server_span)
-        return self.tracer.start_span(name, context=ctx, kind=SpanKind.CLIENT, attributes=attributes)
+        return self.tracer.start_span(name, context=ctx, kind=SpanKind.CLIENT, attributes=attributes, links=links)
 
     @staticmethod
     def ids(span: Any) -> tuple[str, str]:
@@ -98,14 +98,33 @@ class Spans:
         trace_id, _ = tel.ids(server)
         if ex.trace.started_here:
             ex.trace = TraceContext(trace_id, "", ex.trace.flags, None, True)
-        client = tel.start_client_span(server, f"{http.method} {ex.handoff}", {
-            **attrs,
-            "server.address": target.url.host or "",
-            "server.port": target.url.port or 0,
-            "url.path": target.path,
-        })  # fmt: skip
+        client = tel.start_client_span(server, f"{http.method} {ex.handoff}", _client_attributes(ex))
         ex.spans = (server, client)
         ex.span_id = tel.ids(client)[1]
+
+    def next_attempt(self, failed: Exchange, ex: Exchange) -> None:
+        """A retry: the failed attempt's CLIENT span ends with its outcome; the next attempt gets its own, linked to
+        the first attempt's span and carrying its attempt number (`http.request.resend_count`, `seamline.attempt`)."""
+        if ex.spans is None:  # no telemetry: only a span ID of its own, the parent-id sent upstream
+            ex.span_id = new_span_id()
+            return
+        from opentelemetry.trace import Link
+
+        server, client = ex.spans
+        _end(client, failed)
+        first = ex.prior_attempts[0].spans
+        first_ctx = (first[1] if first is not None else client).get_span_context()
+        attrs = {
+            **_client_attributes(ex),
+            "seamline.attempt": ex.attempt,
+            "http.request.resend_count": len(ex.prior_attempts),
+            "seamline.retry_of": ex.retry_of,
+        }
+        nxt = self.telemetry.start_client_span(
+            server, f"{ex.method} {ex.handoff}", attrs, links=[Link(first_ctx, {"seamline.link": "retry_of"})]
+        )
+        ex.spans = (server, nxt)
+        ex.span_id = self.telemetry.ids(nxt)[1]
 
     def done(self, ex: Exchange) -> None:
         if ex.spans is None:
@@ -114,6 +133,19 @@ class Spans:
         ex.spans = None
         _end(client, ex)
         _end(server, ex)
+
+
+def _client_attributes(ex: Exchange) -> dict[str, Any]:
+    target = ex.target
+    assert target is not None
+    return {
+        "http.request.method": ex.method,
+        "seamline.run_id": ex.run_id,
+        "seamline.handoff": ex.handoff,
+        "server.address": target.url.host or "",
+        "server.port": target.url.port or 0,
+        "url.path": target.path,
+    }
 
 
 def _end(span: Any, ex: Exchange) -> None:

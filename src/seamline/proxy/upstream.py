@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -17,11 +18,13 @@ from multidict import CIMultiDict
 from seamline import errors
 from seamline.config.models import Config
 from seamline.exchange import BodyTap, Exchange
+from seamline.guards.retry import Attempted, Retries, RetryPolicy
 from seamline.proxy.forward import Forwarder, classify_client_error, nothing_sent
 from seamline.proxy.inbound import Inbound, connection_tokens
 from seamline.proxy.metrics import ProxyMetrics
 from seamline.proxy.relay import SMALL_BODY, Relay
 from seamline.proxy.request_body import BodyDeadlines, read_known_body, send_continue, stream_body
+from seamline.proxy.routing import Target
 from seamline.proxy.tlsprobe import TLS_HINT, answers_tls
 from seamline.proxy.tunnel import run_tunnel
 from seamline.proxy.websocket import WebSocketRelay, upgrade_headers
@@ -75,6 +78,7 @@ class UpstreamCall:
     validator: Validator | None
     echo_headers: Callable[[Exchange], dict[str, str]]
     via: str = ""  # Seamline's own Via member, from the Via stage
+    retries: Retries | None = None  # the retry guard (None: every call is sent once)
     run_header: str = field(init=False)
     max_body: int | None = field(init=False)
     capture_cap: int = field(init=False)
@@ -105,6 +109,7 @@ class UpstreamCall:
         target = ex.target
         assert target is not None and ex.request_tap is not None
         ex.request_headers = list(headers.items())
+        policy = self.retries.policy_for(target, http.method) if self.retries is not None else None
         data: Any = None
         timing: BodyDeadlines | None = None
         if ex.request_body is not None:
@@ -119,16 +124,36 @@ class UpstreamCall:
             t = target.upstream.timeouts
             timing = BodyDeadlines(self.forwarder.deadlines, task, t.request_body_idle, t.read, min(t.total, t.read))
             await send_continue(http, heads.first("expect"))
-            if self.validator is not None and self.validator.enforces_request(ex.handoff):
-                data = await self._precheck(ex, http, timing)
-            elif http.content_length is not None and http.content_length <= SMALL_BODY:
-                # Small, known-length body: read it (bounded) so headers + body leave in one write.
-                data = await read_known_body(http, http.content_length, timing)
+            length = http.content_length
+            if policy is not None and length is not None and length <= policy.max_body_bytes:
+                # A call that may be retried: its body read whole, so it can be sent again.
+                data = await read_known_body(http, length, timing) if length else b""
                 ex.request_tap.feed(data)
+                if self.validator is not None and self.validator.enforces_request(ex.handoff):
+                    self._check_request(ex, http)
             else:
-                data = stream_body(http, ex.request_tap, timing, self.max_body)
+                policy = None  # a streamed body cannot be sent twice
+                if self.validator is not None and self.validator.enforces_request(ex.handoff):
+                    data = await self._precheck(ex, http, timing)
+                elif length is not None and length <= SMALL_BODY:
+                    # Small, known-length body: read it (bounded) so headers + body leave in one write.
+                    data = await read_known_body(http, length, timing)
+                    ex.request_tap.feed(data)
+                else:
+                    data = stream_body(http, ex.request_tap, timing, self.max_body)
         elif http.method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = "0"
+        if policy is not None:
+            assert self.retries is not None
+            try:
+                last = await self.retries.run(ex, policy, partial(self._attempt, ex, policy, headers, data))
+            finally:
+                if timing is not None:
+                    timing.answered = True
+            if last.error is not None:
+                raise last.error
+            assert last.response is not None
+            return await self.relay.relay(ex, http, last.response)
         try:
             upstream_resp = await self.forwarder.send(target, http.method, headers, data)
         except errors.ProxyError:
@@ -138,19 +163,41 @@ class UpstreamCall:
                 raise
             if timing is not None and timing.failure is not None:
                 raise timing.failure from None  # the client's body was refused: whatever aiohttp says came of it
-            err = classify_client_error(exc)
-            ex.not_sent = nothing_sent(exc)
-            if isinstance(exc, aiohttp.ServerDisconnectedError) and target.url.scheme == "http":
-                up = target.upstream
-                if await answers_tls(target.url.host or "", target.url.port or 80, up.allow_private, up.timeouts.connect):
-                    err = errors.UpstreamError(TLS_HINT, "tls")
-                    ex.not_sent = True  # a TLS server cannot have acted on a plain-text request
-            raise err from None
+            raise await self._classify(exc, target, ex) from None
         finally:
             if timing is not None:
                 timing.answered = True
         ex.ttfb_s = time.perf_counter() - ex.t0
         return await self.relay.relay(ex, http, upstream_resp)
+
+    async def _attempt(self, ex: Exchange, policy: RetryPolicy, headers: CIMultiDict[str], data: bytes | None) -> Attempted:
+        """One attempt of a call that may be retried: its outcome as a value, for the retry guard to judge."""
+        target = ex.target
+        assert target is not None and self.retries is not None and ex.trace is not None
+        if ex.retry_of:  # a retry: its own span is the parent the upstream sees
+            ex.traceparent = headers["traceparent"] = ex.trace.child(ex.span_id).header()
+            ex.request_headers = list(headers.items())
+        try:
+            resp = await self.forwarder.send(target, ex.method, headers, data)
+        except errors.ProxyError as err:
+            return Attempted(error=err)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a value the guard judges
+            return self.retries.classify(policy, Attempted(error=await self._classify(exc, target, ex)), exc)
+        ex.ttfb_s = time.perf_counter() - ex.t0
+        return self.retries.classify(policy, Attempted(response=resp))
+
+    async def _classify(self, exc: BaseException, target: Target, ex: Exchange) -> errors.ProxyError:
+        """The upstream client's failure as Seamline's error; `ex.not_sent` says whether the upstream can have acted."""
+        err = classify_client_error(exc)
+        ex.not_sent = nothing_sent(exc)
+        if isinstance(exc, aiohttp.ServerDisconnectedError) and target.url.scheme == "http":
+            up = target.upstream
+            if await answers_tls(target.url.host or "", target.url.port or 80, up.allow_private, up.timeouts.connect):
+                err = errors.UpstreamError(TLS_HINT, "tls")
+                ex.not_sent = True  # a TLS server cannot have acted on a plain-text request
+        return err
 
     async def _precheck(self, ex: Exchange, http: web.BaseRequest, timing: BodyDeadlines) -> Any:
         """`enforce: request`: read the body up to the cap, validate, then forward it (or 422)."""
@@ -165,13 +212,14 @@ class UpstreamCall:
             head.append(chunk)
             if self.max_body is not None and tap.total > self.max_body:
                 raise errors.PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
-        if not tap.truncated:
-            self._check_request(ex, http)
+        self._check_request(ex, http)
         return stream_body(http, tap, timing, self.max_body, head)
 
     def _check_request(self, ex: Exchange, http: web.BaseRequest) -> None:
-        """`enforce: request` on a body captured whole: 422 on a real violation."""
-        assert self.validator is not None
+        """`enforce: request` on the captured body (when it was captured whole): 422 if it breaks the contract."""
+        assert ex.request_tap is not None and self.validator is not None
+        if ex.request_tap.truncated:
+            return
         violations = self.validator.check_request(ex, http)
         if violations:
             ex.request_violations = violations
