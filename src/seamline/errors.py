@@ -18,6 +18,7 @@ class ProxyError(Exception):
     slug = "internal"
     title = "Internal error"
     error_class = o.INTERNAL
+    headers: dict[str, str] | None = None  # response headers of its own (Retry-After), next to the correlation ones
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(detail)
@@ -67,6 +68,14 @@ class ClientBodyTimeout(ProxyError):
 
 class LoopDetected(ProxyError):
     status, slug, title, error_class = 508, "loop-detected", "The request looped back through Seamline", o.LOOP_DETECTED
+
+
+class RateLimitedLocally(ProxyError):
+    status, slug, title, error_class = 429, "rate-limited-locally", "Local rate limit of the upstream", o.RATE_LIMITED_LOCALLY
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class UpstreamError(ProxyError):

@@ -8,11 +8,14 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from seamline.config.models import Config
 from seamline.event.build import EventBuilder
 from seamline.event.record import RecordExchange
 from seamline.exchange import Exchange
+from seamline.guards.ratelimit import RateLimitStage
+from seamline.guards.redis_state import open_redis
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import Forwarder
 from seamline.proxy.handler import ProxyHandler, build_request_path
@@ -59,16 +62,22 @@ class Sidecar:
         self.events = EventBuilder(cfg, self.instance, self.validator)
         self.record = RecordExchange(self.events)
         self.offload: Any = None
+        self.redis: Redis | None = None  # the guards' shared state (redis_url), opened in start()
+        self.rate_limit = RateLimitStage.from_config(cfg, self.registry)
         recording = recorder is not None or cfg.storage.enabled
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
             validator=self.validator, instance=self.instance, after=(self.record,) if recording else (),
+            rate_limit=self.rate_limit,
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
         self.deadlines.start()
+        self.redis = open_redis(cfg)
+        if self.rate_limit is not None:
+            self.rate_limit.attach(self.redis)
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.recorder import build_recorder
 
@@ -141,6 +150,10 @@ class Sidecar:
         self._runners.clear()
         await self.websockets.close()
         await self.forwarder.close()
+        if self.rate_limit is not None:
+            await self.rate_limit.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.deadlines.stop()
         if self.offload is not None:
             await self.offload.stop(timeout)

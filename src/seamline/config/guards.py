@@ -132,3 +132,8 @@ class RateLimit(_Model):
     rps: float = Field(gt=0, description="Tokens added per second (the sustained rate the external API allows).")
     burst: int = Field(1, ge=1, description="Bucket size: calls that may go at once after a quiet period.")
     max_wait: Duration = Field(2.0, ge=0, description="Longest a call waits for a token before 429.")
+    max_pause: Duration = Field(
+        300.0,
+        ge=0,
+        description="Longest pause the upstream's own 429 Retry-After imposes on the bucket (a larger one is cut to this).",
+    )

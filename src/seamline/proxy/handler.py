@@ -1,8 +1,9 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
-    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → [guards go here] → spans
+    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → [guards go here] → rate_limit → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
-    response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
+    response (on headers) rate_limit (the upstream's 429 pauses it) → rewrite_redirects → correlate (echo the run ID
+                          and traceparent)
     done     (in order)   spans (end) → metrics
     after    (the client has its answer; nothing here can delay it)
                           record: validate → build the event → record  (seamline.event.record)
@@ -30,6 +31,7 @@ from seamline.capture.error_text import safe_error_text
 from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Config
 from seamline.exchange import Exchange
+from seamline.guards.ratelimit import RateLimitStage
 from seamline.ids import mint_run_id, new_span_id
 from seamline.proxy.accept import Authenticate, BodyLimit
 from seamline.proxy.correlate import Correlate
@@ -71,19 +73,21 @@ def build_request_path(
     validator: Validator | None,
     instance: str,
     after: Sequence[DoneStage] = (),
+    rate_limit: RateLimitStage | None = None,
 ) -> RequestPath:
     """The one place the stages are put in order."""
     correlate = Correlate(config)
     via = Via(instance)
     spans = Spans(telemetry)
-    response: tuple[ResponseStage, ...] = (RewriteRedirects(config), correlate)
+    limit = (rate_limit,) if rate_limit is not None else ()  # a request stage, and a response one (the upstream's 429)
+    response: tuple[ResponseStage, ...] = (*limit, RewriteRedirects(config), correlate)
     policy = RedactionPolicy.from_config(config.capture)
     relay = Relay(
         response, forwarder.deadlines, config.server.run_id_header, lambda text: safe_error_text(text, policy),
         partial(report_stage_error, metrics),
     )  # fmt: skip
     return RequestPath(
-        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), spans),
+        request=(correlate, via, Authenticate(config), Route(config), BodyLimit(config), *limit, spans),
         upstream=UpstreamCall(
             config,
             forwarder=forwarder,
@@ -176,5 +180,8 @@ class ProxyHandler:
         err.detail = ex.error_detail = safe_error_text(err.detail, self._error_policy)
         ex.error_status = err.status
         return errors.problem_response(
-            err, run_id=ex.run_id, trace_id=ex.trace.trace_id, headers=self.path.correlate.echo_headers(ex)
+            err,
+            run_id=ex.run_id,
+            trace_id=ex.trace.trace_id,
+            headers={**self.path.correlate.echo_headers(ex), **(err.headers or {})},
         )
