@@ -78,6 +78,7 @@ class Sidecar:
         self.redis = open_redis(cfg)
         if self.rate_limit is not None:
             self.rate_limit.attach(self.redis)
+            await self.rate_limit.start()
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.recorder import build_recorder
 

@@ -216,6 +216,16 @@ class RateLimitStage:
         self.link = RedisLink(redis)
         self._script = redis.register_script(SHARED_BUCKET) if redis is not None else None
 
+    async def start(self) -> None:
+        """Load the script into Redis now, so the first calls do not each pay a NOSCRIPT round trip and a load."""
+        if self._script is None:
+            return
+        try:
+            async with asyncio.timeout(self.redis_timeout):
+                await self._script.registered_client.script_load(SHARED_BUCKET)
+        except (RedisError, OSError, TimeoutError) as e:
+            self.link.failed(self.clock(), e)  # the sidecar starts anyway: its buckets are local until Redis answers
+
     async def close(self) -> None:
         for task in list(self._pausing):
             task.cancel()
@@ -228,8 +238,10 @@ class RateLimitStage:
         if lim is None:
             return None
         now = self.clock()
-        if self.link.usable(now):
-            return self._shared(lim, ex, now)
+        if self.link.client is not None:
+            if self.link.usable(now):
+                return self._shared(lim, ex, now)
+            lim.fallbacks += 1  # Redis is down: this replica decides alone
         wait = lim.bucket.reserve(now, lim.max_wait)
         if wait == 0.0:  # the fast path: a token was there
             lim.immediate += 1
