@@ -23,6 +23,7 @@ served in order, with no pause. The bucket here is a few lines of arithmetic and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -34,7 +35,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from seamline import errors
 from seamline import outcomes as o
@@ -189,6 +190,69 @@ class RedisLink:
             )
 
 
+class SharedBuckets:
+    """The calls to the shared buckets, sent in pipelines on one connection: the calls that arrive while one pipeline
+    is out go together in the next (in arrival order, as Redis runs them). A burst of a hundred calls is then two round
+    trips, not a hundred connections opened at once (each costing the event loop milliseconds)."""
+
+    def __init__(self, client: Redis, timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.sha = hashlib.sha1(SHARED_BUCKET.encode()).hexdigest()
+        self._pending: list[tuple[str, tuple[int, int, int, int], asyncio.Future[int] | None]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    def send(self, key: str, args: tuple[int, int, int, int], *, reply: bool = True) -> asyncio.Future[int] | None:
+        """Queue one script call; its future gets the script's answer (or Redis's error)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] | None = loop.create_future() if reply else None
+        self._pending.append((key, args, fut))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_all())
+        return fut
+
+    async def load(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self.client.script_load(SHARED_BUCKET)
+
+    async def _send_all(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._run(batch)
+                except (RedisError, OSError, TimeoutError) as e:
+                    results = [e] * len(batch)
+                for (_, _, fut), result in zip(batch, results, strict=True):
+                    if fut is None or fut.done():  # no one waits for it: a pause, or a caller that went local
+                        continue
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(int(result))
+        finally:
+            self._sender = None
+
+    async def _run(self, batch: list[tuple[str, tuple[int, int, int, int], asyncio.Future[int] | None]]) -> list[Any]:
+        async with asyncio.timeout(self.timeout):
+            results = await self._pipeline(batch)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted (or flushed its scripts)
+                await self.client.script_load(SHARED_BUCKET)
+                results = await self._pipeline(batch)
+        return results
+
+    async def _pipeline(self, batch: list[tuple[str, tuple[int, int, int, int], asyncio.Future[int] | None]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for key, args, _ in batch:
+            pipe.evalsha(self.sha, 1, key, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+
 class RateLimitStage:
     """The request stage (take a slot, wait, or 429) and response stage (the upstream's 429 pauses the bucket)."""
 
@@ -200,8 +264,7 @@ class RateLimitStage:
         self.clock = clock
         self.redis_timeout = config.redis_timeout
         self.link = RedisLink(None)
-        self._script: Any = None
-        self._pausing: set[asyncio.Task[None]] = set()
+        self.shared: SharedBuckets | None = None
         registry.register(self)
 
     @classmethod
@@ -214,22 +277,20 @@ class RateLimitStage:
     def attach(self, redis: Redis | None) -> None:
         """Share the buckets through this client (opened by the sidecar at start)."""
         self.link = RedisLink(redis)
-        self._script = redis.register_script(SHARED_BUCKET) if redis is not None else None
+        self.shared = SharedBuckets(redis, self.redis_timeout) if redis is not None else None
 
     async def start(self) -> None:
         """Load the script into Redis now, so the first calls do not each pay a NOSCRIPT round trip and a load."""
-        if self._script is None:
+        if self.shared is None:
             return
         try:
-            async with asyncio.timeout(self.redis_timeout):
-                await self._script.registered_client.script_load(SHARED_BUCKET)
+            await self.shared.load()
         except (RedisError, OSError, TimeoutError) as e:
             self.link.failed(self.clock(), e)  # the sidecar starts anyway: its buckets are local until Redis answers
 
     async def close(self) -> None:
-        for task in list(self._pausing):
-            task.cancel()
-        await asyncio.gather(*self._pausing, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.close()
 
     # -- request ------------------------------------------------------------------------------------------------------
 
@@ -266,8 +327,11 @@ class RateLimitStage:
         raises the 429 when the slot is further."""
         interval, tolerance, _ = lim.args
         try:
+            assert self.shared is not None  # the link is usable only with a client
+            fut = self.shared.send(lim.key, (interval, tolerance, round(budget * 1e6), 0))
+            assert fut is not None
             async with asyncio.timeout(min(self.redis_timeout, lim.max_wait) or self.redis_timeout):
-                got = int(await self._script(keys=[lim.key], args=[interval, tolerance, round(budget * 1e6), 0]))
+                got = await fut
         except (RedisError, OSError, TimeoutError) as e:
             self.link.failed(self.clock(), e)
             return None
@@ -319,20 +383,10 @@ class RateLimitStage:
         if seconds <= 0.0:
             return
         lim.bucket.pause(self.clock() + seconds)
-        if self._script is not None and self.link.usable(self.clock()):
-            task = asyncio.get_running_loop().create_task(self._pause_shared(lim, seconds))
-            self._pausing.add(task)
-            task.add_done_callback(self._pausing.discard)
-
-    async def _pause_shared(self, lim: UpstreamLimit, seconds: float) -> None:
-        interval, tolerance, max_wait = lim.args
-        try:
-            async with asyncio.timeout(self.redis_timeout):
-                await self._script(keys=[lim.key], args=[interval, tolerance, max_wait, round(seconds * 1e6)])
-        except (RedisError, OSError, TimeoutError) as e:
-            self.link.failed(self.clock(), e)
-        else:
-            self.link.ok()
+        if self.shared is not None and self.link.usable(self.clock()):
+            interval, tolerance, max_wait = lim.args
+            self.shared.send(lim.key, (interval, tolerance, max_wait, round(seconds * 1e6)), reply=False)
+            self.link.probing = False  # a pause sent is no probe: nobody reads its answer
 
     # -- metrics (a collector read at scrape time, like seamline.proxy.metrics) ----------------------------------------
 
