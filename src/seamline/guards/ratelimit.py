@@ -10,9 +10,10 @@ once, since waiting `max_wait` for a refusal already known would only hold the c
 The upstream's own 429 with Retry-After pauses the bucket (cut to `max_pause`): no slot before it ends, and calls
 already waiting that would wake inside the pause take a new slot after it (or get 429 if that is beyond their
 `max_wait`). With `redis_url` set, the bucket of each upstream is one Redis key updated by one Lua script on Redis's
-own clock, so all replicas together hold `rps`. Redis down or frozen (each call to it bounded by `redis_timeout`
-and by `max_wait`): the replica falls back to its in-process bucket, logs the change once, counts the calls it
-decided alone, and probes Redis again after a second — traffic never waits on a Redis that does not answer.
+own clock, so all replicas together hold `rps` (a replica's calls to it go in pipelines on one connection). Redis
+down or frozen (each call to it bounded by `redis_timeout` and by `max_wait`): the replica falls back to its
+in-process bucket, logs the change once, counts the calls it decided alone, and probes Redis again after a second —
+traffic never waits on a Redis that does not answer.
 
 Why no library: aiolimiter (in-process leaky bucket, FIFO) has no Redis, no max-wait refusal and no pause;
 `limits` has fixed/moving/sliding windows that answer yes/no (no token bucket, no wait to a slot); pyrate-limiter's
