@@ -139,6 +139,14 @@ class GuardStoreDown(ProxyError):
     )
 
 
+class RateLimitedLocally(ProxyError):
+    status, slug, title, error_class = 429, "rate-limited-locally", "Local rate limit of the upstream", o.RATE_LIMITED_LOCALLY
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 

@@ -15,6 +15,7 @@ from seamline.event.build import EventBuilder
 from seamline.event.record import RecordExchange
 from seamline.exchange import Exchange
 from seamline.guards.dedup import build_store
+from seamline.guards.ratelimit import RateLimitStage
 from seamline.guards.redis_state import open_redis
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import Forwarder
@@ -66,12 +67,14 @@ class Sidecar:
         self.events = EventBuilder(cfg, self.instance, self.validator)
         self.record = RecordExchange(self.events)
         self.offload: Any = None
+        self.rate_limit = RateLimitStage.from_config(cfg, self.registry)
         recording = recorder is not None or cfg.storage.enabled
         self.redis = open_redis(cfg)  # the guards' shared state (None: in-process); connects at start()
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
             validator=self.validator, instance=self.instance, after=(self.record,) if recording else (), redis=self.redis,
             dedup_store=build_store(self.redis),
+            rate_limit=self.rate_limit,
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
 
@@ -80,6 +83,9 @@ class Sidecar:
         self.deadlines.start()
         if self.redis is not None:
             await self.redis.start()
+        if self.rate_limit is not None:
+            self.rate_limit.attach(self.redis.client if self.redis is not None else None)
+            await self.rate_limit.start()
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.recorder import build_recorder
 
@@ -162,6 +168,8 @@ class Sidecar:
         self._runners.clear()
         await self.websockets.close()
         await self.forwarder.close()
+        if self.rate_limit is not None:
+            await self.rate_limit.close()
         await self.deadlines.stop()
         if self.redis is not None:
             await self.redis.close()

@@ -132,9 +132,15 @@ class Loops(_Model):
 
 
 class RateLimit(_Model):
-    """A token bucket per upstream (shared through Redis when configured): a call waits up to `max_wait` for a token,
-    then gets 429 rate-limited-locally. The upstream's own 429 + Retry-After pauses the bucket."""
+    """A token bucket per upstream (shared through Redis when configured): a call waits for its token up to `max_wait`
+    (in arrival order); one whose token is further gets 429 rate-limited-locally at once. The upstream's own 429 +
+    Retry-After pauses the bucket."""
 
     rps: float = Field(gt=0, description="Tokens added per second (the sustained rate the external API allows).")
     burst: int = Field(1, ge=1, description="Bucket size: calls that may go at once after a quiet period.")
     max_wait: Duration = Field(2.0, ge=0, description="Longest a call waits for a token before 429.")
+    max_pause: Duration = Field(
+        300.0,
+        ge=0,
+        description="Longest pause the upstream's own 429 Retry-After imposes on the bucket (a larger one is cut to this).",
+    )

@@ -1,9 +1,10 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
     request  (in order)   correlate → via (loop) → authenticate → route → body_limit → inflight_bodies → [guards: loops →
-                          dedup → circuit_breaker] → spans
+                          dedup → circuit_breaker → rate_limit] → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
-    response (on headers) rewrite_redirects → correlate (echo the run ID and traceparent)
+    response (on headers) rate_limit (the upstream's 429 pauses it) → rewrite_redirects → correlate (echo the run ID
+                          and traceparent)
     settle   (in order)   dedup (store the first call's result)  — before the answer leaves
     done     (in order)   spans (end) → circuit_breaker (the call's result) → metrics → inflight_bodies (release)
     after    (the client has its answer; nothing here can delay it), for each attempt (retries: seamline.guards.retry)
@@ -37,6 +38,7 @@ from seamline.guards.circuit import CircuitGuard
 from seamline.guards.dedup import Dedup
 from seamline.guards.dedup_store import DedupStore, MemoryDedupStore
 from seamline.guards.loops import LoopGuard
+from seamline.guards.ratelimit import RateLimitStage
 from seamline.guards.retry import Retries
 from seamline.ids import mint_run_id, new_span_id
 from seamline.proxy.accept import Authenticate, BodyLimit, InflightBodies
@@ -82,6 +84,7 @@ def build_request_path(
     after: Sequence[DoneStage] = (),
     redis: Any = None,
     dedup_store: DedupStore | None = None,
+    rate_limit: RateLimitStage | None = None,
 ) -> RequestPath:
     """The one place the stages are put in order."""
     correlate = Correlate(config)
@@ -90,7 +93,8 @@ def build_request_path(
     bodies = InflightBodies(config)  # reserves in `request`, releases in `done`
     loops = LoopGuard(config, metrics.registry, redis)
     circuit = CircuitGuard(config, metrics.registry)
-    response: tuple[ResponseStage, ...] = (RewriteRedirects(config), correlate)
+    limit = (rate_limit,) if rate_limit is not None else ()  # a request stage, and a response one (the upstream's 429)
+    response: tuple[ResponseStage, ...] = (*limit, RewriteRedirects(config), correlate)
     policy = RedactionPolicy.from_config(config.capture)
     relay = Relay(
         response, forwarder.deadlines, config.server.run_id_header, lambda text: safe_error_text(text, policy),
@@ -111,6 +115,7 @@ def build_request_path(
             loops,
             *guarded(dedup),
             circuit,
+            *limit,
             spans,
         ),
         upstream=UpstreamCall(
@@ -224,5 +229,8 @@ class ProxyHandler:
         err.detail = ex.error_detail = safe_error_text(err.detail, self._error_policy)
         ex.error_status = err.status
         return errors.problem_response(
-            err, run_id=ex.run_id, trace_id=ex.trace.trace_id, headers=self.path.correlate.echo_headers(ex)
+            err,
+            run_id=ex.run_id,
+            trace_id=ex.trace.trace_id,
+            headers=self.path.correlate.echo_headers(ex),
         )
