@@ -58,4 +58,7 @@ def test_missing_parts_stay_missing() -> None:
 def test_the_fixture_sets_every_field_so_a_field_left_off_the_wire_fails() -> None:
     ex, default = full_exchange(), Exchange(ts_us=0, t0=0.0, mode="", method="")
     unset = {f.name for f in fields(Exchange) if getattr(ex, f.name) == getattr(default, f.name)}
-    assert unset <= {"target", "spans"}  # never on the wire: the receiver resolves the target; spans stay live
+    # Never on the wire: the receiver resolves the target; spans stay live; the guards' working state (the body read
+    # whole, the replay capture, whether anything was sent, the earlier attempts — each sent as its own exchange) is
+    # done with before the exchange is handed over.
+    assert unset <= {"target", "spans", "request_body", "replay_capture", "not_sent", "prior_attempts"}
