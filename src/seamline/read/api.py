@@ -1,4 +1,5 @@
-"""Admin routes for reading runs: JSON under /api/runs, and a self-contained HTML run page under /runs."""
+"""Admin routes for reading runs: JSON under /api/runs (and the recorded calls under /api/calls), and a
+self-contained HTML run page under /runs."""
 
 from __future__ import annotations
 
@@ -80,6 +81,35 @@ def parse_list_params(query: Any) -> dict[str, Any]:
     return out
 
 
+def parse_calls_params(query: Any) -> dict[str, Any]:
+    """Validate the /api/calls query string into `runs.list_calls` keyword arguments."""
+    out: dict[str, Any] = {"since": parse_since(query.get("since", "7d"))}
+    for name in ("upstream", "handoff"):
+        value = query.get(name, "").strip()
+        if len(value) > MAX_HANDOFF_LEN:
+            raise ParamError(f"{name}: longer than {MAX_HANDOFF_LEN} characters")
+        out[name] = value or None
+    wanted = tuple(x.strip() for x in query.get("outcome", "").split(",") if x.strip())
+    unknown = [x for x in wanted if x not in runs.KNOWN_OUTCOMES]
+    if unknown:
+        raise ParamError(f"outcome: {unknown[0]!r} is unknown (use one of {', '.join(runs.KNOWN_OUTCOMES)})")
+    out["outcomes"] = wanted or None
+    after = query.get("after", "").strip()
+    try:
+        out["after"] = runs.parse_cursor(after) if after else None
+    except ValueError as e:
+        raise ParamError(f"after: {e}") from None
+    raw_limit = query.get("limit", "200").strip()
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise ParamError(f"limit: {raw_limit!r} is not an integer") from None
+    if not 1 <= limit <= runs.MAX_CALLS_PAGE:
+        raise ParamError(f"limit: must be between 1 and {runs.MAX_CALLS_PAGE}")
+    out["limit"] = limit
+    return out
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
@@ -151,6 +181,19 @@ class RunsHandlers:
         filters["since"] = runs.resolve_since(params["since"])
         return _json({"runs": rows, "count": len(rows), "filters": filters})
 
+    async def api_calls(self, request: web.Request) -> web.Response:
+        """Answered calls with their captured bodies, a page at a time (what `seamline contracts` learns from)."""
+        try:
+            params = parse_calls_params(request.query)
+        except ParamError as e:
+            return problem(400, "bad-request", "Malformed request", str(e))
+        try:
+            page = await runs.list_calls(self.store, database=self.database, **params)
+        except Exception as e:
+            log.exception("call listing failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not list calls: {type(e).__name__}")
+        return _json({**page, "count": len(page["calls"])})
+
     async def page_run(self, request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
         nonce = secrets.token_urlsafe(16)
@@ -195,5 +238,6 @@ def setup_routes(app: web.Application, store: Any, *, database: str | None = Non
     app[STORE_KEY] = store
     app.router.add_get("/api/runs", handlers.api_runs)
     app.router.add_get("/api/runs/{run_id:.+}", handlers.api_run)
+    app.router.add_get("/api/calls", handlers.api_calls)
     app.router.add_get("/runs", handlers.page_runs)
     app.router.add_get("/runs/{run_id:.+}", handlers.page_run)

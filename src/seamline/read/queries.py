@@ -186,3 +186,112 @@ def summarize_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "error_classes": sorted({r.get("error_class") or "" for r in rows} - {"", o.NONE}),
         "trace_ids": sorted({r.get("trace_id") or "" for r in rows} - {""}),
     }
+
+
+# -- recorded calls, bodies included (`seamline contracts suggest | diff`) ---------------------------------------------
+
+MAX_CALLS_PAGE = 1_000
+# What a contract is learned from and checked against: the call, its status, its captured bodies and the drift the
+# sidecar recorded. Headers stay out: they are not needed, and the fewer payload columns leave the store the better.
+CALL_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "run_id",
+    "ts",
+    "handoff",
+    "upstream",
+    "method",
+    "url",
+    "route",
+    "status",
+    "outcome",
+    "idempotency_key",
+    "request_content_type",
+    "request_body",
+    "request_truncated",
+    "response_content_type",
+    "response_body",
+    "response_truncated",
+    "response_bytes",
+    "violations",
+    "unknown_fields",
+    "missing_fields",
+)
+# Calls the upstream answered: Seamline's own answers and the duplicate guard's replays say nothing about its API.
+_NOT_ANSWERED_SQL = o.sql_list((o.REFUSED, o.REPLAYED))
+
+
+def _calls_filter(
+    *,
+    upstream: str | None,
+    handoff: str | None,
+    since: timedelta | datetime | None,
+    outcomes: tuple[str, ...] | None,
+    now: datetime | None,
+) -> tuple[list[str], dict[str, Any]]:
+    where = ["status > 0", f"outcome NOT IN {_NOT_ANSWERED_SQL}"]
+    params: dict[str, Any] = {}
+    lower = resolve_since(since, now=now)
+    if lower is not None:
+        where.append("ts >= fromUnixTimestamp64Micro({since_us:Int64}, 'UTC')")
+        params["since_us"] = int(lower.timestamp() * 1_000_000)
+    if upstream:
+        where.append("upstream = {upstream:String}")
+        params["upstream"] = upstream
+    if handoff:
+        where.append("handoff = {handoff:String}")
+        params["handoff"] = handoff
+    if outcomes:
+        where.append("outcome IN {outcomes:Array(String)}")
+        params["outcomes"] = list(outcomes)
+    return where, params
+
+
+async def list_calls(
+    store: QueryStore,
+    *,
+    upstream: str | None = None,
+    handoff: str | None = None,
+    since: timedelta | datetime | None = None,
+    outcomes: tuple[str, ...] | None = None,
+    after: tuple[int, str] | None = None,
+    limit: int = 200,
+    database: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One page of answered calls, newest first, with their captured bodies: `{calls, total, next}`.
+
+    Newest first, so a reader that stops after N calls has the most recent ones. `after` is the `next` of the
+    previous page (ts in µs, event_id): keyset paging, so a page costs the same however deep it is, and calls
+    recorded meanwhile neither shift nor repeat a page. `total` counts every matching call (for a progress bar),
+    on the first page only (None on the others).
+    """
+    where, params = _calls_filter(upstream=upstream, handoff=handoff, since=since, outcomes=outcomes, now=now)
+    total: int | None = None
+    if after is None:
+        count_sql = f"SELECT count() AS n FROM {_table(database)} WHERE {' AND '.join(where)}"
+        total = int((await store.query(count_sql, dict(params)))[0]["n"])
+    if after is not None:
+        where.append("(toUnixTimestamp64Micro(ts), toString(event_id)) < ({after_us:Int64}, {after_id:String})")
+        params["after_us"], params["after_id"] = int(after[0]), str(after[1])
+    params["limit"] = max(1, min(int(limit), MAX_CALLS_PAGE))
+    sql = (
+        f"SELECT {', '.join(CALL_COLUMNS)}, toUnixTimestamp64Micro(ts) AS ts_us FROM {_table(database)} "
+        f"WHERE {' AND '.join(where)} ORDER BY ts DESC, toString(event_id) DESC LIMIT {{limit:UInt32}}"
+    )
+    rows = await store.query(sql, params)
+    for row in rows:
+        row["event_id"] = str(row["event_id"])
+        row["ts"] = _utc(row.get("ts"))
+        row["ts_us"] = int(row["ts_us"])
+        row["status"] = int(row["status"])
+        row["response_bytes"] = int(row["response_bytes"])
+    last = rows[-1] if len(rows) == params["limit"] else None
+    return {"calls": rows, "total": total, "next": f"{last['ts_us']}:{last['event_id']}" if last else None}
+
+
+def parse_cursor(text: str) -> tuple[int, str]:
+    """The `next` of a `list_calls` page back into (ts µs, event_id); ValueError when it is not one."""
+    ts, sep, event_id = text.partition(":")
+    if not sep or not ts.isdigit() or not 1 <= len(event_id) <= 64:
+        raise ValueError(f"{text!r} is not a cursor from a previous page")
+    return int(ts), event_id
