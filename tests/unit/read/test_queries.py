@@ -162,3 +162,38 @@ def test_worst_outcome_ranks_transport_errors_above_silent_failures():
     assert runs.worst_outcome(["ok", "silent_failure", "http_error"]) == "silent_failure"
     assert runs.worst_outcome(["silent_failure", "transport_error"]) == "transport_error"
     assert runs.worst_outcome([]) == ""
+
+
+async def test_list_calls_pages_newest_first_without_gaps_and_keeps_only_answered_calls(store):
+    rows = [handoff_row("r-1", "crm.create_contact", at_ms=i * 10, response_body=f'{{"n":{i}}}') for i in range(7)]
+    rows[3]["ts"] = rows[2]["ts"]  # two calls at the same instant: the cursor's event_id breaks the tie
+    rows += [
+        handoff_row("r-2", "crm.create_contact", at_ms=1, status=0, outcome="transport_error"),  # never answered
+        handoff_row("r-2", "crm.create_contact", at_ms=2, outcome="refused", status=0),
+        handoff_row("r-2", "crm.create_contact", at_ms=3, outcome="replayed"),  # the guard's copy of another call
+        handoff_row("r-3", "billing.charge", at_ms=4),
+    ]
+    await insert_rows(store, rows)
+    seen: list[str] = []
+    after, totals = None, []
+    while True:
+        page = await runs.list_calls(store, handoff="crm.create_contact", after=after, limit=3)
+        totals.append(page["total"])
+        seen += [c["event_id"] for c in page["calls"]]
+        if page["next"] is None:
+            break
+        after = runs.parse_cursor(page["next"])
+    assert totals[0] == 7 and all(t is None for t in totals[1:])
+    assert sorted(seen) == sorted(r["event_id"] for r in rows[:7]) and len(seen) == 7  # each once
+    first = (await runs.list_calls(store, upstream="crm", limit=1))["calls"][0]
+    assert first["event_id"] == rows[6]["event_id"] and first["response_body"] == '{"n":6}'  # newest first, bodies in
+    assert {"run_id", "response_truncated", "unknown_fields", "response_bytes"} <= set(first)
+    assert (await runs.list_calls(store, upstream="billing"))["total"] == 1
+    assert (await runs.list_calls(store, since=timedelta(minutes=1)))["total"] == 0  # T0 is two hours ago
+
+
+def test_parse_cursor_refuses_what_no_page_gave():
+    assert runs.parse_cursor("1700000000000000:0190-abc") == (1700000000000000, "0190-abc")
+    for bad in ("", "abc:def", "123", "12:"):
+        with pytest.raises(ValueError, match="not a cursor"):
+            runs.parse_cursor(bad)
