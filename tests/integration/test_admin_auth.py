@@ -20,7 +20,7 @@ from seamline.read.auth import COOKIE, session_value
 
 TOKEN = secrets.token_urlsafe(32)
 WRONG = secrets.token_urlsafe(32)
-PROTECTED = ["/api/runs", "/api/runs/order-1", "/runs", "/runs/order-1"]
+PROTECTED = ["/api/runs", "/api/runs/order-1", "/api/calls", "/runs", "/runs/order-1"]
 
 
 @pytest.fixture

@@ -126,7 +126,8 @@ def _suggest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         base = cfg.upstreams[upstreams[0]].base_url if cfg is not None and upstreams[0] in cfg.upstreams else None
         doc = render.openapi_document(upstreams[0], traffic, base_url=base, since=flt.describe())
     else:
-        doc = render.handoffs_document(traffic)
+        wanted = [n for n, h in (cfg.handoffs.items() if cfg else ()) if h.upstream == args.upstream or n == args.handoff]
+        doc = render.handoffs_document(traffic, not_called=[n for n in wanted if n not in grouper.handoffs])
     text = yamlout.dump(doc, header=header)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 from seamline.learn.infer import ITEMS, REQUIRED_SHARE, Inferred, Path
@@ -110,9 +111,12 @@ def _learned_note(traffic: HandoffTraffic) -> str:
     return note + (f" (not from: {skipped})" if skipped else "")
 
 
-def handoffs_document(traffic: list[HandoffTraffic]) -> dict[Any, Any]:
-    """`{handoffs: {...}}` for the config, one entry per handoff; new ones (from `<upstream>.other`) say so."""
+def handoffs_document(traffic: list[HandoffTraffic], *, not_called: Sequence[str] = ()) -> dict[Any, Any]:
+    """`{handoffs: {...}}` for the config, one entry per handoff; new ones (from `<upstream>.other`) say so, and
+    configured handoffs without a recorded call (`not_called`) are named in a comment."""
     handoffs: dict[Any, Any] = {}
+    for name in not_called:
+        handoffs[Comment(f"{name}: no call recorded, nothing to learn from")] = None
     for t in traffic:
         if not t.learned_from:
             handoffs[Comment(f"{t.name}: no contract suggested, {_learned_note(t)}")] = None

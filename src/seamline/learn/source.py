@@ -78,7 +78,7 @@ class StoreSource:
 
         self._loop = asyncio.new_event_loop()
         self._store = open_store(storage.clickhouse_url, storage.database)
-        self._where = f"{getattr(self._store, 'endpoint', '') or 'ClickHouse'}, database {storage.database}"
+        self._where = f"{getattr(self._store, 'endpoint', '') or 'ClickHouse'}, database {self._store.database}"
 
     def describe(self) -> str:
         return self._where

@@ -39,7 +39,10 @@ def test_suggested_handoffs_load_as_config_and_compile_keeping_the_configured_ru
             "match": "POST /v1/charges",
             "safety": "never_repeat",
             "step": "charge",
-            "contract": {"assert": {"succeeded": "response.body.status == 'succeeded'"}, "extract": {"charge": "response.body.id"}},
+            "contract": {
+                "assert": {"succeeded": "response.body.status == 'succeeded'"},
+                "extract": {"charge": "response.body.id"},
+            },
         }
     }
     g = TrafficGrouper(_config(configured))

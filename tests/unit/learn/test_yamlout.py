@@ -15,7 +15,10 @@ def test_dump_round_trips_through_a_yaml_parser_and_keeps_comments():
                 "match": "POST /v1/contacts",
                 "contract": {
                     "status": [201],
-                    "response_schema": {"type": "object", "properties": {"yes": {"type": "string", Comment("enum: [a, b]"): None}}},
+                    "response_schema": {
+                        "type": "object",
+                        "properties": {"yes": {"type": "string", Comment("enum: [a, b]"): None}},
+                    },
                     "extract": {Comment("owner_id: response.body.owner_id"): None},  # only comments: still a mapping
                     "assert": {"on": "response.body.status == 'open'"},
                 },
