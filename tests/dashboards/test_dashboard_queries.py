@@ -264,3 +264,25 @@ def test_refused_calls_show_in_their_own_panels_and_in_no_upstream_rate() -> Non
     assert (summary["error_pct"], summary["refused_by_seamline"]) == (0.0, 8)
     health = {r["series"]: r["refused"] for r in one("seamline-health", "Refused by Seamline per instance")}
     assert health == {"seamline-a too_large": 8, "seamline-a unknown_upstream": 2}
+
+
+def test_schema_drift_panel_counts_each_finding_per_handoff_with_its_latest_example(populated: Any) -> None:
+    """The `seamline contracts diff` panel over the synthetic data: the CRM's drift, counted, with the latest run."""
+    sql = render(
+        _panel_sql("seamline-drift", "Schema drift per handoff"),
+        frm=FROM,
+        to=NOW,
+        variables=_variables_of("seamline-drift", False),
+    )
+    _, _, rows = query(populated, sql)
+    drifted = [i for i in range(40) if i % 5 == 2]
+    refused = [i for i in range(40) if i % 11 == 4 and i not in drifted]  # no upstream's answer (see _failure)
+    answered = 40 - len(refused)
+    found = {(r["handoff"], r["kind"], r["item"]): r for r in rows}
+    assert set(found) == {
+        ("crm.create_contact", "field not in schema", "email_address"),
+        ("crm.create_contact", "required field missing", "email"),
+    }
+    unknown = found[("crm.create_contact", "field not in schema", "email_address")]
+    assert unknown["calls"] == len(drifted) and unknown["pct_of_calls"] == round(100 * len(drifted) / answered, 1)
+    assert unknown["example_run_id"] == f"run-{drifted[-1]:04d}"

@@ -1,10 +1,12 @@
-"""Contract drift: violations by rule over time, unknown and missing response fields, first-seen times."""
+"""Contract drift: violations by rule over time, the schema drift per handoff (`seamline contracts diff`), unknown and
+missing response fields, first-seen times."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dsb
 
-from seamline.dashboards.common import DRIFT_UID, shell
+from seamline import outcomes as o
+from seamline.dashboards.common import DRIFT_UID, RUN_LINK, shell
 from seamline.dashboards.panels import PanelIds, multi_variable, table_panel, time_series
 from seamline.dashboards.sql import HANDOFFS, var_filter, where
 
@@ -20,6 +22,26 @@ def _fields_table(column: str) -> str:
         f"FROM {HANDOFFS} ARRAY JOIN {column} AS field "
         f"WHERE ts <= $__toTime AND notEmpty({column}) AND {var_filter(*VARS)} "
         f"GROUP BY handoff, field HAVING last_seen >= $__fromTime ORDER BY first_seen DESC, events DESC LIMIT 200"
+    )
+
+
+def schema_drift_sql() -> str:
+    """`seamline contracts diff` as a table: per handoff, each field not in the schema, required field missing and
+    undocumented status, with its count, its share of the handoff's answered calls and the latest example."""
+    # status:unexpected:<code> (a contract's `status`) and status:undocumented:<code> (an OpenAPI document's).
+    found = (
+        "arrayConcat(arrayMap(f -> ('field not in schema', f), unknown_fields), "
+        "arrayMap(f -> ('required field missing', f), missing_fields), "
+        "arrayMap(v -> ('undocumented status', splitByChar(':', toString(v))[-1]), "
+        "arrayFilter(v -> startsWith(toString(v), 'status:'), violations)))"
+    )
+    return (
+        "SELECT handoff, drift.1 AS kind, drift.2 AS item, count() AS calls, "
+        "round(100 * calls / any(answered), 1) AS pct_of_calls, min(ts) AS first_seen, max(ts) AS last_seen, "
+        "argMax(run_id, ts) AS example_run_id, argMax(toString(event_id), ts) AS example_event_id "
+        f"FROM (SELECT handoff, ts, run_id, event_id, {found} AS found, count() OVER (PARTITION BY handoff) AS answered "
+        f"FROM {HANDOFFS} WHERE {F} AND status > 0 AND outcome NOT IN {o.sql_list((o.REFUSED, o.REPLAYED))}) "
+        "ARRAY JOIN found AS drift GROUP BY handoff, kind, item ORDER BY handoff, kind, calls DESC LIMIT 500"
     )
 
 
@@ -53,6 +75,20 @@ def build() -> dsb.Dashboard:
             f"countIf(notEmpty(missing_fields)) AS missing_fields FROM {HANDOFFS} WHERE {F} "
             f"GROUP BY time, handoff ORDER BY time",
             w=24,
+        )
+    )
+    d = d.with_panel(
+        table_panel(
+            ids,
+            "Schema drift per handoff",
+            schema_drift_sql(),
+            w=24,
+            h=10,
+            description="What `seamline contracts diff` reports, from the drift recorded with each call: response fields "
+            "the schema does not declare, required fields that did not come, statuses the contract does not accept; "
+            "count, share of the handoff's answered calls, and the latest example run and event.",
+            links={"example_run_id": ("Open run", RUN_LINK)},
+            units={"pct_of_calls": "percent"},
         )
     )
     d = d.with_panel(
