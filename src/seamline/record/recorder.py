@@ -15,7 +15,8 @@ the sink and the spool each run on their own thread.
 
 Write-ahead past `storage.max_unacked_ms` (the watchdog, here): an event the sink has not acknowledged within it
 goes to the spool whatever the sink is doing (stalled, slow, frozen): queued batches move there (the replayer
-sends them), and the batch in flight is copied there under its own token while its insert goes on; once that insert
+sends them), and the batch in flight (given flush_interval_ms more, the time its buffer may wait for a healthy sink)
+is copied there under its own token while its insert goes on; once that insert
 is acknowledged the copy is skipped (`Spool.skip`), and if it fails the copy is what gets replayed. As Vector's disk
 buffer and the OpenTelemetry Collector's persistent queue, but only for what is late: a healthy sink acknowledges
 within flush_interval_ms plus one insert, and the spool (and its fsync) stays off the normal path.
@@ -93,6 +94,9 @@ class Recorder:
         self.sink = Sink(self.store, storage, self.metrics, self.totals, migrate_schema=migrate_schema, timeout_s=write_timeout_s)
         self._clock = clock
         self._max_unacked_s = storage.max_unacked_ms / 1000
+        # The insert in flight is copied once its oldest row is this old: a healthy sink gets a buffer when it is
+        # flush_interval_ms old, so only an insert that itself took over max_unacked_ms is written ahead.
+        self._inflight_deadline_s = (storage.max_unacked_ms + storage.flush_interval_ms) / 1000
         self._wal: set[str] = set()  # tokens of batches written ahead to the spool while still in memory (in flight)
         self._acked: asyncio.Future[bool] | None = None  # the outcome of the insert in flight
         self._holders: list[Callable[[], float | None]] = []  # others holding events for us (the build offload)
@@ -162,11 +166,16 @@ class Recorder:
             log.error("event not recorded", extra={"error": f"{type(e).__name__}: {e}"[:300]})
 
     async def flush(self, timeout: float = 10.0) -> bool:
-        """Write everything held in memory to the sink (or the spool); True when nothing is left in memory."""
+        """Write everything held in memory to the sink (or the spool); True when nothing is left in memory. While the
+        sink answers, what was written ahead to the spool (late, not refused) is replayed within the timeout too."""
+        deadline = time.monotonic() + timeout
         try:
             await asyncio.wait_for(self._drain_memory(), timeout)
         except TimeoutError:
             return False
+        if self.sink.up and self.spool.records:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.replayer.replay_now(), max(0.0, deadline - time.monotonic()))
         return self.batcher.empty and self._spill.empty
 
     async def poll(self) -> None:
@@ -175,13 +184,14 @@ class Recorder:
         await self._send_sealed()
 
     def write_ahead_due(self) -> None:
-        """The watchdog's step: to the spool, the batch in flight once it is older than max_unacked_ms (a copy), and,
-        while the sink is busy with it or down, what waits behind it for as long (moved). A sink that is up and idle
-        gets the sealed batches at once and the buffer at flush_interval_ms, so memory holds nothing longer than
-        max_unacked_ms + flush_interval_ms whatever the sink does."""
-        deadline = self._clock() - self._max_unacked_s
+        """The watchdog's step: to the spool, the batch in flight once its oldest row is max_unacked_ms +
+        flush_interval_ms old (a copy), and, while the sink is busy with it or down, whatever waits behind it longer
+        than max_unacked_ms (moved). A sink that is up and idle gets the sealed batches at once and the buffer at
+        flush_interval_ms, so memory holds nothing longer than max_unacked_ms + flush_interval_ms whatever the sink does."""
+        now = self._clock()
+        deadline = now - self._max_unacked_s
         inflight = self.batcher.inflight
-        if inflight is not None and inflight.since <= deadline and inflight.token not in self._wal:
+        if inflight is not None and inflight.since <= now - self._inflight_deadline_s and inflight.token not in self._wal:
             self._wal.add(inflight.token)  # a copy: the insert goes on, its outcome decides (see _send_sealed)
             self._spill.put(inflight, "unacked")
         if inflight is not None or not self.sink.up:
@@ -350,7 +360,8 @@ class Recorder:
         inflight = self.batcher.inflight
         oldest = self.batcher.oldest(inflight=False) if inflight is not None or not self.sink.up else None
         if inflight is not None and inflight.token not in self._wal:
-            oldest = inflight.since if oldest is None else min(oldest, inflight.since)
+            due = inflight.since + self._inflight_deadline_s - self._max_unacked_s  # as the others: + max_unacked_s
+            oldest = due if oldest is None else min(oldest, due)
         return oldest
 
     async def _interval_loop(self) -> None:

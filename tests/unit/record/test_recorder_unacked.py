@@ -48,20 +48,20 @@ async def test_a_stalled_sink_has_its_events_written_ahead_gauged_and_readyz_deg
     rec.write_ahead_due()
     assert rec.spool.records == 0  # within max_unacked_ms: memory only, as on the normal path
 
-    clock.advance(0.6)  # past max_unacked_ms, still unacknowledged: a copy goes to the spool, the insert goes on
+    clock.advance(0.7)  # past max_unacked_ms + flush_interval_ms, unacknowledged: a copy goes to the spool, the insert goes on
     rec.write_ahead_due()
     await wait_for(lambda: rec.spool.records == 1, 10, what="the batch in flight written ahead")
     for _ in range(5):
         rec.submit(make_event())  # behind the hung insert
-    clock.advance(1.0)
-    rec.write_ahead_due()  # the buffer is 1 s old too: moved to the spool (the sink is busy with the hung insert)
+    clock.advance(1.1)
+    rec.write_ahead_due()  # the buffer is 1.1 s old: moved to the spool (the sink is busy with the hung insert)
     await wait_for(lambda: rec.spool.records == 2, 10, what="the waiting buffer moved to the spool")
     assert rec.batcher.in_memory == 10  # only the batch in flight, also spooled: a SIGKILL now loses nothing
 
-    assert reg.get_sample_value(gauge) == pytest.approx(2.1)  # the sink looks up, the queue is short: this is the signal
+    assert reg.get_sample_value(gauge) == pytest.approx(2.3)  # the sink looks up, the queue is short: this is the signal
     status, body = await readyz(rec)
     assert status == 200 and body["ready"] is True and body["sink_up"] is True  # degraded, not unready
-    assert body["degraded"] is True and body["reasons"] == ["unacked_too_long"] and body["oldest_unacked_s"] == pytest.approx(2.1)
+    assert body["degraded"] is True and body["reasons"] == ["unacked_too_long"] and body["oldest_unacked_s"] == pytest.approx(2.3)
     assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "unacked"}) == 2
 
     adapter.resume()  # the hung insert lands: its spooled copy is skipped, the moved buffer is replayed
