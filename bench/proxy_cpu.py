@@ -1,13 +1,15 @@
 """CPU per request of the Seamline process, for two source trees, interleaved: did a change cost proxy CPU?
 
     .venv/bin/python bench/proxy_cpu.py --before /path/to/old/checkout [--after .] [--rounds 5] [--method GET|POST]
+                                        [--record]
 
 Throughput on these 2-vCPU VMs varies ±20 % between runs (bench/proxy.py says so), far more than a refactoring
 costs. The proxy process's own CPU time (user + system, from /proc) divided by the requests it served is a steadier
 figure: each round starts `seamline serve` from each tree in turn (recording off, same config: one upstream,
 a handoff with a contract), pinned to CPU 1, and loads it for 5 s with wrk (c=16, keep-alive, CPU 0) in front of
 an aiohttp upstream (CPU 0). Prints µs of CPU per request, median and min–max over the rounds, and
-the ratio after/before.
+the ratio after/before. `--record`: recording on (embedded chdb, its engine process on CPU 0 beside wrk, as
+bench/proxy.py's seamline+record), for a change on the write path; the engine's own CPU is not counted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
 
 
-def config(upstream_port: int, tmp: Path) -> Path:
+def config(upstream_port: int, tmp: Path, record: bool = False) -> Path:
     cfg = {
         "upstreams": {"api": {"base_url": f"http://127.0.0.1:{upstream_port}", "allow_private": True}},
         "handoffs": {
@@ -46,6 +48,8 @@ def config(upstream_port: int, tmp: Path) -> Path:
         },
         "storage": {"enabled": False},
     }
+    if record:
+        cfg["storage"] = {"clickhouse_url": f"chdb://{tmp / 'data'}", "spool_dir": str(tmp / "spool"), "embedded_cpus": [0]}
     path = tmp / "seamline.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -83,6 +87,7 @@ def main() -> None:
     ap.add_argument("--after", default=HERE.parent, type=Path)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--method", default="GET")
+    ap.add_argument("--record", action="store_true", help="recording on (embedded chdb, engine on CPU 0)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install wrk)")
@@ -91,14 +96,15 @@ def main() -> None:
     upstream = subprocess.Popen(pinned([sys.executable, str(HERE / "_upstream.py"), str(up_port)], "0"))
     try:
         wait_port(up_port)
-        cfg = config(up_port, tmp)
+        cfg = config(up_port, tmp, args.record)
         got: dict[str, list[float]] = {"before": [], "after": []}
         for r in range(args.rounds):
             for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
                 got[name].append(one(getattr(args, name).resolve(), cfg, args.method, tmp))
                 time.sleep(0.5)
         med = {k: statistics.median(v) for k, v in got.items()}
-        print(f"method={args.method} rounds={args.rounds} (proxy on CPU 1; wrk and upstream on CPU 0; recording off)")
+        rec = "recording on, engine on CPU 0" if args.record else "recording off"
+        print(f"method={args.method} rounds={args.rounds} (proxy on CPU 1; wrk and upstream on CPU 0; {rec})")
         for k, v in got.items():
             print(f"{k:7s} CPU µs/request: median {med[k]:.1f}  min–max {min(v):.1f}–{max(v):.1f}  {[round(x, 1) for x in v]}")
         print(f"after/before: {med['after'] / med['before']:.3f}")

@@ -291,6 +291,19 @@ class Storage(_Model):
         "is spooled as it was sent, so inserts are also kept under a quarter of spool_max_bytes. 0: one insert per batch.",
     )
     flush_interval_ms: int = Field(500, ge=1, description="Max time an event waits in memory.")
+    max_unacked_ms: int = Field(
+        1000,
+        ge=1,
+        description="An event ClickHouse has not acknowledged within this long (the sink stalled, slow or frozen) is "
+        "written to the spool (write-ahead) while its insert goes on, and skipped there once acknowledged: on SIGKILL "
+        'at most the events of the last max_unacked_ms + flush_interval_ms are lost (README "Delivery guarantee").',
+    )
+    unacked_degraded_after: Duration = Field(
+        5.0,
+        gt=0,
+        description="/readyz reports degraded (reason `unacked_too_long`) while the oldest event ClickHouse has not "
+        "acknowledged (seamline_record_oldest_unacked_seconds) is older than this, e.g. `5s`.",
+    )
     spool_dir: str = Field("./.seamline/spool", description="Durable on-disk spool for batches the sink could not take.")
     spool_max_bytes: int = Field(
         1 << 30, ge=1 << 16, description="Spool size cap; beyond it events are dropped and counted (loudly)."
