@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from yarl import URL
 
+from seamline.capture.detectors import DETECTOR_NAMES
 from seamline.config.admin import TOKEN_HINT, Admin, is_loopback_host
 from seamline.config.guards import CircuitBreaker, Dedup, Duration, Loops, Off, RateLimit, Retry
 
@@ -27,14 +28,44 @@ DEFAULT_REDACT_HEADERS = [
     "set-cookie",
     "x-api-key",
 ]
-# Any header whose lower-cased name contains one of these is redacted too.
-DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key"]
+# Any header whose lower-cased name contains one of these is redacted too (`*auth*`, `*token*`, …, `X-Amz-*`).
+# Query/form names use them too, except `auth` (it would hit `author`).
+DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key", "auth", "signature", "api-key", "x-amz-"]
 DEFAULT_REDACT_KEYS = ["password", "secret", "token", "card_number", "cvv", "ssn", "iban"]
 # Redacted with DEFAULT_REDACT_KEYS by default; a separate list so that setting `redact_keys` replaces the base list
 # and keeps these (`redact_keys_extra: []` drops them).
-DEFAULT_REDACT_KEYS_EXTRA = ["passwd", "api_key", "apikey", "private_key", "credentials", "authorization", "cvc"]
-# Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere).
-DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key"]
+DEFAULT_REDACT_KEYS_EXTRA = [
+    "passwd",
+    "pwd",
+    "pass",
+    "api_key",
+    "apikey",
+    "private_key",
+    "client_secret",
+    "refresh_token",
+    "credentials",
+    "authorization",
+    "cvc",
+]
+DEFAULT_REDACT_QUERY = [
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+]
+# Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere). A challenge
+# (WWW-Authenticate) carries no credential and says why a 401 happened, so `*auth*` spares it.
+DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key", "www-authenticate", "proxy-authenticate"]
 DEFAULT_CLICKHOUSE_URL = "chdb:///./.seamline/data"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -188,6 +219,10 @@ class Handoff(_Model):
         return m.group("path")
 
 
+def _all_detectors() -> list[str]:
+    return list(DETECTOR_NAMES)
+
+
 class Capture(_Model):
     max_body_bytes: int = Field(64 * 1024, ge=0, description="Bytes of each body kept for the record.")
     redact_headers: list[str] = Field(
@@ -201,7 +236,7 @@ class Capture(_Model):
         default_factory=lambda: list(DEFAULT_REDACT_KEYS), description="JSON keys redacted at any depth."
     )
     redact_query: list[str] = Field(
-        default_factory=lambda: ["token", "access_token", "api_key", "apikey", "key", "secret", "password", "signature", "sig"],
+        default_factory=lambda: list(DEFAULT_REDACT_QUERY),
         description="Query parameter names redacted from recorded URLs (plus any containing token/secret/password/key).",
     )
     redact_keys_extra: list[str] = Field(
@@ -213,11 +248,38 @@ class Capture(_Model):
         description="Header names never redacted, for every upstream (idempotency keys are recorded in their own column).",
     )
     redact_cards: bool = Field(default=True, description="Redact Luhn-valid card numbers anywhere in captured bodies and URLs.")
+    secret_detectors: list[str] = Field(
+        default_factory=_all_detectors,
+        description="Credential shapes redacted anywhere in bodies, URLs, header values and error texts "
+        "(detect-secrets' patterns; README 'Redaction' lists them). Remove a name to keep that shape readable.",
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list,
+        description="Extra regular expressions redacted anywhere like secret_detectors (group 1 when present, else the match).",
+    )
     scrub_min_length: int = Field(
         default=6,
         ge=1,
         description="Secret values shorter than this are not scrubbed from the rest of the exchange (avoids mangling text).",
     )
+
+    @field_validator("secret_detectors")
+    @classmethod
+    def _known_detectors(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in DETECTOR_NAMES]
+        if unknown:
+            raise ValueError(f"unknown secret detector {', '.join(unknown)}; known: {', '.join(DETECTOR_NAMES)}")
+        return v
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"redact_patterns entry {p!r} is not a valid regular expression: {e}") from None
+        return v
 
 
 class Server(_Model):
