@@ -121,8 +121,11 @@ class UpstreamCall:
                 ex.request_tap.feed(data)
             else:
                 data = stream_body(http, ex.request_tap, timing, self.max_body)
-        elif http.method in ("POST", "PUT", "PATCH"):
-            headers["Content-Length"] = "0"
+        else:
+            if http.method in ("POST", "PUT", "PATCH"):
+                headers["Content-Length"] = "0"
+            if self.validator is not None and self.validator.enforces_parameters(ex.handoff):
+                self._check_request(ex, http)  # no body, but parameters (an OpenAPI operation's path and query)
         try:
             upstream_resp = await self.forwarder.send(target, http.method, headers, data)
         except errors.ProxyError:
@@ -158,15 +161,20 @@ class UpstreamCall:
             if self.max_body is not None and tap.total > self.max_body:
                 raise errors.PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
         if not tap.truncated:
-            violations = self.validator.check_request(ex, http)
-            if violations:
-                ex.request_violations = violations
-                # Only real violations reject: a validator that crashed says nothing about the request.
-                if self.validator.rejects(ex.handoff, violations):
-                    raise errors.ContractRejected(
-                        "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
-                    )
+            self._check_request(ex, http)
         return stream_body(http, tap, timing, self.max_body, head)
+
+    def _check_request(self, ex: Exchange, http: web.BaseRequest) -> None:
+        """`enforce: request`: 422 for a request that breaks its contract (its violations recorded either way)."""
+        assert self.validator is not None
+        violations = self.validator.check_request(ex, http)
+        if violations:
+            ex.request_violations = violations
+            # Only real violations reject: a validator that crashed says nothing about the request.
+            if self.validator.rejects(ex.handoff, violations):
+                raise errors.ContractRejected(
+                    "the request breaks the contract of handoff " + repr(ex.handoff), violations=violations
+                )
 
     async def _websocket(
         self, ex: Exchange, http: web.BaseRequest, heads: Inbound, headers: CIMultiDict[str]

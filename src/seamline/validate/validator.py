@@ -69,6 +69,10 @@ class Validator:
     def enforces_request(self, handoff: str) -> bool:
         return handoff in self._enforced
 
+    def enforces_parameters(self, handoff: str) -> bool:
+        """Is a request without a body checked before forwarding too (an OpenAPI operation's parameters)?"""
+        return handoff in self._enforced and isinstance(self.contracts[handoff], OperationContract)
+
     def rejects(self, handoff: str, request_violations: list[str]) -> bool:
         """The live path's 422 decision: the contract's own (`CompiledContract.rejects`), never a validator crash."""
         contract = self.contracts.get(handoff)
