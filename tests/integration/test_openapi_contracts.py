@@ -79,7 +79,12 @@ async def test_valid_response_of_a_derived_handoff_is_ok(spec_sidecar, upstream)
     assert status == 200
     row = await row_of(sc, "run-ok")
     # operationId "find pet by id" (spaces) slugged; GET is safe to repeat
-    assert (row["handoff"], row["outcome"], row["violations"], row["safety"]) == ("pets.find_pet_by_id", "ok", [], "safe_to_repeat")
+    assert (row["handoff"], row["outcome"], row["violations"], row["safety"]) == (
+        "pets.find_pet_by_id",
+        "ok",
+        [],
+        "safe_to_repeat",
+    )
 
 
 async def test_missing_required_field_is_a_silent_failure_with_a_schema_violation(spec_sidecar, upstream):
@@ -107,7 +112,11 @@ async def test_undocumented_status_is_a_violation(spec_sidecar, upstream):
     await call(sc, "GET", "/uspto/", "run-201")
     await call(sc, "GET", "/uspto/oa_citations/v1/fields", "run-500")
     row = await row_of(sc, "run-201")
-    assert (row["handoff"], row["outcome"], row["violations"]) == ("uspto.list_data_sets", "silent_failure", ["status:undocumented:201"])
+    assert (row["handoff"], row["outcome"], row["violations"]) == (
+        "uspto.list_data_sets",
+        "silent_failure",
+        ["status:undocumented:201"],
+    )
     row = await row_of(sc, "run-500")
     assert (row["outcome"], row["error_class"]) == ("http_error", "server_error")
     assert row["violations"] == ["status:undocumented:500"]
@@ -135,7 +144,12 @@ async def test_enforce_request_rejects_a_body_breaking_the_document_with_422(spe
     assert "request:schema:/name:required" in body["violations"]
     assert upstream.received == []
     row = await row_of(sc, "run-422")
-    assert (row["handoff"], row["outcome"], row["status"], row["safety"]) == ("pets.add", "contract_violation", 422, "never_repeat")
+    assert (row["handoff"], row["outcome"], row["status"], row["safety"]) == (
+        "pets.add",
+        "contract_violation",
+        422,
+        "never_repeat",
+    )
     status, _ = await call(sc, "POST", "/pets/pets", "run-201", {"name": "Rex"})
     assert status == 200 and len(upstream.received) == 1
     assert (await row_of(sc, "run-201"))["outcome"] == "ok"
