@@ -56,9 +56,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             ops = sum(1 for b in specs.bindings.values() if b[0] == name)
             own = sum(1 for h, b in specs.bindings.items() if b[0] == name and h not in specs.derived)
             server = f"; document's server {doc.servers[0]}" if doc.servers else ""
-            print(
-                f"      openapi: {doc.file} (OpenAPI {doc.version}, {doc.title!r}): {ops} operation(s), {ops - own} derived{server}"
-            )
+            about = f"OpenAPI {doc.version}, {doc.title!r}"
+            print(f"      openapi: {doc.file} ({about}): {ops} operation(s), {ops - own} derived{server}")
             for why in doc.skipped:
                 print(f"      skipped: {why}")
         for hname, h in cfg.handoffs.items():
