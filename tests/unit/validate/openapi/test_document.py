@@ -117,3 +117,24 @@ def test_an_invalid_document_names_file_pointer_and_problem(tmp_path):
 def test_swagger_2_is_refused_with_the_way_out(tmp_path):
     with pytest.raises(OpenAPIError, match="swagger2openapi"):
         load_document(write(tmp_path, {"swagger": "2.0"}), "up")
+
+
+def test_a_large_30_document_is_checked_for_structure_naming_the_pointer(tmp_path, monkeypatch):
+    from seamline.validate.openapi import document
+
+    monkeypatch.setattr(document, "FULL_CHECK_BYTES", 10)  # as if the file were several MB
+    d = small(
+        **{
+            "/a": {
+                "get": {
+                    "parameters": [{"name": "q", "in": "querry", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "x"}},
+                }
+            }
+        }
+    )
+    with pytest.raises(OpenAPIError) as e:
+        load_document(write(tmp_path, d, "api.yaml"), "up")
+    assert "not a valid OpenAPI 3.0.3 document" in str(e.value) and "#/paths/~1a/get/parameters/0" in str(e.value)
+    d["paths"]["/a"]["get"]["parameters"][0]["in"] = "query"
+    assert len(load_document(write(tmp_path, d, "api.yaml"), "up").operations) == 1
