@@ -80,7 +80,8 @@ def config(tmp: Path, variant: str, upstream_port: int, spec: Path) -> Path:
     cfg = {
         "upstreams": {"stripe": up},
         "handoffs": handoffs,
-        "storage": {"enabled": True, "clickhouse_url": f"chdb://{data}", "spool_dir": f"{data}-spool"},
+        # the embedded engine on the load generator's CPU, off the proxy's (as bench/proxy.py's recording variants)
+        "storage": {"enabled": True, "clickhouse_url": f"chdb://{data}", "spool_dir": f"{data}-spool", "embedded_cpus": [0]},
     }
     path = tmp / f"seamline-{variant}.json"
     path.write_text(json.dumps(cfg))
