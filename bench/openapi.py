@@ -9,7 +9,10 @@
 2. Throughput: Seamline (recording on, embedded engine) in front of an aiohttp upstream answering a valid Stripe
    customer to `GET /v1/customers/cus_1`, with either a hand-written contract for that handoff or the whole document
    (`upstreams.stripe.openapi`), variants interleaved per round, median of the rounds (wrk, one connection count).
-   Without --spec, the excerpt the tests use (tests/data/openapi/stripe-excerpt.json).
+   Without --spec, the excerpt the tests use (tests/data/openapi/stripe-excerpt.json). `--rounds 0` skips it.
+3. Evaluation alone, in-process: µs per `evaluate()` + `check_request()` of the same exchange, hand-written contract
+   vs the document's operation, interleaved (the CPU cost the throughput difference would come from; steady on a
+   loaded machine, where wrk's numbers are not).
 """
 
 from __future__ import annotations
@@ -56,7 +59,15 @@ t2 = time.perf_counter()
 v = Validator(cfg)
 t3 = time.perf_counter()
 out = {"import_s": t1 - t0, "load_config_s": t2 - t1, "validator_s": t3 - t2, "handoffs": len(cfg.handoffs)}
-if sys.argv[2] == "all":
+if sys.argv[2] == "micro":
+    import timeit
+    c = v.contracts["stripe.GetCustomersCustomer"]
+    req = {"method": "GET", "path": "/v1/customers/cus_1", "headers": {}, "query": {}, "raw_query": "", "body": None}
+    resp = {"status": 200, "headers": {"content-type": "application/json"}, "body": json.loads(sys.argv[3])}
+    assert c.evaluate(req, resp).passed and c.check_request(req) == [], c.evaluate(req, resp)
+    n = 20000
+    out["evaluate_us"] = min(timeit.repeat(lambda: (c.check_request(req), c.evaluate(req, resp)), number=n, repeat=5)) / n * 1e6
+elif sys.argv[2] == "all":
     for d in v.documents.values():
         d.compile_all()
     out["compile_all_s"] = time.perf_counter() - t3
@@ -88,8 +99,8 @@ def config(tmp: Path, variant: str, upstream_port: int, spec: Path) -> Path:
     return path
 
 
-def measure_load(cfg: Path, compile_all: bool) -> dict:
-    out = subprocess.run([PY, "-c", LOAD, str(cfg), "all" if compile_all else "-"], capture_output=True, text=True, check=True)
+def measure_load(cfg: Path, mode: str, body: str = "") -> dict:
+    out = subprocess.run([PY, "-c", LOAD, str(cfg), mode, body], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -112,12 +123,26 @@ def main() -> int:
         try:
             print(f"document: {args.spec} ({size_mb:.1f} MB)")
             for variant in ("contract", "openapi"):
-                r = measure_load(config(tmp, variant, up_port, args.spec), args.compile_all and variant == "openapi")
+                r = measure_load(
+                    config(tmp, variant, up_port, args.spec), "all" if args.compile_all and variant == "openapi" else "-"
+                )
                 print(
                     f"load [{variant}]: "
                     + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items())
                 )
+            micro: dict[str, list[float]] = {"contract": [], "openapi": []}
+            for _ in range(3):
+                for variant in micro:
+                    cfg = config(tmp, variant, up_port, args.spec)
+                    micro[variant].append(measure_load(cfg, "micro", body.read_text())["evaluate_us"])
+            print(
+                "evaluate + check_request, µs per call (best of 3 processes): "
+                + ", ".join(f"{k} {min(v):.1f}" for k, v in micro.items())
+                + f"; openapi / contract {min(micro['openapi']) / min(micro['contract']):.2f}"
+            )
             results: dict[str, list[float]] = {"contract": [], "openapi": []}
+            if args.rounds == 0:
+                return 0
             for _ in range(args.rounds):
                 for variant in results:
                     port = free_port()

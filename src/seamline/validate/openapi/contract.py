@@ -150,6 +150,7 @@ class OperationContract:
         self._own_request_schema = inner is not None and inner.has_request_schema
         self._own_response_schema = inner is not None and inner.has_response_schema
         self._path_rx, self._path_names = _path_regex(op.path)
+        self._reads = {loc: any(p.location == loc for p in op.params) for loc in ("query", "header")}
 
     def rejects(self, request_violations: list[str]) -> bool:
         return self.enforce == "request" and any(not v.startswith(o.REQUEST_VALIDATOR_ERROR) for v in request_violations)
@@ -169,15 +170,21 @@ class OperationContract:
             return [o.REQUEST_VALIDATOR_ERROR + type(e).__name__]
 
     def _values(self, req: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+        # Per call on the proxy's path: only what the operation declares is read.
         found: dict[str, dict[str, list[str]]] = {"path": {}, "query": {}, "header": {}}
-        m = self._path_rx.match(str(req.get("path") or ""))
-        if m is not None:
-            for i, name in enumerate(self._path_names):
-                found["path"][name] = [unquote(m.group(f"p{i}"))]
-        for k, v in parse_qsl(str(req.get("raw_query") or ""), keep_blank_values=True):
-            found["query"].setdefault(k, []).append(v)
-        for k, v in (req.get("headers") or {}).items():
-            found["header"][k] = [v]
+        if self._path_names:
+            m = self._path_rx.match(str(req.get("path") or ""))
+            if m is not None:
+                for i, name in enumerate(self._path_names):
+                    raw = m.group(f"p{i}")
+                    found["path"][name] = [unquote(raw) if "%" in raw else raw]
+        raw_query = req.get("raw_query")
+        if raw_query and self._reads["query"]:
+            for k, v in parse_qsl(str(raw_query), keep_blank_values=True):
+                found["query"].setdefault(k, []).append(v)
+        if self._reads["header"]:
+            for k, v in (req.get("headers") or {}).items():
+                found["header"][k] = [v]
         return found
 
     def _params(self, req: dict[str, Any]) -> list[str]:
