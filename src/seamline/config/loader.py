@@ -129,7 +129,20 @@ def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any
     except ValidationError as e:
         raise ConfigError(format_validation_error(source, e)) from None
     base = Path(path).parent if path is not None else Path.cwd()
-    return _resolve_contract_files(cfg, base, source)
+    cfg = _resolve_contract_files(cfg, base, source)
+    return _derive_openapi_handoffs(cfg, base, source)
+
+
+def _derive_openapi_handoffs(cfg: Config, base: Path, source: str) -> Config:
+    """Every operation of an upstream's `openapi` document as a handoff (seamline.validate.openapi)."""
+    if not any(up.openapi for up in cfg.upstreams.values()):
+        return cfg
+    from seamline.validate.openapi import OpenAPIError, derive_handoffs
+
+    try:
+        return derive_handoffs(cfg, base)
+    except OpenAPIError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def _admin_token_from_env(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -132,6 +133,12 @@ class Upstream(_Model):
         default_factory=CircuitBreaker, description="The upstream's circuit breaker; false: none."
     )
     rate_limit: RateLimit | None = Field(None, description="A local rate limit for calls to this upstream (off).")
+    openapi: str | None = Field(
+        None,
+        description="The API's OpenAPI 3.0/3.1 document (YAML or JSON, relative to the config file): every operation becomes "
+        "a handoff `<upstream>.<operationId>` validated against it (see Contracts from OpenAPI). Its paths are taken "
+        "relative to base_url: set base_url to the document's server URL.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -432,6 +439,13 @@ class Config(BaseSettings):
     redis_timeout: Duration = Field(
         0.5, gt=0, description="Longest a guard waits for Redis before treating it as down (then each guard's policy)."
     )
+    # What the loader read from the upstreams' `openapi` documents (seamline.validate.openapi.OpenAPISpecs): set by
+    # `derive_handoffs`, carried by model_copy and pickling (to the engine process), never a config key.
+    _openapi: Any = PrivateAttr(default=None)
+
+    @property
+    def openapi_specs(self) -> Any:
+        return self._openapi
 
     @classmethod
     def settings_customise_sources(
