@@ -1,4 +1,7 @@
-"""Benchmark upstream: aiohttp + uvloop; GET /item → 1 KiB JSON, POST /item → echo-ish JSON reply."""
+"""Benchmark upstream: aiohttp + uvloop; GET /item → 1 KiB JSON, POST /item → echo-ish JSON reply.
+
+`_upstream.py PORT [BODY_FILE]`: with BODY_FILE, every GET answers its contents instead (bench/openapi.py).
+"""
 
 import sys
 
@@ -28,6 +31,10 @@ async def item(request: web.Request) -> web.Response:
 
 
 def main() -> None:
+    global ITEM
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "rb") as f:
+            ITEM = f.read()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", item)
     uvloop.install()

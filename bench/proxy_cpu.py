@@ -8,6 +8,10 @@ figure: each round starts `seamline serve` from each tree in turn (recording off
 a handoff with a contract), pinned to CPU 1, and loads it for 5 s with wrk (c=16, keep-alive, CPU 0) in front of
 an aiohttp upstream (CPU 0). Prints µs of CPU per request, median and min–max over the rounds, and
 the ratio after/before.
+
+`--record` turns recording on (embedded chdb in a fresh directory per run, the engine in its own process, where
+events are built and redacted): the CPU counted is then the proxy's plus its children's (the engine process),
+so the figure includes the event build and redaction each request costs.
 """
 
 from __future__ import annotations
@@ -34,7 +38,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
 
 
-def config(upstream_port: int, tmp: Path) -> Path:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of `pid` and its live descendants (the engine process, when recording)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(tree_cpu_seconds(int(c)) for c in children)
+    return total
+
+
+def config(upstream_port: int, tmp: Path, record: bool = False) -> Path:
     cfg = {
         "upstreams": {"api": {"base_url": f"http://127.0.0.1:{upstream_port}", "allow_private": True}},
         "handoffs": {
@@ -46,12 +62,14 @@ def config(upstream_port: int, tmp: Path) -> Path:
         },
         "storage": {"enabled": False},
     }
+    if record:
+        cfg["storage"] = {"enabled": True, "clickhouse_url": f"chdb://{tmp / 'data'}", "embedded_engine": "process"}
     path = tmp / "seamline.json"
     path.write_text(json.dumps(cfg))
     return path
 
 
-def one(tree: Path, cfg: Path, method: str, tmp: Path) -> float:
+def one(tree: Path, cfg: Path, method: str, tmp: Path, record: bool = False) -> float:
     port, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEAMLINE_")}
     env["PYTHONPATH"] = str(tree / "src")
@@ -64,12 +82,13 @@ def one(tree: Path, cfg: Path, method: str, tmp: Path) -> float:
         script.write_text(lua)
         warm = ["wrk", "-t1", "-c16", "-d1s", f"http://127.0.0.1:{port}/api/item"]
         subprocess.run(pinned(warm, "0"), capture_output=True, check=True)
-        before = cpu_seconds(proc.pid)
+        measure = tree_cpu_seconds if record else cpu_seconds
+        before = measure(proc.pid)
         wrk = ["wrk", "-t1", "-c16", "-d5s", "--latency"]
         if method == "POST":
             wrk += ["-s", str(script)]
         out = subprocess.run(pinned([*wrk, f"http://127.0.0.1:{port}/api/item"], "0"), capture_output=True, text=True, check=True)
-        used = cpu_seconds(proc.pid) - before
+        used = measure(proc.pid) - before
         served = int(out.stdout.split(" requests in ")[0].rsplit("\n", 1)[-1].strip())
         return used / served * 1e6
     finally:
@@ -83,6 +102,7 @@ def main() -> None:
     ap.add_argument("--after", default=HERE.parent, type=Path)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--method", default="GET")
+    ap.add_argument("--record", action="store_true", help="recording on; count the engine process's CPU too")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install wrk)")
@@ -91,14 +111,18 @@ def main() -> None:
     upstream = subprocess.Popen(pinned([sys.executable, str(HERE / "_upstream.py"), str(up_port)], "0"))
     try:
         wait_port(up_port)
-        cfg = config(up_port, tmp)
         got: dict[str, list[float]] = {"before": [], "after": []}
         for r in range(args.rounds):
             for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
-                got[name].append(one(getattr(args, name).resolve(), cfg, args.method, tmp))
+                run_tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))  # a fresh database per run
+                cfg = config(up_port, run_tmp, args.record)
+                got[name].append(one(getattr(args, name).resolve(), cfg, args.method, run_tmp, args.record))
                 time.sleep(0.5)
         med = {k: statistics.median(v) for k, v in got.items()}
-        print(f"method={args.method} rounds={args.rounds} (proxy on CPU 1; wrk and upstream on CPU 0; recording off)")
+        print(
+            f"method={args.method} rounds={args.rounds} (proxy on CPU 1; wrk and upstream on CPU 0; "
+            f"recording {'on, engine process counted' if args.record else 'off'})"
+        )
         for k, v in got.items():
             print(f"{k:7s} CPU µs/request: median {med[k]:.1f}  min–max {min(v):.1f}–{max(v):.1f}  {[round(x, 1) for x in v]}")
         print(f"after/before: {med['after'] / med['before']:.3f}")

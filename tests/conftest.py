@@ -16,9 +16,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 # drops SEAMLINE_* variables) run the default, the engine process.
 os.environ.setdefault("SEAMLINE_STORAGE__EMBEDDED_ENGINE", "thread")
 
+from hypothesis import HealthCheck, settings
 from support.upstream import Upstream
 
 from seamline.config.models import Config
+
+# Property tests (hypothesis): a modest number of examples and a deadline each, so the default suite stays fast and a
+# parser that hangs fails. "ci" (HYPOTHESIS_PROFILE=ci, set by .ci/run) derandomizes: a failure there reproduces
+# with the same examples anywhere. `HYPOTHESIS_PROFILE=deep` runs many more, by hand.
+_PROFILE = {"deadline": 500, "suppress_health_check": [HealthCheck.too_slow], "print_blob": True}
+settings.register_profile("default", max_examples=60, **_PROFILE)
+settings.register_profile("ci", max_examples=60, derandomize=True, database=None, **_PROFILE)
+settings.register_profile("deep", max_examples=5000, **_PROFILE)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 pytest_plugins = ["support.redis_server"]  # the `redis_server` fixture: a real redis-server on 127.0.0.1
 

@@ -151,3 +151,17 @@ async def test_trace_and_runs_commands_run_against_a_sidecar(upstream, make_side
         r = await asyncio.to_thread(run_cli, cmd, SEAMLINE_ADMIN_URL=sc.admin_url)
         assert r.returncode == 0, (cmd, r.stderr)
         assert r.stdout.strip()
+
+
+def test_openapi_example_is_the_shipped_config_and_checks():
+    section = README[README.index("## Contracts from OpenAPI") :]
+    shown = re.search(r"^```yaml\n(.*?)^```", section, re.M | re.S)
+    assert shown is not None
+    assert shown.group(1) == (ROOT / "examples" / "openapi" / "seamline.yaml").read_text()
+    r = run_cli("seamline check-config examples/openapi/seamline.yaml")
+    assert r.returncode == 0, r.stderr
+    output = re.search(r"^```text\n(.*?)^```", section, re.M | re.S)
+    assert output is not None
+    for line in output.group(1).splitlines():
+        if not line.endswith("…"):  # a line cut short in the README
+            assert line in r.stdout

@@ -44,13 +44,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
-    print(f"{args.file}: OK — {len(cfg.upstreams)} upstream(s), {len(cfg.handoffs)} handoff(s)")
+    from seamline.validate.openapi import openapi_specs
+
+    specs = openapi_specs(cfg)
+    derived = f" ({len(specs.derived)} derived from OpenAPI)" if specs.documents else ""
+    print(f"{args.file}: OK — {len(cfg.upstreams)} upstream(s), {len(cfg.handoffs)} handoff(s){derived}")
     print(f"reverse mode: http://{cfg.server.host}:{cfg.server.port}/<upstream>/<path>")
     for name, up in cfg.upstreams.items():
         print(f"  /{name}/…  →  {up.base_url}" + ("  (private addresses allowed)" if up.allow_private else ""))
+        doc = specs.documents.get(name)
+        if doc is not None:
+            ops = sum(1 for b in specs.bindings.values() if b[0] == name)
+            own = sum(1 for h, b in specs.bindings.items() if b[0] == name and h not in specs.derived)
+            server = f"; document's server {doc.servers[0]}" if doc.servers else ""
+            about = f"OpenAPI {doc.version}, {doc.title!r}"
+            print(f"      openapi: {doc.file} ({about}): {ops} operation(s), {ops - own} derived{server}")
+            for why in doc.skipped:
+                print(f"      skipped: {why}")
         for hname, h in cfg.handoffs.items():
             if h.upstream == name:
+                op = specs.operation(hname)
                 contract = "contract" if h.contract else "no contract"
+                if op is not None:
+                    contract = f"openapi {' '.join(op.statuses) or '(no statuses)'}" + (" + contract" if h.contract else "")
                 print(f"      {h.match:<40} {hname}  [{h.safety}, {contract}]")
         print(f"      {'* (anything else)':<40} {name}.other")
     return 0

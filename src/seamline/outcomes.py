@@ -171,11 +171,18 @@ DUPLICATES_PREVENTED: Final = (
 # -- violation codes (`handoffs.violations`, see validate/contracts.py for their full form) ---------------------------
 
 STATUS_UNEXPECTED: Final = "status:unexpected:"  # status:unexpected:<code>
+STATUS_UNDOCUMENTED: Final = "status:undocumented:"  # status:undocumented:<code> (not in the handoff's OpenAPI operation)
 SCHEMA: Final = "schema:"  # schema:<pointer>:<keyword>
 REQUEST: Final = "request:"  # every request-side code starts so
 REQUEST_SCHEMA: Final = "request:schema:"
 REQUEST_BODY: Final = "request:body:"  # request:body:not_json | request:body:empty
 REQUEST_VALIDATOR_ERROR: Final = "request:validator_error:"
+# OpenAPI operations: request:path|query|header:<name>:<keyword> (a required one absent: …:required)
+REQUEST_PATH: Final = "request:path:"
+REQUEST_QUERY: Final = "request:query:"
+REQUEST_HEADER: Final = "request:header:"
+REQUEST_CONTENT_TYPE: Final = "request:content_type:"  # a request body type the operation does not list
+BODY_CONTENT_TYPE: Final = "body:content_type:"  # a response body type the documented status does not list
 BODY: Final = "body:"  # body:not_json | body:empty
 ASSERT: Final = "assert:"
 ASSERT_ERROR: Final = "assert_error:"

@@ -133,10 +133,10 @@ class Sidecar:
             log.warning("the proxy listens beyond loopback without server.client_tokens: any client that reaches it may use it")
         log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
 
-    def _build_here(self, ex: Exchange) -> None:
+    def _build_here(self, ex: Exchange, since: float | None = None) -> None:
         """Build and queue an event in this process (the offload's fallback); never raises into its caller."""
         try:
-            self.record.build_here(ex)
+            self.record.build_here(ex, since)
         except Exception:  # noqa: BLE001 - the fallback must never raise into the offload
             self.handler.stage_failed("record", ex)
 

@@ -246,6 +246,8 @@ def test_compose_seamline_config_is_valid_and_matches_the_demo(monkeypatch: pyte
     assert set(cfg.handoffs) == set(HANDOFFS)
     assert cfg.server.host == "0.0.0.0" and cfg.server.port == 8080 and cfg.server.admin_port == 9090
     assert all(u.base_url.startswith("http://demo-mocks:") for u in cfg.upstreams.values())
+    # The guards as `seamline demo` sets them (seamline.demo.config.demo_config): loops blocked, sidecar retries off.
+    assert cfg.loops.block and not any(u.retry.enabled for u in cfg.upstreams.values())
 
 
 def test_documents_are_deterministic() -> None:

@@ -22,6 +22,9 @@ async def offloaded(upstream, make_sidecar, tmp_path, monkeypatch):
     storage = {
         "enabled": True, "clickhouse_url": f"chdb://{tmp_path / 'data'}", "database": "off",
         "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20,
+        # A cold engine's first insert holds it ~1 s here, past the offload's share of the default max_unacked_ms;
+        # these tests are about where events are built, not about a stalled engine (test_record_stall_kill.py).
+        "max_unacked_ms": 10_000,
     }  # fmt: skip
     handoffs = {"billing.charge": {"upstream": "billing", "match": "POST /v1/charges", "contract": CONTRACT}}
     upstream.routes["/v1/charges"] = _declined

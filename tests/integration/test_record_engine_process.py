@@ -136,6 +136,7 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(
     storage = {
         "enabled": True, "clickhouse_url": f"chdb://{tmp_path / 'data'}", "database": "eng",
         "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20, "batch_size": 10,
+        "max_unacked_ms": 10_000,  # a cold engine's first insert holds it ~1 s here: built there all the same
     }  # fmt: skip
     sc = await make_sidecar(proxy_config({"up": upstream.url}, storage=storage))
     store = sc.recorder.store

@@ -72,6 +72,16 @@ class ClickHouseHttpAdapter:
         self._runner: web.AppRunner | None = None
         self._exec: ThreadPoolExecutor | None = None
         self._conn: Any = None
+        self._open = asyncio.Event()  # cleared by stall(): queries and inserts wait (ping still answers)
+        self._open.set()
+        self.waiting = 0  # requests held by a stall right now
+
+    def stall(self) -> None:
+        """Hold every query and insert from now on until `resume()`, as a ClickHouse that stopped answering."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
 
     @property
     def url(self) -> str:
@@ -109,6 +119,12 @@ class ClickHouseHttpAdapter:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        if not self._open.is_set():
+            self.waiting += 1
+            try:
+                await self._open.wait()
+            finally:
+                self.waiting -= 1
         q = request.query
         body = await request.read() if request.can_read_body else b""
         try:

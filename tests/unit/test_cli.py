@@ -97,3 +97,35 @@ def test_serve_refuses_an_exposed_admin_listener_without_a_token(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{p}: invalid configuration" in err and "server.admin_host: '0.0.0.0' is not a loopback address" in err
     assert "set admin.token_file" in err and "Traceback" not in err
+
+
+def test_check_config_lists_the_handoffs_derived_from_openapi(tmp_path, capsys):
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "examples" / "openapi" / "petstore-expanded.yaml"
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        f"""
+upstreams:
+  pets: {{base_url: "https://petstore.swagger.io/v2", openapi: "{doc}"}}
+handoffs:
+  pets.add: {{upstream: pets, match: "POST /pets", safety: safe_once, contract: {{enforce: request}}}}
+"""
+    )
+    assert main(["check-config", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "4 handoff(s) (3 derived from OpenAPI)" in out
+    assert "4 operation(s), 3 derived" in out
+    assert "pets.find_pet_by_id  [safe_to_repeat, openapi 200 default]" in out
+    assert "pets.deletePet  [safe_to_repeat, openapi 204 default]" in out
+    assert "pets.add  [safe_once, openapi 200 default + contract]" in out  # the config's name and safety win
+
+
+def test_check_config_names_the_openapi_problem(tmp_path, capsys):
+    (tmp_path / "api.yaml").write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a: {get: {responses: {}}}\n")
+    p = tmp_path / "s.yaml"
+    p.write_text('upstreams:\n  a: {base_url: "https://a.example", openapi: api.yaml}\n')
+    assert main(["check-config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: upstreams.a.openapi: {tmp_path / 'api.yaml'}: not a valid OpenAPI 3.0.3 document" in err
+    assert "#/paths/~1a/get/responses" in err

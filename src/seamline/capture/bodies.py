@@ -7,9 +7,13 @@ decodes as far as it can and never raises), parses JSON (the unredacted value is
 contracts), redacts (see `seamline.capture.redact`) and returns the text to store.
 
 Stored forms: JSON → compact re-serialisation of the redacted value; form-urlencoded → fields
-redacted by name; other text → as is (JSON-like text that does not parse has its `"key": value`
-pairs redacted by regex); binary or undecodable → `[binary 1234 bytes image/png]`. Every text is
-then scrubbed of the exchange's secret values and card numbers.
+redacted by name; multipart → parts with a secret field name replaced; other text → as is, with
+secret-named values redacted: JSON whatever the Content-Type says (structurally, stored re-serialised
+only when something was redacted), XML elements/attributes (`application/xml`, `+xml`, or text/plain
+starting with `<`), `a=b&c=d` form bodies sent as text/plain or without a Content-Type, and
+`name: value` / `"name": value` pairs in any other text; binary or undecodable →
+`[binary 1234 bytes image/png]`. Every text is then scrubbed of detected credential shapes, the
+exchange's secret values and card numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import brotli
 import orjson
 import zstandard
 
+from seamline.capture.formats import looks_like_form, looks_like_xml, multipart_boundary, redact_multipart, redact_xml
 from seamline.capture.redact import Redactor, has_card, may_have_card
 
 DEFAULT_CAP: Final = 64 * 1024
@@ -96,6 +101,11 @@ def parse_content_type(content_type: str | None) -> tuple[str, str | None]:
 def is_json_type(mime: str) -> bool:
     """application/json, text/json and any `+json` type."""
     return mime in ("application/json", "text/json") or mime.endswith("+json")
+
+
+def is_xml_type(mime: str) -> bool:
+    """application/xml, text/xml and any `+xml` type (SOAP, Atom, …)."""
+    return mime in ("application/xml", "text/xml") or mime.endswith("+xml")
 
 
 def is_binary_type(mime: str) -> bool:
@@ -261,12 +271,45 @@ def render_body(
     text = _decode_text(decoded.data, charset, cut)
     if text is None:
         return RenderedBody(binary_marker(total_bytes, mime), binary=True, truncated=cut)
-    looks_json = is_json_type(mime) or (not mime and text.lstrip()[:1] in ("{", "["))
+    first = text.lstrip()[:1]
+    looks_json = is_json_type(mime) or (not mime and first in ("{", "["))
     if looks_json:
         return _render_json(decoded.data, text, cut, is_json_type(mime), redactor)
     if mime == _FORM:
         return RenderedBody(redactor.scrub(redactor.redact_form(text)), truncated=cut)
-    return RenderedBody(redactor.scrub(text), truncated=cut)
+    if mime.startswith("multipart/"):
+        boundary = multipart_boundary(content_type)
+        if boundary:
+            text = redact_multipart(text, boundary, redactor)
+        return RenderedBody(redactor.scrub(text), truncated=cut)
+    if first in ("{", "["):
+        # JSON whatever the Content-Type says (text/plain, text/html, none): redacted structurally.
+        sniffed = _sniff_json(decoded.data, text, redactor)
+        if sniffed is not None:
+            return RenderedBody(redactor.scrub(sniffed), truncated=cut)
+    plain = mime in ("", "text/plain")
+    if is_xml_type(mime) or (plain and looks_like_xml(text)):
+        text = redact_xml(text, redactor)
+    elif plain and looks_like_form(text):
+        text = redactor.redact_form(text)
+    return RenderedBody(redactor.scrub(_redact_text(text, redactor)), truncated=cut)
+
+
+def _sniff_json(data: bytes, text: str, redactor: Redactor) -> str | None:
+    """The stored text of a body that parses as JSON though not declared so (as sent when nothing is secret)."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    value = redactor.redact_json(parsed)
+    return text if value is parsed else _dumps(value)
+
+
+def _redact_text(text: str, redactor: Redactor) -> str:
+    """Secret-named pairs in free text (`password: …`, `"token": "…"`, `secret=…`): JSON fragments, log lines."""
+    if not redactor.policy.body_key.may_match(text):
+        return text
+    return redactor.redact_text_pairs(redactor.redact_json_text(text))
 
 
 def _render_json(data: bytes, text: str, cut: bool, declared: bool, redactor: Redactor) -> RenderedBody:

@@ -4,11 +4,12 @@ Rules:
 
 - **Headers** (names lower-cased, repeated values joined with ", "): redacted when the name is in
   `capture.redact_headers` or the upstream's `redact_headers.deny`, or contains one of
-  `capture.redact_header_parts` (token, secret, password, key); never when it is in
+  `capture.redact_header_parts` (token, secret, password, key, auth, signature, api-key, x-amz-); never when it is in
   `capture.allow_headers` or the upstream's `redact_headers.allow`. Authorization keeps its scheme
   (`Bearer [REDACTED]`), Cookie/Set-Cookie keep cookie names (`sid=[REDACTED]; theme=[REDACTED]`).
 - **Query parameters and form fields**: redacted when the name is in `capture.redact_query`, contains
-  one of `redact_header_parts`, or matches the body-key rule below. URL userinfo passwords too.
+  one of `redact_header_parts` (except `auth`, which would hit `author`), or matches the body-key rule
+  below; a value that decodes to a detected credential shape too. URL userinfo passwords too.
 - **Body keys** (JSON at any depth, form fields): a key is normalised (`clientSecret`, `Client-Secret`
   → `client_secret`) and matches when an entry of `redact_keys` + `redact_keys_extra` equals it or is a
   whole `_`-delimited run inside it: `token` matches `api_token`, `refreshToken`, `access_token` but not
@@ -21,6 +22,12 @@ Rules:
   anywhere else in the exchange. Values shorter than `capture.scrub_min_length` (6) are not collected:
   replacing `"en"` or `"1"` everywhere would destroy the record while protecting nothing.
   Order: redact both header sets and the URL first, then render bodies, then scrub error text.
+- **Credential shapes** (`seamline.capture.detectors`: detect-secrets' patterns for JWTs, AWS, GitHub, GitLab,
+  Slack, Stripe, Google, private keys, `Bearer …` in text, …) are replaced wherever they occur: bodies,
+  URLs, non-secret header values, error text. Each one found is collected for the cross-scrub too.
+- **JSON inside JSON**: a string value that is itself a JSON object or array is parsed and redacted (4 deep).
+- **Text pairs**: `name=value`, `name: value` and `"name": value` in free text (error texts, text bodies)
+  with a secret name (query list or body-key rule) have the value redacted.
 - **Cards**: 13–19 digits (single spaces/dashes allowed between digits) starting with 2–6 (the card
   networks' IIN ranges; this spares 13-digit millisecond timestamps) that pass Luhn → `[REDACTED]`,
   in bodies, URLs and scrubbed text (not in header values: cost, and they are never carried there).
@@ -35,6 +42,9 @@ from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
+import orjson
+
+from seamline.capture.detectors import DETECTOR_NAMES, SecretDetectors, compile_detectors
 from seamline.config.models import Capture, HeaderRedaction
 
 REDACTED: Final = "[REDACTED]"
@@ -52,6 +62,16 @@ _HAS_SPACE = re.compile(r"\s")
 _AUTH_RE = re.compile(r"^\s*([A-Za-z][\w.+-]*)\s+(\S.*?)\s*$")
 # A "key": value pair in JSON-like text that failed to parse (truncated or invalid JSON).
 _JSON_PAIR_RE = re.compile(r'"((?:[^"\\]|\\.){1,256})"(\s*:\s*)("(?:[^"\\]|\\.)*(?:"|$)|[^\s,{}\[\]"][^\s,}\]]*)', re.S)
+
+# name=value, name: value, "name": "value", 'name'='value' (query strings, headers, JSON and form fragments in text).
+# A value stops at '?' and '=' (but keeps base64 padding) so `host: x?password=…` still finds the inner pair.
+_TEXT_PAIR_RE = re.compile(r"([A-Za-z0-9_.-]{1,64})([\"']?\s*[=:]\s*[\"']?)([^\s&\"',;<>?=]+=*)")
+_AUTH_SCHEMES: Final = frozenset({"bearer", "basic", "token", "digest", "apikey"})
+# Header-name parts that would hit innocent query/form names (`auth` → `author`): headers only.
+_HEADER_ONLY_PARTS: Final = frozenset({"auth"})
+_JSON_IN_STRING_DEPTH: Final = 4
+_JSON_OPENERS: Final = "{["  # a 1-character slice is compared, so "" (empty string) never matches
+_JSON_CLOSERS: Final = "}]"
 
 
 def normalize_key(key: str) -> str:
@@ -130,7 +150,18 @@ class KeyRule:
 class RedactionPolicy:
     """The redaction rules of one upstream, compiled once from config and shared by its exchanges."""
 
-    __slots__ = ("_hdr_cache", "allow", "body_key", "cards", "deny", "min_secret_len", "parts", "query_names")
+    __slots__ = (
+        "_hdr_cache",
+        "allow",
+        "body_key",
+        "cards",
+        "deny",
+        "detectors",
+        "min_secret_len",
+        "param_parts",
+        "parts",
+        "query_names",
+    )
 
     def __init__(
         self,
@@ -142,14 +173,17 @@ class RedactionPolicy:
         body_keys: Iterable[str],
         cards: bool = True,
         min_secret_len: int = 6,
+        detectors: SecretDetectors | None = None,
     ) -> None:
         self.deny = frozenset(n.lower() for n in deny)
         self.allow = frozenset(n.lower() for n in allow)
         self.parts = tuple(p.lower() for p in parts if p)
+        self.param_parts = tuple(p for p in self.parts if p not in _HEADER_ONLY_PARTS)
         self.query_names = frozenset(n.lower() for n in query_names)
         self.body_key = KeyRule(body_keys)
         self.cards = cards
         self.min_secret_len = min_secret_len
+        self.detectors = detectors if detectors is not None else compile_detectors(DETECTOR_NAMES)
         self._hdr_cache: dict[str, bool] = {}
 
     @classmethod
@@ -164,6 +198,7 @@ class RedactionPolicy:
             body_keys=[*capture.redact_keys, *capture.redact_keys_extra],
             cards=capture.redact_cards,
             min_secret_len=capture.scrub_min_length,
+            detectors=compile_detectors(tuple(capture.secret_detectors), tuple(capture.redact_patterns)),
         )
 
     def header_is_secret(self, name: str) -> bool:
@@ -178,7 +213,7 @@ class RedactionPolicy:
     def param_is_secret(self, name: str) -> bool:
         """Is this query parameter / form field name redacted?"""
         low = name.lower()
-        return low in self.query_names or any(p in low for p in self.parts) or self.body_key(name)
+        return low in self.query_names or any(p in low for p in self.param_parts) or self.body_key(name)
 
     def redactor(self) -> Redactor:
         """A fresh per-exchange redactor."""
@@ -188,12 +223,13 @@ class RedactionPolicy:
 class Redactor:
     """Redacts one exchange and remembers its secret values so they can be scrubbed everywhere else."""
 
-    __slots__ = ("_ordered", "_secrets", "policy")
+    __slots__ = ("_depth", "_ordered", "_secrets", "policy")
 
     def __init__(self, policy: RedactionPolicy) -> None:
         self.policy = policy
         self._secrets: set[str] = set()
         self._ordered: tuple[str, ...] | None = ()
+        self._depth = 0  # JSON-in-a-string nesting while walking
 
     @classmethod
     def from_config(cls, capture: Capture, upstream: HeaderRedaction | None = None) -> Redactor:
@@ -235,12 +271,19 @@ class Redactor:
                 self._collect_header(k, v)
             items.append((k, v, secret))
         scrub = self._replace_secrets if self._secrets else None
+        # One detector pass over all plain values together; per value only when it found something.
+        detectors = self.policy.detectors
+        plain = "\n".join(v for _, v, secret in items if not secret)
+        detect = detectors.redact(plain) != plain
         out: dict[str, str] = {}
         for k, v, secret in items:
             if secret:
                 v = _mask_header(k, v)
-            elif scrub is not None:
-                v = scrub(v)
+            else:
+                if detect:
+                    v = detectors.redact(v, self.add_secret)
+                if scrub is not None:
+                    v = scrub(v)
             prev = out.get(k)
             out[k] = v if prev is None else f"{prev}, {v}"
         return out
@@ -293,13 +336,25 @@ class Redactor:
         decode = unquote_plus if plus else unquote
         fields = query.split("&")
         changed = False
+        detectors = self.policy.detectors
         for i, field in enumerate(fields):
             name, sep, value = field.partition("=")
-            if sep and value and self.policy.param_is_secret(decode(name)):
+            if not (sep and value):
+                continue
+            if self.policy.param_is_secret(decode(name)):
                 self.add_secret(decode(value))
                 self.add_secret(value)
-                fields[i] = f"{name}={REDACTED}"
-                changed = True
+            elif "%" in value or (plus and "+" in value):
+                # A credential shape hidden by percent-encoding (`Bearer%20…`, `https%3A%2F%2Fuser%3Apass%40…`):
+                # the scrub sees only the encoded text, so detect on the decoded value here.
+                plain = decode(value)
+                if detectors.redact(plain, self.add_secret) == plain:
+                    continue
+                self.add_secret(value)
+            else:
+                continue
+            fields[i] = f"{name}={REDACTED}"
+            changed = True
         return "&".join(fields) if changed else query
 
     # -- bodies ------------------------------------------------------------------------------------
@@ -318,6 +373,8 @@ class Redactor:
             return self._walk_dict(v, cards)
         if t is list:
             return self._walk_list(v, cards)
+        if t is str and v[:1] in _JSON_OPENERS:
+            return self._json_in_string(v, cards)
         return _card_scalar(v) if cards else v
 
     def _walk_dict(self, d: dict[str, Any], cards: bool) -> dict[str, Any]:
@@ -337,6 +394,8 @@ class Redactor:
                     nx = self._walk_dict(x, cards)
                 elif t is list:
                     nx = self._walk_list(x, cards)
+                elif t is str and x[:1] in _JSON_OPENERS:
+                    nx = self._json_in_string(x, cards)
                 elif cards:
                     nx = _card_scalar(x)
                 else:
@@ -356,6 +415,8 @@ class Redactor:
                 nx = self._walk_dict(x, cards)
             elif t is list:
                 nx = self._walk_list(x, cards)
+            elif t is str and x[:1] in _JSON_OPENERS:
+                nx = self._json_in_string(x, cards)
             elif cards:
                 nx = _card_scalar(x)
             else:
@@ -365,6 +426,23 @@ class Redactor:
                     out = list(lst)
                 out[i] = nx
         return lst if out is None else out
+
+    def _json_in_string(self, s: str, cards: bool) -> Any:
+        """A string that is itself JSON (`"payload": "{\\"password\\": …}"`): redacted inside, re-serialised."""
+        if self._depth >= _JSON_IN_STRING_DEPTH or s[-1:] not in _JSON_CLOSERS:
+            return _card_scalar(s) if cards else s
+        try:
+            inner = orjson.loads(s)
+        except orjson.JSONDecodeError:
+            return _card_scalar(s) if cards else s
+        self._depth += 1
+        try:
+            walked = self._walk(inner, cards)
+        finally:
+            self._depth -= 1
+        if walked is inner:
+            return s
+        return orjson.dumps(walked).decode()
 
     def _collect_value(self, v: Any) -> None:
         if type(v) is str:
@@ -392,13 +470,34 @@ class Redactor:
     # -- scrub -------------------------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
-        """Replace collected secret values and (per policy) card numbers anywhere in `text`."""
-        text = self._replace_secrets(text)
+        """Replace detected credentials, collected secret values and (per policy) card numbers anywhere in `text`."""
+        text = self._replace_secrets(self.policy.detectors.redact(text, self.add_secret))
         return redact_cards(text) if self.policy.cards else text
 
     def scrub_secrets(self, text: str) -> str:
-        """Replace collected secret values only (used on serialised JSON, cards handled structurally)."""
-        return self._replace_secrets(text)
+        """Replace detected credentials and collected secret values (serialised JSON: cards handled structurally)."""
+        return self._replace_secrets(self.policy.detectors.redact(text, self.add_secret))
+
+    def detect(self, text: str) -> str:
+        """Replace detected credentials only (collecting them)."""
+        return self.policy.detectors.redact(text, self.add_secret)
+
+    def redact_text_pairs(self, text: str) -> str:
+        """Redact the value of `name=value` / `name: value` / `"name": "value"` pairs with a secret name in free text."""
+        if "=" not in text and ":" not in text:
+            return text
+        return _TEXT_PAIR_RE.sub(self._text_pair_sub, text)
+
+    def _text_pair_sub(self, m: re.Match[str]) -> str:
+        name, sep, value = m.group(1), m.group(2), m.group(3)
+        # Names by the query list or the body-key rule (segments: `access_token`, not `prompt_tokens`).
+        policy = self.policy
+        if value == REDACTED or value.lower() in _AUTH_SCHEMES:
+            return m.group(0)
+        if not (name.lower() in policy.query_names or policy.body_key(name)):
+            return m.group(0)
+        self.add_secret(value)
+        return f"{name}{sep}{REDACTED}"
 
     def _replace_secrets(self, text: str) -> str:
         ordered = self._ordered

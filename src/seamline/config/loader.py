@@ -81,6 +81,10 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+_TOP_KEYS = "upstreams, handoffs, server, capture, storage, telemetry"
+_NONE = object()
+
+
 def load_config_or_report(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any] | None = None) -> Config | None:
     """For the command line: the config, or None once its error (file, field, fix) is printed to stderr."""
     try:
@@ -109,10 +113,12 @@ def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"{source}: the top level must be a mapping with keys upstreams, handoffs, server, capture, storage, telemetry"
-            )
+            raise ConfigError(f"{source}: the top level must be a mapping with keys {_TOP_KEYS}")
         data = loaded
+    odd = next((k for k in data if not isinstance(k, str)), _NONE)
+    if odd is not _NONE:
+        # YAML allows `? : x`, `1: x`, `[a]: x`; Config(**data) would raise a bare TypeError on them.
+        raise ConfigError(f"{source}: top-level key {odd!r} is not a name; the keys are {_TOP_KEYS}")
     data = _merge(data, overrides or {})
     env_url = os.environ.get("SEAMLINE_CLICKHOUSE_URL")
     if env_url:
@@ -123,7 +129,20 @@ def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any
     except ValidationError as e:
         raise ConfigError(format_validation_error(source, e)) from None
     base = Path(path).parent if path is not None else Path.cwd()
-    return _resolve_contract_files(cfg, base, source)
+    cfg = _resolve_contract_files(cfg, base, source)
+    return _derive_openapi_handoffs(cfg, base, source)
+
+
+def _derive_openapi_handoffs(cfg: Config, base: Path, source: str) -> Config:
+    """Every operation of an upstream's `openapi` document as a handoff (seamline.validate.openapi)."""
+    if not any(up.openapi for up in cfg.upstreams.values()):
+        return cfg
+    from seamline.validate.openapi import OpenAPIError, derive_handoffs
+
+    try:
+        return derive_handoffs(cfg, base)
+    except OpenAPIError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def _admin_token_from_env(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from yarl import URL
 
+from seamline.capture.detectors import DETECTOR_NAMES
 from seamline.config.admin import TOKEN_HINT, Admin, is_loopback_host
 from seamline.config.guards import CircuitBreaker, Dedup, Duration, Loops, Off, RateLimit, Retry
 
@@ -27,14 +29,44 @@ DEFAULT_REDACT_HEADERS = [
     "set-cookie",
     "x-api-key",
 ]
-# Any header whose lower-cased name contains one of these is redacted too.
-DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key"]
+# Any header whose lower-cased name contains one of these is redacted too (`*auth*`, `*token*`, …, `X-Amz-*`).
+# Query/form names use them too, except `auth` (it would hit `author`).
+DEFAULT_REDACT_HEADER_PARTS = ["token", "secret", "password", "key", "auth", "signature", "api-key", "x-amz-"]
 DEFAULT_REDACT_KEYS = ["password", "secret", "token", "card_number", "cvv", "ssn", "iban"]
 # Redacted with DEFAULT_REDACT_KEYS by default; a separate list so that setting `redact_keys` replaces the base list
 # and keeps these (`redact_keys_extra: []` drops them).
-DEFAULT_REDACT_KEYS_EXTRA = ["passwd", "api_key", "apikey", "private_key", "credentials", "authorization", "cvc"]
-# Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere).
-DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key"]
+DEFAULT_REDACT_KEYS_EXTRA = [
+    "passwd",
+    "pwd",
+    "pass",
+    "api_key",
+    "apikey",
+    "private_key",
+    "client_secret",
+    "refresh_token",
+    "credentials",
+    "authorization",
+    "cvc",
+]
+DEFAULT_REDACT_QUERY = [
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+]
+# Never redacted by the header deny-list (their values are not secrets and are recorded elsewhere). A challenge
+# (WWW-Authenticate) carries no credential and says why a 401 happened, so `*auth*` spares it.
+DEFAULT_ALLOW_HEADERS = ["idempotency-key", "x-idempotency-key", "www-authenticate", "proxy-authenticate"]
 DEFAULT_CLICKHOUSE_URL = "chdb:///./.seamline/data"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -101,6 +133,12 @@ class Upstream(_Model):
         default_factory=CircuitBreaker, description="The upstream's circuit breaker; false: none."
     )
     rate_limit: RateLimit | None = Field(None, description="A local rate limit for calls to this upstream (off).")
+    openapi: str | None = Field(
+        None,
+        description="The API's OpenAPI 3.0/3.1 document (YAML or JSON, relative to the config file): every operation becomes "
+        "a handoff `<upstream>.<operationId>` validated against it (see Contracts from OpenAPI). Its paths are taken "
+        "relative to base_url: set base_url to the document's server URL.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -188,6 +226,10 @@ class Handoff(_Model):
         return m.group("path")
 
 
+def _all_detectors() -> list[str]:
+    return list(DETECTOR_NAMES)
+
+
 class Capture(_Model):
     max_body_bytes: int = Field(64 * 1024, ge=0, description="Bytes of each body kept for the record.")
     redact_headers: list[str] = Field(
@@ -201,7 +243,7 @@ class Capture(_Model):
         default_factory=lambda: list(DEFAULT_REDACT_KEYS), description="JSON keys redacted at any depth."
     )
     redact_query: list[str] = Field(
-        default_factory=lambda: ["token", "access_token", "api_key", "apikey", "key", "secret", "password", "signature", "sig"],
+        default_factory=lambda: list(DEFAULT_REDACT_QUERY),
         description="Query parameter names redacted from recorded URLs (plus any containing token/secret/password/key).",
     )
     redact_keys_extra: list[str] = Field(
@@ -213,11 +255,38 @@ class Capture(_Model):
         description="Header names never redacted, for every upstream (idempotency keys are recorded in their own column).",
     )
     redact_cards: bool = Field(default=True, description="Redact Luhn-valid card numbers anywhere in captured bodies and URLs.")
+    secret_detectors: list[str] = Field(
+        default_factory=_all_detectors,
+        description="Credential shapes redacted anywhere in bodies, URLs, header values and error texts "
+        "(detect-secrets' patterns; README 'Redaction' lists them). Remove a name to keep that shape readable.",
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list,
+        description="Extra regular expressions redacted anywhere like secret_detectors (group 1 when present, else the match).",
+    )
     scrub_min_length: int = Field(
         default=6,
         ge=1,
         description="Secret values shorter than this are not scrubbed from the rest of the exchange (avoids mangling text).",
     )
+
+    @field_validator("secret_detectors")
+    @classmethod
+    def _known_detectors(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in DETECTOR_NAMES]
+        if unknown:
+            raise ValueError(f"unknown secret detector {', '.join(unknown)}; known: {', '.join(DETECTOR_NAMES)}")
+        return v
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"redact_patterns entry {p!r} is not a valid regular expression: {e}") from None
+        return v
 
 
 class Server(_Model):
@@ -291,6 +360,19 @@ class Storage(_Model):
         "is spooled as it was sent, so inserts are also kept under a quarter of spool_max_bytes. 0: one insert per batch.",
     )
     flush_interval_ms: int = Field(500, ge=1, description="Max time an event waits in memory.")
+    max_unacked_ms: int = Field(
+        1000,
+        ge=1,
+        description="An event ClickHouse has not acknowledged within this long (the sink stalled, slow or frozen) is "
+        "written to the spool (write-ahead) while its insert goes on, and skipped there once acknowledged: on SIGKILL "
+        'at most the events of the last max_unacked_ms + flush_interval_ms are lost (README "Delivery guarantee").',
+    )
+    unacked_degraded_after: Duration = Field(
+        5.0,
+        gt=0,
+        description="/readyz reports degraded (reason `unacked_too_long`) while the oldest event ClickHouse has not "
+        "acknowledged (seamline_record_oldest_unacked_seconds) is older than this, e.g. `5s`.",
+    )
     spool_dir: str = Field("./.seamline/spool", description="Durable on-disk spool for batches the sink could not take.")
     spool_max_bytes: int = Field(
         1 << 30, ge=1 << 16, description="Spool size cap; beyond it events are dropped and counted (loudly)."
@@ -357,6 +439,13 @@ class Config(BaseSettings):
     redis_timeout: Duration = Field(
         0.5, gt=0, description="Longest a guard waits for Redis before treating it as down (then each guard's policy)."
     )
+    # What the loader read from the upstreams' `openapi` documents (seamline.validate.openapi.OpenAPISpecs): set by
+    # `derive_handoffs`, carried by model_copy and pickling (to the engine process), never a config key.
+    _openapi: Any = PrivateAttr(default=None)
+
+    @property
+    def openapi_specs(self) -> Any:
+        return self._openapi
 
     @classmethod
     def settings_customise_sources(

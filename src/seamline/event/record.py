@@ -14,7 +14,7 @@ from seamline.exchange import Exchange
 
 
 class EventSink(Protocol):
-    def submit(self, event: dict[str, Any]) -> None: ...
+    def submit(self, event: dict[str, Any], since: float | None = None) -> None: ...
 
 
 class ExchangeOffload(Protocol):
@@ -41,7 +41,8 @@ class RecordExchange:
         elif self.recorder is not None:
             self.recorder.submit(self.builder.build(ex))
 
-    def build_here(self, ex: Exchange) -> None:
-        """Build and queue an event in this process (the offload's fallback for what it cannot build)."""
+    def build_here(self, ex: Exchange, since: float | None = None) -> None:
+        """Build and queue an event in this process (the offload's fallback for what it cannot build); `since`: when
+        the offload took it (the recorder's max_unacked_ms counts from there)."""
         if self.recorder is not None:
-            self.recorder.submit(self.builder.build(ex))
+            self.recorder.submit(self.builder.build(ex), since)

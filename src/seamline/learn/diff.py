@@ -110,13 +110,18 @@ def _views(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
     req = {
         "method": row.get("method") or "",
         "path": parts.path,
-        "headers": {},
+        # The content types pick an OpenAPI operation's schema; the other headers are not recorded for this.
+        "headers": _content_type(row.get("request_content_type")),
         "query": dict(parse_qsl(parts.query, keep_blank_values=True)),
         "raw_query": parts.query,
         "body": req_body,
     }
-    resp = {"status": int(row.get("status") or 0), "headers": {}, "body": resp_body}
+    resp = {"status": int(row.get("status") or 0), "headers": _content_type(row.get("response_content_type")), "body": resp_body}
     return req, resp, not_json
+
+
+def _content_type(value: Any) -> dict[str, str]:
+    return {"content-type": str(value)} if value else {}
 
 
 def _body_gone(row: dict[str, Any]) -> bool:

@@ -141,8 +141,11 @@ class UpstreamCall:
                     ex.request_tap.feed(data)
                 else:
                     data = stream_body(http, ex.request_tap, timing, self.max_body)
-        elif http.method in ("POST", "PUT", "PATCH"):
-            headers["Content-Length"] = "0"
+        else:
+            if http.method in ("POST", "PUT", "PATCH"):
+                headers["Content-Length"] = "0"
+            if self.validator is not None and self.validator.enforces_parameters(ex.handoff):
+                self._check_request(ex, http)  # no body, but parameters (an OpenAPI operation's path and query)
         if policy is not None:
             assert self.retries is not None
             try:

@@ -45,21 +45,25 @@ class Batcher:
         self._clock = clock
         self._rows: list[bytes] = []
         self._ids: list[str] = []
-        self._since: float | None = None  # when the first row of the buffer arrived
+        self._since: float | None = None  # when the buffer's first row was added (its flush_interval_ms timer)
+        self._oldest = 0.0  # when the buffer's oldest row arrived (built elsewhere, a row may have waited before add)
         self._sealed: deque[Batch] = deque()
         self._sealed_rows = 0
-        self._inflight_rows = 0
+        self.inflight: Batch | None = None  # the batch being inserted (taken, not yet settled)
         self._resend_alone: Batch | None = None
 
     # -- filling ------------------------------------------------------------------------------------------------
 
-    def add(self, row: bytes, event_id: str) -> bool:
-        """Buffer one encoded row; True when the flusher must wake (a new buffer's age starts, or a batch was sealed)."""
+    def add(self, row: bytes, event_id: str, since: float | None = None) -> bool:
+        """Buffer one encoded row (the event arrived at `since`, default now: an event built elsewhere has waited
+        already); True when the flusher must wake (a new buffer's age starts, or a batch was sealed)."""
         self._rows.append(row)
         self._ids.append(event_id)
         wake = self._since is None
         if wake:
-            self._since = self._clock()
+            self._since = self._oldest = self._clock()
+        if since is not None and since < self._oldest:
+            self._oldest = since
         if len(self._rows) >= self.batch_size:
             self.seal()
             wake = True
@@ -69,7 +73,7 @@ class Batcher:
         """Close the buffer as one batch at the back of the queue (nothing to do when it is empty)."""
         if not self._rows:
             return
-        batch = seal(self._rows, self._ids)
+        batch = seal(self._rows, self._ids, self._oldest)
         self._rows, self._ids, self._since = [], [], None
         self._sealed.append(batch)
         self._sealed_rows += batch.rows
@@ -78,6 +82,29 @@ class Batcher:
         """Seal the buffer once its first row is flush_interval_ms old."""
         if self._since is not None and (self._clock() - self._since) * 1000 >= self.flush_interval_ms:
             self.seal()
+
+    def oldest(self, *, inflight: bool = True) -> float | None:
+        """When the oldest row held in memory arrived (buffered, queued, or in flight unless `inflight` is False);
+        None when nothing is held."""
+        first = self._sealed[0] if self._sealed else None
+        times = [b.since for b in (self.inflight if inflight else None, first) if b is not None]
+        if self._since is not None:
+            times.append(self._oldest)
+        return min(times, default=None)
+
+    def take_unacked(self, deadline: float) -> list[Batch]:
+        """Off the queue, to the spool: every queued batch whose oldest row arrived at or before `deadline`, the
+        buffer sealed first when its first row did (the queue is oldest first, a put-back batch at its front)."""
+        if self._since is not None and self._oldest <= deadline:
+            self.seal()
+        out: list[Batch] = []
+        while self._sealed and self._sealed[0].since <= deadline:
+            batch = self._sealed.popleft()
+            self._sealed_rows -= batch.rows
+            if batch is self._resend_alone:
+                self._resend_alone = None
+            out.append(batch)
+        return out
 
     def due_in(self) -> float | None:
         """Seconds until the buffer is due (at least 1 ms: the flusher's timeout); None while it is empty."""
@@ -90,7 +117,7 @@ class Batcher:
     @property
     def in_memory(self) -> int:
         """Rows held: buffered, sealed and queued, or being inserted."""
-        return len(self._rows) + self._sealed_rows + self._inflight_rows
+        return len(self._rows) + self._sealed_rows + (self.inflight.rows if self.inflight is not None else 0)
 
     @property
     def full(self) -> bool:
@@ -124,12 +151,12 @@ class Batcher:
             n = group_size((len(b.payload) for b in self._sealed), self.max_insert_bytes)
         batch = coalesce([self._sealed.popleft() for _ in range(n)])
         self._sealed_rows -= batch.rows
-        self._inflight_rows = batch.rows
+        self.inflight = batch
         return batch
 
     def settle(self) -> None:
         """The batch in flight is out of memory's hands (inserted, or handed to the spool, or put back)."""
-        self._inflight_rows = 0
+        self.inflight = None
 
     def put_back(self, batch: Batch) -> None:
         """Return an insert whose outcome is unknown (cancelled) to the front, to be re-sent exactly as it went."""

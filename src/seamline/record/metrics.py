@@ -38,6 +38,11 @@ class RecordMetrics:
         self.dropped = Counter(
             p + "dropped", "Events lost (0 unless the spool is full or unwritable), by reason.", ["reason"], registry=registry
         )
+        self.oldest_unacked = Gauge(
+            p + "oldest_unacked_seconds",
+            "Age of the oldest event ClickHouse has not acknowledged (in memory, being built, or spooled); 0 when there is none.",
+            registry=registry,
+        )
         self.sink_up = Gauge(p + "sink_up", "1 when the last contact with ClickHouse succeeded.", registry=registry)
         self.ready = Gauge(p + "ready", "1 when recording is healthy (spool writable, nothing dropped now).", registry=registry)
         self.engine_starts = Gauge(

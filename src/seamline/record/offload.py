@@ -8,8 +8,11 @@ batches, spool and replay are unchanged). Nothing is written by the engine in th
 duplicate.
 
 If the engine cannot build a batch (it exited, or did not answer within `timeout_s`), this process builds it:
-no exchange is lost, only the offload. Unredacted exchanges travel only over the socketpair to our own child;
-they never reach the spool or a log.
+no exchange is lost, only the offload. Nor does an exchange wait here longer than half of `storage.max_unacked_ms`
+(the engine is busy or frozen): it is then built here too, and the Recorder counts its max_unacked_ms from when it
+was handed to the offload, so the whole in-memory window stays bounded (README "Delivery guarantee"). A build
+abandoned that way may still come back from the engine: its reply is discarded (replies carry their request id).
+Unredacted exchanges travel only over the socketpair to our own child; they never reach the spool or a log.
 
 Both ends are here: `BuildOffload` in the sidecar, and the functions the engine process runs (`Engine.run`), sent
 by reference, so the store and the engine carry no event-building code of their own.
@@ -44,7 +47,7 @@ class BuildOffload:
         self,
         store: ChdbStore,
         recorder: Recorder,
-        build_here: Callable[[Exchange], None],
+        build_here: Callable[[Exchange, float], None],
         registry: CollectorRegistry,
         *,
         max_batch: int = 256,
@@ -57,18 +60,23 @@ class BuildOffload:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
+        # No exchange waits here longer than this (then it is built here): the Recorder's max_unacked_ms counts from
+        # its hand-over, and half of it leaves the other half to reach the spool in time.
+        self.budget_s = recorder.storage.max_unacked_ms / 2000
         # Beyond this many waiting exchanges (the engine is slow or stuck) new ones are built here: memory stays bounded.
         self.max_pending = max(max_batch, recorder.storage.queue_size // 4)
         self.built = Counter(
             "seamline_record_events_built", "Events built, by where: engine (offloaded) or proxy.", ["where"], registry=registry
         )
-        self._pending: list[Exchange] = []
+        self._pending: list[tuple[Exchange, float]] = []  # with when each was handed over (monotonic)
+        self._shipping: float | None = None  # when the oldest exchange of the batch at the engine was handed over
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._last_fallback_log = 0.0
+        recorder.track(self.oldest)
 
     async def configure(self, config: Any, instance: str) -> None:
         """Let the engine process build events from this config (now, and in every engine process started later)."""
@@ -77,13 +85,19 @@ class BuildOffload:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="seamline-build-offload")
 
+    def oldest(self) -> float | None:
+        """When the oldest exchange held here was handed over (monotonic); None when none is."""
+        times = [t for t in (self._shipping, self._pending[0][1] if self._pending else None) if t is not None]
+        return min(times, default=None)
+
     def submit(self, ex: Exchange) -> None:
         """Queue a finished exchange; never blocks, never raises."""
+        now = time.monotonic()
         if self._stopped or len(self._pending) >= self.max_pending:
             self.built.labels("proxy").inc()
-            self._build_here(ex)
+            self._build_here(ex, now)
             return
-        self._pending.append(ex)
+        self._pending.append((ex, now))
         self._idle.clear()
         self._wake.set()
 
@@ -119,32 +133,41 @@ class BuildOffload:
             if not self._pending:
                 self._idle.set()
 
-    async def _ship(self, batch: list[Exchange]) -> None:
+    async def _ship(self, batch: list[tuple[Exchange, float]]) -> None:
         rows: list[tuple[bytes | None, str]] | None = None
+        left = min(self.timeout_s, batch[0][1] + self.budget_s - time.monotonic())  # the batch is oldest first
+        if left <= 0:  # waited its share of max_unacked_ms behind a busy or frozen engine
+            self._log_fallback(len(batch), f"waited more than {self.budget_s:.3f} s for the engine")
+            self._local(batch)
+            return
+        self._shipping = batch[0][1]
         try:
-            rows = await asyncio.wait_for(self.store.run_in_engine("build", _build_in_engine, _wire_batch(batch)), self.timeout_s)
+            wire = _wire_batch([ex for ex, _ in batch])
+            rows = await asyncio.wait_for(self.store.run_in_engine("build", _build_in_engine, wire), left)
         except asyncio.CancelledError:
             self._pending[:0] = batch  # stop() builds them here
             raise
         except Exception as e:  # noqa: BLE001 - whatever went wrong there, the exchanges are built here
             self._log_fallback(len(batch), f"{type(e).__name__}: {e}"[:300])
+        finally:
+            self._shipping = None
         if rows is None or len(rows) != len(batch):
             self._local(batch)
             return
-        failed: list[Exchange] = []
-        for ex, (row, detail) in zip(batch, rows, strict=True):  # lengths checked above
+        failed: list[tuple[Exchange, float]] = []
+        for (ex, since), (row, detail) in zip(batch, rows, strict=True):  # lengths checked above
             if row is None:
-                failed.append(ex)
+                failed.append((ex, since))
                 log.warning("engine could not build an event; building it here", extra={"run_id": ex.run_id, "error": detail})
             else:
-                self.recorder.submit_encoded(row, detail)
+                self.recorder.submit_encoded(row, detail, since)
         self.built.labels("engine").inc(len(batch) - len(failed))
         self._local(failed)
 
-    def _local(self, exchanges: list[Exchange]) -> None:
-        for ex in exchanges:
+    def _local(self, exchanges: list[tuple[Exchange, float]]) -> None:
+        for ex, since in exchanges:
             self.built.labels("proxy").inc()
-            self._build_here(ex)
+            self._build_here(ex, since)
 
     def _log_fallback(self, n: int, error: str) -> None:
         now = time.monotonic()
@@ -211,7 +234,7 @@ async def start_offload(
     recorder: Recorder,
     config: Any,
     instance: str,
-    build_here: Callable[[Exchange], None],
+    build_here: Callable[[Exchange, float], None],
     registry: CollectorRegistry,
 ) -> BuildOffload | None:
     """A started BuildOffload when the store is an engine process that can run beside the proxy; None otherwise."""

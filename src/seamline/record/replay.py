@@ -49,6 +49,8 @@ class Replayer:
     totals: Totals
     backoff: Backoff
     on_empty: Callable[[], None] = field(kw_only=True)  # the sink is up and the spool empty: memory can go direct again
+    # The outcome of the direct insert of a batch still in flight whose write-ahead copy is in the spool, if it is.
+    in_flight: Callable[[str], asyncio.Future[bool] | None] = field(default=lambda _token: None, kw_only=True)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
@@ -77,12 +79,16 @@ class Replayer:
                     self.on_empty()
                     spool.clear("spool_full")  # empty now: room for the next batch
                     return True
-                if not await self.sink.insert(batch, path="replay"):
+                acked = self.in_flight(batch.token)
+                if acked is not None and await asyncio.shield(acked):
+                    pass  # a write-ahead copy, and its own insert landed: skip it (sending it too would be deduplicated)
+                elif not await self.sink.insert(batch, path="replay"):
                     return False
-                # Counted as soon as ClickHouse has the rows (before the ack), so metrics never lag the table.
-                self.metrics.replayed_rows.inc(batch.rows)
-                self.metrics.replayed_batches.inc()
-                self.totals.rows_replayed += batch.rows
+                else:
+                    # Counted as soon as ClickHouse has the rows (before the ack), so metrics never lag the table.
+                    self.metrics.replayed_rows.inc(batch.rows)
+                    self.metrics.replayed_batches.inc()
+                    self.totals.rows_replayed += batch.rows
                 try:
                     await spool.run(spool.spool.ack)
                 except SpoolError as e:  # the batch is in ClickHouse; a re-send is deduplicated

@@ -7,7 +7,7 @@ GIL-holding Python, orjson ~3 µs/row; the engine parses JSON in C++ with the GI
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -36,12 +36,14 @@ class Batch:
     """Encoded rows as one insert: dedup token, row count, JSONEachRow payload (a JSON array).
 
     The one batch type of the write path: sealed in memory, inserted, spooled and replayed as the same value, so
-    whatever is re-sent carries the token it was first sent with.
+    whatever is re-sent carries the token it was first sent with. `since` is when its oldest row arrived (this
+    process's monotonic clock; 0 for a batch read back from the spool): what the max_unacked_ms deadline counts from.
     """
 
     token: str
     rows: int
     payload: bytes
+    since: float = field(default=0.0, compare=False)
 
 
 def dedup_token(event_ids: list[str]) -> str:
@@ -50,9 +52,9 @@ def dedup_token(event_ids: list[str]) -> str:
     return "sl1-" + h.hexdigest()
 
 
-def seal(rows: list[bytes], event_ids: list[str]) -> Batch:
-    """Frame encoded rows as one batch."""
-    return Batch(dedup_token(event_ids), len(rows), b"[" + b",".join(rows) + b"]")
+def seal(rows: list[bytes], event_ids: list[str], since: float = 0.0) -> Batch:
+    """Frame encoded rows as one batch (its oldest row arrived at `since`)."""
+    return Batch(dedup_token(event_ids), len(rows), b"[" + b",".join(rows) + b"]", since)
 
 
 def coalesce(batches: list[Batch]) -> Batch:
@@ -70,4 +72,4 @@ def coalesce(batches: list[Batch]) -> Batch:
         pieces += (memoryview(b.payload)[1:-1], b",")
     pieces[-1] = b"]"
     payload = b"".join(pieces)
-    return Batch("sl1c-" + h.hexdigest(), sum(b.rows for b in batches), payload)
+    return Batch("sl1c-" + h.hexdigest(), sum(b.rows for b in batches), payload, min(b.since for b in batches))

@@ -10,6 +10,7 @@ decides where the batch goes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -64,8 +65,9 @@ class Sink:
 
     async def ping(self) -> bool:
         """True when the store answers; a silent store marks the sink down."""
-        if await self.store.ping():
-            return True
+        with contextlib.suppress(TimeoutError):
+            if await asyncio.wait_for(self.store.ping(), self.timeout_s):
+                return True
         self.mark(False, "ping failed")
         return False
 

@@ -43,6 +43,10 @@ class ThreadedSpool:
         """`fn()` on the spool thread."""
         return await asyncio.get_running_loop().run_in_executor(self._exec, fn)
 
+    def later(self, fn: Callable[[], object]) -> None:
+        """`fn()` on the spool thread, after what is queued there, without waiting for it (it must not raise)."""
+        self._exec.submit(fn)
+
     async def open(self) -> bool:
         """Open (or re-open) the spool; an unwritable directory becomes the "spool_unwritable" problem."""
         try:

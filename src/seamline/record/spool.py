@@ -15,6 +15,9 @@ one `rows.Batch`, the same value that was (or would have been) inserted, so a re
   resynchronises at the next valid record (or the next segment).
 - Read position is kept in memory: after a crash, acknowledged records of a partly replayed segment are sent again,
   and ClickHouse drops them by their insert_deduplication_token.
+- Write-ahead (the Recorder's max_unacked_ms): a batch may be spooled while its insert is still running; `skip(token)`
+  says that insert was acknowledged, so the record is not replayed (or not written, if it is not yet). After a crash
+  the skip list is gone and the record is replayed: ClickHouse drops it by its token.
 - Thread-safe; all methods block (call them from a worker thread, not the event loop).
 """
 
@@ -26,7 +29,9 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
+from collections import deque
 from pathlib import Path
 from typing import IO, Literal
 
@@ -85,8 +90,12 @@ class Spool:
         self._fd: int | None = None  # append fd of the newest segment
         self._read_seq: int | None = None
         self._read_off = 0
-        self._pending: tuple[int, int] | None = None  # (seq, next offset) of the record returned by peek()
+        self._pending: tuple[int, int, str] | None = None  # (seq, next offset, token) of the record peek() returned
         self._opened = False
+        self._skip: set[str] = set()  # tokens of batches acknowledged by a direct insert (see module docstring)
+        # When each unacknowledged record's oldest row arrived (monotonic), in record order: the oldest_unacked
+        # gauge. Records found at open count from the open (their age before this process is unknown).
+        self._since: deque[float] = deque()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -105,6 +114,7 @@ class Spool:
                 self._segments = seqs
                 self.bytes = sum((self.directory / self._name(s)).stat().st_size for s in seqs)
                 self.records = sum(self._count_records(s) for s in seqs)
+                self._since = deque([time.monotonic()] * self.records)
             except OSError as e:
                 raise SpoolError(f"spool {self.directory}: {e.strerror or e}") from e
             self._read_seq = seqs[0] if seqs else None
@@ -133,12 +143,30 @@ class Spool:
     def opened(self) -> bool:
         return self._opened
 
+    @property
+    def oldest_since(self) -> float | None:
+        """When the oldest row of the oldest unacknowledged record arrived (monotonic); None when empty."""
+        try:
+            return self._since[0]
+        except IndexError:  # empty (or emptied by the spool thread meanwhile)
+            return None
+
+    def skip(self, token: str) -> None:
+        """The batch with this token was acknowledged elsewhere (a direct insert): do not replay or write it."""
+        with self._lock:
+            if len(self._skip) >= 10_000:  # skips of records never written (dropped): a replay is deduplicated anyway
+                self._skip.clear()
+            self._skip.add(token)
+
     # -- writing -----------------------------------------------------------------------------------------------
 
     def append(self, batch: Batch) -> None:
         """Durably append one batch; raises SpoolFull at the cap (or ENOSPC), SpoolError on any other failure."""
         record = encode_record(batch)
         with self._lock:
+            if batch.token in self._skip:  # acknowledged before it reached the disk
+                self._skip.discard(batch.token)
+                return
             if not self._opened:
                 self.open()
             if self.bytes + len(record) > self.max_bytes:
@@ -162,6 +190,7 @@ class Spool:
                 raise SpoolError(f"spool {self.directory}: {e.strerror or e}") from e
             self.bytes += len(record)
             self.records += 1
+            self._since.append(batch.since or time.monotonic())
             if self._read_seq is None:
                 self._read_seq, self._read_off = self._segments[-1], 0
 
@@ -199,7 +228,11 @@ class Spool:
                     raise SpoolError(f"spool {path}: {e.strerror or e}") from e
                 if found is not None:
                     batch, end = found
-                    self._pending = (seq, end)
+                    self._pending = (seq, end, batch.token)
+                    if batch.token in self._skip:  # acknowledged by its direct insert: gone without a replay
+                        self._skip.discard(batch.token)
+                        self.ack()
+                        continue
                     return batch
                 self._finish_segment(seq)
             return None
@@ -209,10 +242,13 @@ class Spool:
         with self._lock:
             if self._pending is None:
                 return
-            seq, end = self._pending
+            seq, end, token = self._pending
             self._pending = None
+            self._skip.discard(token)
             self._read_seq, self._read_off = seq, end
             self.records = max(0, self.records - 1)
+            if self._since:
+                self._since.popleft()
             if end >= self._size(seq):
                 self._finish_segment(seq)
 
@@ -249,6 +285,8 @@ class Spool:
     def _count_corrupt(self, seq: int, start: int, nxt: int | None) -> None:
         self.corrupt += 1
         self.records = max(0, self.records - 1)
+        if self._since:
+            self._since.popleft()
         log.error(
             "spool corrupt record skipped",
             extra={

@@ -17,12 +17,15 @@ Truthiness: an assertion passes unless its value is false, null, '', [] or {} (0
 
 Violation codes (stable, deduplicated, at most 50 per event):
     status:unexpected:<code>              status not in `status` (no list: any 2xx is expected)
+    status:undocumented:<code>            an OpenAPI handoff: the operation documents no such status (nor default)
     schema:<pointer>:<keyword>            response body breaks response_schema, e.g. schema:/status:enum
     request:schema:<pointer>:<keyword>    request body breaks request_schema, e.g. request:schema:/amount:required
     body:not_json | body:empty            the contract needs the response body and it is not JSON / absent
     request:body:not_json | request:body:empty
     assert:<name> | assert_error:<name>   assertion falsy / raised
     echo:missing:<field> | echo:mismatch:<field>
+    request:path|query|header:<name>:<keyword>, request:content_type:<type>, body:content_type:<type>
+                                          an OpenAPI handoff's parameters and content types (validate/openapi)
     validator_error:<ExceptionName>       the validator itself failed (isolated; evaluate() never raises)
     request:validator_error:<ExceptionName>
 <pointer> is the RFC 6901 pointer of the instance location ('' for the root) with array indices as
@@ -116,6 +119,14 @@ class CompiledContract:
         self._echo = tuple(self._compile_echo(f, source) for f in contract.echo)
         self._needs_body = self._resp_validator is not None or bool(self._echo) or any(a.reads_body for a in self._asserts)
         self._interp = TreeInterpreter()
+
+    @property
+    def has_request_schema(self) -> bool:
+        return self._req_validator is not None
+
+    @property
+    def has_response_schema(self) -> bool:
+        return self._resp_validator is not None
 
     # -- compile ---------------------------------------------------------------------------------
 

@@ -106,3 +106,51 @@ def _walk_unknown(value: Any, shape: Shape, path: str, out: dict[str, None], dep
         for v in value:
             if type(v) in (dict, list):
                 _walk_unknown(v, items, sub, out, depth + 1)
+
+
+def shape_in(root: dict[str, Any], pointer: str, memo: dict[int, Shape | None]) -> Shape | None:
+    """The shape of the schema at `pointer` (`#/a/b`) of `root`, one Shape per schema node shared through `memo`.
+
+    For large documents whose schemas reach each other (a vendor's OpenAPI document): `shape_of` would rebuild a
+    shared schema at every place it is used, exponentially in the depth; here each is built once, cycles included.
+    """
+    node: Any = root
+    for part in (p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")[1:]):
+        node = node.get(part) if isinstance(node, dict) else None
+    return _shape_shared(node, root, memo)
+
+
+def _shape_shared(node: Any, root: dict[str, Any], memo: dict[int, Shape | None]) -> Shape | None:
+    node = _deref(node, root)
+    if not isinstance(node, dict):
+        return None
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    shape = Shape({}, False)
+    memo[key] = shape  # placed before recursing: a schema that reaches itself shares this object
+    parts = [node] + [_deref(s, root) for k in ("allOf", "anyOf", "oneOf") for s in node.get(k) or () if isinstance(s, dict)]
+    described = opened = False
+    patterns: list[re.Pattern[str] | None] = []
+    for p in parts:
+        if isinstance(p.get("properties"), dict):
+            described = True
+            for k, sub in p["properties"].items():
+                shape.props[k] = shape.props.get(k) or _shape_shared(sub, root, memo)
+        if isinstance(p.get("required"), list) and described:
+            for k in p["required"]:
+                shape.props.setdefault(str(k), None)
+        if isinstance(p.get("patternProperties"), dict):
+            described = True
+            patterns += [_compile_re(rx) for rx in p["patternProperties"]]
+        if isinstance(p.get("additionalProperties"), dict) and p["additionalProperties"]:
+            opened = True
+        if isinstance(p.get("items"), dict):
+            shape.items = shape.items or _shape_shared(p["items"], root, memo)
+    if not described and shape.items is None:
+        shape.open = True  # whoever reached it through a cycle holds this object: open, as "no shape" means
+        memo[key] = None
+        return None
+    shape.open = opened or not described
+    shape.patterns = tuple(x for x in patterns if x is not None)
+    return shape

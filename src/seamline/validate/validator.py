@@ -20,6 +20,8 @@ from seamline.outcomes import GUARD_REPLAYED, NONE, REPLAYED, SEAMLINE_REFUSAL_C
 from seamline.validate.classify import Classification, classify, classify_own_answer
 from seamline.validate.contracts import CompiledContract, Evaluation, compile_contract
 from seamline.validate.expressions import ContractError
+from seamline.validate.openapi.contract import EAGER_OPERATIONS, CompiledDocument, OperationContract
+from seamline.validate.openapi.derive import openapi_specs
 
 
 def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -35,7 +37,7 @@ class Validator:
 
     def __init__(self, config: Config, source: str = "seamline.yaml") -> None:
         self.config = config
-        self.contracts: dict[str, CompiledContract] = {}
+        self.contracts: dict[str, CompiledContract | OperationContract] = {}
         for name, h in config.handoffs.items():
             if h.contract is None or isinstance(h.contract, str):
                 continue
@@ -43,10 +45,33 @@ class Validator:
                 self.contracts[name] = compile_contract(name, h.contract, source)
             except ContractError as e:
                 raise ConfigError(str(e)) from None
+        self._openapi_contracts(config, source)
         self._enforced = {n for n, c in self.contracts.items() if c.enforce == "request"}
+
+    def _openapi_contracts(self, config: Config, source: str) -> None:
+        """Handoffs bound to an OpenAPI operation: the operation's contract, the config's own composed in."""
+        specs = openapi_specs(config)
+        self.documents = {up: CompiledDocument(doc, up) for up, doc in specs.documents.items()}
+        for up, compiled in self.documents.items():
+            if len(compiled.doc.operations) <= EAGER_OPERATIONS:
+                try:
+                    compiled.compile_all()
+                except Exception as e:  # noqa: BLE001 - jsonschema-rs refuses a schema: a config error naming it
+                    where = f"{source}: upstreams.{up}.openapi: {compiled.doc.file}"
+                    raise ConfigError(f"{where}: a schema does not compile: {e}") from None
+        for name in specs.bindings:
+            op = specs.operation(name)
+            assert op is not None
+            inner = self.contracts.get(name)
+            assert inner is None or isinstance(inner, CompiledContract)
+            self.contracts[name] = OperationContract(name, op, self.documents[specs.bindings[name][0]], inner)
 
     def enforces_request(self, handoff: str) -> bool:
         return handoff in self._enforced
+
+    def enforces_parameters(self, handoff: str) -> bool:
+        """Is a request without a body checked before forwarding too (an OpenAPI operation's parameters)?"""
+        return handoff in self._enforced and isinstance(self.contracts[handoff], OperationContract)
 
     def rejects(self, handoff: str, request_violations: list[str]) -> bool:
         """The live path's 422 decision: the contract's own (`CompiledContract.rejects`), never a validator crash."""
@@ -60,6 +85,7 @@ class Validator:
             "path": target.path if target else "",
             "headers": _lower(ex.request_headers) if headers is None else headers,
             "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target else {},
+            "raw_query": target.query if target else "",  # OpenAPI array parameters repeat keys; not seen by expressions
             "body": body,
         }
 

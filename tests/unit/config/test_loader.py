@@ -3,6 +3,8 @@ resolved next to the config, and every error naming the file, the field and what
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from support.config_yaml import error_of, write
 
 from seamline.config.loader import load_config
@@ -56,3 +58,32 @@ def test_missing_contract_file_is_named(tmp_path):
         )
     )
     assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg
+
+
+def test_openapi_operations_become_handoffs_and_the_configs_own_extend_them(tmp_path):
+    from seamline.validate.openapi import openapi_specs
+
+    doc = Path(__file__).resolve().parents[3] / "examples" / "openapi" / "petstore-expanded.yaml"
+    (tmp_path / "seamline.yaml").write_text(
+        f"""
+upstreams:
+  pets: {{base_url: "https://petstore.swagger.io/v2", openapi: "{doc}"}}
+handoffs:
+  my.add: {{upstream: pets, match: "POST /pets"}}
+  my.delete: {{upstream: pets, match: "DELETE /pets/{{petId}}", safety: never_repeat}}
+"""
+    )
+    cfg = load_config(tmp_path / "seamline.yaml")
+    assert set(cfg.handoffs) == {"my.add", "my.delete", "pets.findPets", "pets.find_pet_by_id"}
+    assert cfg.handoffs["pets.find_pet_by_id"].match == "GET /pets/{id}"
+    assert cfg.handoffs["my.add"].safety == "never_repeat"  # POST's default, the config set none
+    assert cfg.handoffs["my.delete"].safety == "never_repeat"  # the config's own wins over DELETE's safe_to_repeat
+    specs = openapi_specs(cfg)
+    assert specs.operation("my.add").operation_id == "addPet"
+    assert specs.derived == {"pets.findPets", "pets.find_pet_by_id"}
+
+
+def test_openapi_file_not_found_names_the_config_key_and_the_fix(tmp_path):
+    (tmp_path / "seamline.yaml").write_text('upstreams:\n  a: {base_url: "https://a.example", openapi: nope.yaml}\n')
+    msg = error_of(tmp_path / "seamline.yaml")
+    assert "seamline.yaml: upstreams.a.openapi:" in msg and "nope.yaml: file not found" in msg and "relative to the config" in msg

@@ -77,3 +77,28 @@ def test_a_call_whose_body_the_record_no_longer_holds_counts_the_drift_recorded_
     assert create.rechecked == 0
     assert {(f.kind, f.item) for f in create.sorted_findings()} == {("unknown_field", "tier"), ("missing_field", "email")}
     assert report.has_drift()
+
+
+def test_an_upstreams_openapi_document_is_the_reference_of_its_derived_handoffs():
+    from pathlib import Path
+
+    from seamline.config.loader import load_config
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "openapi" / "seamline.yaml"
+    cfg = load_config(str(example))
+    url = "https://petstore.swagger.io/v2/pets/7"
+    rows = [
+        call("pets.find_pet_by_id", url, {"id": 7, "name": "Rex", "tag": "dog"}, method="GET", status=200),
+        call("pets.find_pet_by_id", url, {"id": 7, "name": "Rex", "color": "brown"}, method="GET", status=200),
+        call("pets.find_pet_by_id", url, {"id": 7}, method="GET", status=200),
+    ]
+    for row in rows:
+        row["response_content_type"] = "application/json"
+    report = DriftReport(Validator(cfg, source=str(example)).contracts)
+    report.extend(rows)
+    pets = report.handoffs["pets.find_pet_by_id"]
+    assert (pets.reference, pets.rechecked) == ("contract", 3)
+    assert {(f.kind, f.item, f.count) for f in pets.sorted_findings()} == {
+        ("unknown_field", "color", 1),
+        ("missing_field", "name", 1),
+    }

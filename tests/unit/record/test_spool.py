@@ -130,3 +130,26 @@ def test_disappearing_directory_fails_append_with_spool_error(tmp_path: Path) ->
     d.write_text("now a file")
     with pytest.raises(SpoolError):
         spool.append(batch(1))
+
+
+def test_a_batch_acknowledged_elsewhere_is_skipped_written_or_not(tmp_path: Path) -> None:
+    """Write-ahead copies (the Recorder's max_unacked_ms): skipped once their own insert was acknowledged."""
+    spool = Spool(tmp_path, 1 << 20)
+    spool.open()
+    spool.append(Batch("tok-0", 1, b"[0]", since=5.0))
+    spool.append(Batch("tok-1", 1, b"[1]", since=6.0))
+    assert spool.oldest_since == 5.0
+    spool.skip("tok-0")  # written, then acknowledged: not replayed
+    spool.skip("tok-2")  # acknowledged before it reached the disk: not written
+    spool.append(Batch("tok-2", 1, b"[2]", since=7.0))
+    assert spool.records == 2
+    assert [b.token for b in drain(spool)] == ["tok-1"]
+    assert spool.records == 0 and spool.oldest_since is None
+    # After a crash the skips are gone: the copy is replayed (and ClickHouse drops it by its token).
+    spool.append(Batch("tok-3", 1, b"[3]"))
+    spool.skip("tok-3")
+    spool.close()
+    again = Spool(tmp_path, 1 << 20)
+    again.open()
+    assert again.oldest_since is not None
+    assert [b.token for b in drain(again)] == ["tok-3"]
