@@ -1,4 +1,4 @@
-"""The leak corpus (leak_corpus.py) recorded through the real event builder: leaked / probed must be 0.
+"""The leak corpus (corpus.py) recorded through the real event builder: leaked / probed must be 0.
 
 Each probe is one exchange built into the row that would be stored (EventBuilder.build, as the recorder does),
 with an upstream error text made safe as the proxy does (safe_error_text); the row is then searched for the
@@ -20,7 +20,7 @@ from seamline.config.models import Capture, Config
 from seamline.event.build import EventBuilder
 from seamline.exchange import BodyTap, Exchange
 from seamline.validate.validator import Validator
-from unit.capture.leak_corpus import CARRIERS, KINDS, NEGATIVES, Kind, Probe, carry, probes
+from leaks.corpus import CARRIERS, KINDS, NEGATIVES, Kind, Probe, carry, probes
 
 CONFIG = Config.model_validate({"upstreams": {"api": {"base_url": "https://api.example.com"}}, "storage": {"enabled": False}})
 BUILDER = EventBuilder(CONFIG, "test", Validator(CONFIG))
