@@ -127,7 +127,10 @@ def build_request_path(
             validator=validator,
             echo_headers=correlate.echo_headers,
             via=via.value,
-            retries=Retries(config, spans, metrics.registry, lambda text: safe_error_text(text, policy)),
+            retries=Retries(
+                config, spans, metrics.registry, lambda text: safe_error_text(text, policy),
+                guards=(*limit, circuit),  # each attempt: a token (waiting first), then the breaker's admission
+            ),  # fmt: skip
         ),
         response=response,
         done=(spans, circuit, metrics, bodies),
