@@ -56,3 +56,16 @@ def test_missing_contract_file_is_named(tmp_path):
         )
     )
     assert "handoffs.b.charge.contract" in msg and "nope.yaml" in msg
+
+
+def test_the_retry_key_on_is_a_key_not_a_yaml_1_1_boolean(tmp_path):
+    # The README's example, as written: YAML 1.1 reads a bare `on` as True, which made this config invalid.
+    text = (
+        "upstreams:\n  crm:\n    base_url: https://api.crm.example\n"
+        "    retry: {attempts: 4, deadline: 5s, on: [connect, 502, 503, 504, 429], max_retry_after: 10s}\n"
+        "    circuit_breaker: {enabled: true}\n"
+    )
+    cfg = load_config(write(tmp_path, text))
+    retry = cfg.upstreams["crm"].retry
+    assert retry is not None and retry.on == ["connect", 502, 503, 504, 429] and retry.attempts == 4
+    assert cfg.upstreams["crm"].circuit_breaker.enabled is True  # true/false are still booleans
