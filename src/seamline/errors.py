@@ -147,6 +147,13 @@ class RateLimitedLocally(ProxyError):
         self.headers["Retry-After"] = str(retry_after_s)
 
 
+class ClientDisconnected(ProxyError):
+    """The client closed its connection while Seamline held its call (a retry's backoff, a rate-limit queue): the
+    call goes no further, and this answer reaches nobody; it is recorded (nginx's 499 "client closed request")."""
+
+    status, slug, title, error_class = 499, "client-disconnected", "The client went away", o.CLIENT_DISCONNECTED
+
+
 class UpstreamError(ProxyError):
     status, slug, title, error_class = 502, "upstream-unreachable", "Upstream unreachable", o.CONNECT
 

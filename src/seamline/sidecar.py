@@ -70,10 +70,11 @@ class Sidecar:
         self.rate_limit = RateLimitStage.from_config(cfg, self.registry)
         recording = recorder is not None or cfg.storage.enabled
         self.redis = open_redis(cfg)  # the guards' shared state (None: in-process); connects at start()
+        self.dedup_store = build_store(self.redis)
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
             validator=self.validator, instance=self.instance, after=(self.record,) if recording else (), redis=self.redis,
-            dedup_store=build_store(self.redis),
+            dedup_store=self.dedup_store,
             rate_limit=self.rate_limit,
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
@@ -171,6 +172,7 @@ class Sidecar:
         if self.rate_limit is not None:
             await self.rate_limit.close()
         await self.deadlines.stop()
+        await self.dedup_store.close()
         if self.redis is not None:
             await self.redis.close()
         if self.offload is not None:

@@ -15,6 +15,18 @@ from pydantic import BaseModel, ValidationError
 from seamline.config.models import Config, Contract, Handoff
 
 
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true/false. YAML 1.1 (PyYAML's default) also reads on/off/yes/no as booleans, so
+    the retry key `on` (`retry: {on: [connect, 503]}`) became `True` and the config was refused."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 class ConfigError(Exception):
     """A configuration problem, already phrased for a person: file, field, fix."""
 
@@ -107,7 +119,7 @@ def load_config(path: str | os.PathLike[str] | None, *, overrides: dict[str, Any
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{source}: cannot read ({e})") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=YamlLoader)  # a SafeLoader (no arbitrary objects)
         except yaml.YAMLError as e:
             raise ConfigError(f"{source}: not valid YAML: {e}") from None
         if loaded is None:
@@ -175,7 +187,7 @@ def _resolve_contract_files(cfg: Config, base: Path, source: str) -> Config:
             cpath = (base / h.contract).resolve()
             where = f"{source}: handoffs.{name}.contract"
             try:
-                raw = yaml.safe_load(cpath.read_text(encoding="utf-8"))
+                raw = yaml.load(cpath.read_text(encoding="utf-8"), Loader=YamlLoader)  # a SafeLoader (no arbitrary objects)
             except FileNotFoundError:
                 raise ConfigError(f"{where}: contract file {cpath} not found; give a path relative to the config file") from None
             except yaml.YAMLError as e:

@@ -437,7 +437,10 @@ class Config(BaseSettings):
         "redis://redis:6379/0; unset: in-process state.",
     )
     redis_timeout: Duration = Field(
-        0.5, gt=0, description="Longest a guard waits for Redis before treating it as down (then each guard's policy)."
+        2.0,
+        gt=0,
+        description="Longest a guard waits for Redis before treating it as down (then each guard's policy); "
+        "2 s: a burst of 200 guarded calls saw Redis round trips up to ~1.5 s on a loaded host (bench/redis_rtt.py).",
     )
     # What the loader read from the upstreams' `openapi` documents (seamline.validate.openapi.OpenAPISpecs): set by
     # `derive_handoffs`, carried by model_copy and pickling (to the engine process), never a config key.

@@ -27,6 +27,10 @@ mid-way) or a 5xx status. Not a failure, and not a success: Seamline's own refus
 forwarded) and a client that went away before an answer came (a probe slot it held is given back). Every other
 answer (2xx-4xx, 429 included) is a success: the upstream is up and answering.
 
+Each attempt of a retried call is a call of its own here (`seamline.guards.retry.AttemptGuard`): an attempt that
+is retried is counted when it ends, and once the breaker opens the retries stop (the client gets the upstream's
+own last answer); attempt 2..N is admitted like any call (a half-open probe slot included) or answered 503.
+
 State lives in this process, one breaker per upstream per replica, as in Envoy: each Seamline judges its own view
 of the upstream (N replicas may send up to N × `half_open_probes` probes). Outcomes of calls admitted before the
 last state change are ignored (each change starts a new generation), so a slow call from the closed period cannot
@@ -42,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -53,6 +57,9 @@ from seamline.config.guards import CircuitBreaker
 from seamline.config.models import Config
 from seamline.exchange import Exchange
 from seamline.proxy.inbound import Inbound
+
+if TYPE_CHECKING:
+    from seamline.guards.retry import Attempted
 
 log = logging.getLogger("seamline.guards.circuit")
 
@@ -213,11 +220,16 @@ def _state_value(br: Breaker) -> float:
 
 def judge(ex: Exchange) -> Result:
     """What a finished exchange says about its upstream (see the module docstring). Pure."""
-    if ex.error_class in o.TRANSPORT_CLASSES or ex.status >= 500:
+    return judge_result(ex.status, ex.error_class)
+
+
+def judge_result(status: int, error_class: str) -> Result:
+    """What one call's status (0: none) and error class say about its upstream. Pure."""
+    if error_class in o.TRANSPORT_CLASSES or status >= 500:
         return "failure"
-    if ex.status:
+    if status:
         return "success"
-    if ex.error_class == o.SERVER_ERROR:  # no status: the upstream's answer was not HTTP
+    if error_class == o.SERVER_ERROR:  # no status: the upstream's answer was not HTTP
         return "failure"
     return "ignored"  # Seamline refused it, or the client left before an answer
 
@@ -248,6 +260,23 @@ class CircuitGuard:
             self._state.labels(name).set_function(partial(_state_value, br))
 
     def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
+        self._admit(ex)
+
+    def before_retry(self, ex: Exchange, http: web.BaseRequest | None, budget_s: float) -> None:
+        """Attempt ≥ 2 of a retried call: admitted like any call, or 503 circuit-open (not sent)."""
+        self._admit(ex)
+
+    def retrying(self, ex: Exchange, a: Attempted) -> bool:
+        """An attempt that would be retried: its result counts now; no retry once the breaker is open."""
+        entry = self._admitted.pop(id(ex), None)
+        if entry is None:
+            return True
+        br, admission = entry
+        status = a.response.status if a.response is not None else 0
+        br.record(admission, judge_result(status, a.error.error_class if a.error is not None else o.NONE))
+        return br.current_state() is not State.OPEN
+
+    def _admit(self, ex: Exchange) -> None:
         br = self.breakers.get(ex.upstream)
         if br is None:
             return

@@ -140,12 +140,21 @@ def fingerprints(method: str, path_qs: str, body: bytes) -> tuple[str, str]:
     return hashlib.sha256(f"{method} {path_qs}".encode()).hexdigest(), hashlib.sha256(body).hexdigest()
 
 
+def sent_unanswered(ex: Exchange) -> bool:
+    """The attempt may have reached the upstream and no answer came back (a timeout, a reset after sending). Pure."""
+    return not ex.status and not ex.not_sent and ex.error_class not in _NOT_FORWARDED
+
+
 def settled(ex: Exchange, claim: Entry, fits: Callable[[int], bool]) -> Entry | None:
-    """What the call's result leaves in the store: its response, known, unknown, or None (release). Pure."""
+    """What the call's result leaves in the store: its response, known, unknown, or None (release). Pure.
+
+    A retried call (`safe_to_repeat` with dedup on) is judged by its last attempt, which the client got; but the
+    claim is released only when no attempt may have acted unseen: an earlier attempt that was sent and got no answer
+    makes the result unknown, whatever came after (an answered 502/503/504/429 is one the retry policy repeats)."""
     keep = ex.replay_capture
     if keep is not None and keep.status:  # the upstream answered: the request was taken
         if keep.status == 429:
-            return None  # rate limited: the upstream did not act on it, a retry may go
+            return _released(ex, claim)  # rate limited: the upstream did not act on it, a retry may go
         if keep.complete and not keep.tap.truncated:
             body = keep.tap.data
             if fits(len(body)):
@@ -157,9 +166,24 @@ def settled(ex: Exchange, claim: Entry, fits: Callable[[int], bool]) -> Entry | 
             why = "its response was not received whole"
         return replace(claim, state="known", status=keep.status, why=why)
     if ex.not_sent or ex.error_class in _NOT_FORWARDED:
-        return None
-    what = "a timeout" if ex.error_class == o.TIMEOUT else f"a {ex.error_class} failure"
-    return replace(claim, state="unknown", why=f"it got no answer from the upstream after it was sent ({what})")
+        return _released(ex, claim)
+    return replace(claim, state="unknown", why=f"it got no answer from the upstream after it was sent ({_failure(ex)})")
+
+
+def _released(ex: Exchange, claim: Entry) -> Entry | None:
+    """None (release the claim), unless an earlier attempt of a retried call was sent and got no answer."""
+    for prior in ex.prior_attempts:
+        if sent_unanswered(prior):
+            why = (
+                f"its attempt {prior.attempt} got no answer from the upstream after it was sent ({_failure(prior)}); "
+                f"the last attempt (attempt {ex.attempt}) did not change that"
+            )
+            return replace(claim, state="unknown", why=why)
+    return None
+
+
+def _failure(ex: Exchange) -> str:
+    return "a timeout" if ex.error_class == o.TIMEOUT else f"a {ex.error_class} failure"
 
 
 class Dedup:
@@ -360,8 +384,14 @@ class Dedup:
             if not await self.store.settle(skey, raw, result.encode() if result is not None else None, policy.window_s):
                 log.warning("dedup: the claim of event %s was replaced before it settled", claim.event_id)
         except StoreDown as e:
-            # Left in flight: once its lease passes, duplicates get 409 outcome-unknown (never a repeat).
-            log.warning("dedup: could not store the result of event %s: %s", claim.event_id, e)
+            # The Redis store keeps it in the process and writes it again (seamline.guards.dedup_store): this
+            # replica's duplicates are answered from it; other replicas see the claim in flight until it lands.
+            log.warning(
+                "dedup: could not store the result of event %s (%s); kept in this process and written again when the "
+                "store answers: until then other replicas answer its duplicates 409 in flight (outcome-unknown after its "
+                "lease)", claim.event_id, e,
+                extra={"event_id": claim.event_id, "handoff": ex.handoff},
+            )  # fmt: skip
 
 
 def _always(size: int) -> bool:

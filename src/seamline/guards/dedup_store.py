@@ -9,12 +9,22 @@ Two stores with one contract: in-process (`MemoryDedupStore`, the default) and R
 replicas: the claim is `SET key value NX PX window` in a MULTI with the GET of what is there; settling compares the
 owner's claim and sets or deletes in one Lua script, so a late owner never overwrites what another wrote). Entries
 hold UNREDACTED upstream responses for the window (README, "Duplicate guard").
+
+Redis failing just when a result is stored would leave the claim in flight, and once its lease passed every
+duplicate would get 409 outcome-unknown for a call whose result this replica knows. So a result that could not be
+written is kept in the process (`RedisDedupStore.unsettled`, bounded) and written again in the background until
+Redis takes it (the same compare-and-set: a claim another owner took since is left alone); meanwhile this
+replica's duplicates are answered from it (a replay, even while Redis is down), other replicas see the claim in
+flight until it lands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -24,6 +34,10 @@ import orjson
 from seamline.guards.redis_state import RedisDown, SharedRedis
 
 State = Literal["in_flight", "done", "known", "unknown"]
+
+log = logging.getLogger("seamline.guards.dedup")
+UNSETTLED_MAX = 10_000  # results kept for a Redis that failed to take them; past it the oldest is given up (logged)
+RESETTLE_S = (0.1, 0.25, 0.5, 1.0, 2.0)  # the waits between attempts to write them again (the last one repeats)
 
 
 class StoreDown(Exception):
@@ -74,6 +88,9 @@ class DedupStore(Protocol):
     async def settle(self, key: str, claim: bytes, result: bytes | None, ttl_s: float) -> bool:
         """Replace our own claim with `result` (None: delete it); False when the key holds something else now."""
 
+    async def close(self) -> None:
+        """Stop what the store runs in the background (at the sidecar's stop)."""
+
 
 class MemoryDedupStore:
     """In-process entries with expiry; bounded by `max_bytes` (past it a result is kept without its body)."""
@@ -111,6 +128,9 @@ class MemoryDedupStore:
     def fits(self, size: int) -> bool:
         return self.bytes + size <= self.max_bytes
 
+    async def close(self) -> None:
+        """Nothing runs in the background."""
+
     async def claim(self, key: str, claim: bytes, ttl_s: float) -> bytes | None:
         now = self.clock()
         self._prune(now)
@@ -143,10 +163,63 @@ return 1
 class RedisDedupStore:
     """Entries in the shared Redis, so replicas never both forward one key."""
 
-    def __init__(self, redis: SharedRedis) -> None:
+    def __init__(self, redis: SharedRedis, clock: Callable[[], float] = time.monotonic) -> None:
         self.redis = redis
+        self.clock = clock
+        # key → (our claim, the result, its TTL, when it expires): results Redis failed to take, oldest first.
+        self.unsettled: OrderedDict[str, tuple[bytes, bytes | None, float, float]] = OrderedDict()
+        self._resettle: asyncio.Task[None] | None = None
 
     async def claim(self, key: str, claim: bytes, ttl_s: float) -> bytes | None:
+        held = self.unsettled.get(key)
+        if held is not None and held[3] > self.clock() and held[1] is not None:
+            return held[1]  # this replica knows the result Redis has not taken yet: answer from it
+        return await self._claim(key, claim, ttl_s)
+
+    async def settle(self, key: str, claim: bytes, result: bytes | None, ttl_s: float) -> bool:
+        try:
+            return await self._settle(key, claim, result, ttl_s)
+        except StoreDown:
+            self._keep(key, claim, result, ttl_s)
+            raise
+
+    def _keep(self, key: str, claim: bytes, result: bytes | None, ttl_s: float) -> None:
+        self.unsettled[key] = (claim, result, ttl_s, self.clock() + ttl_s)
+        self.unsettled.move_to_end(key)
+        while len(self.unsettled) > UNSETTLED_MAX:
+            lost, _ = self.unsettled.popitem(last=False)
+            log.warning("dedup: too many results waiting for Redis; one is given up (its claim stays in flight)",
+                        extra={"key": lost})  # fmt: skip
+        if self._resettle is None:
+            self._resettle = asyncio.get_running_loop().create_task(self._write_again())
+
+    async def _write_again(self) -> None:
+        """Write the kept results until Redis takes them all (each a compare-and-set on our own claim)."""
+        try:
+            tries = 0
+            while self.unsettled:
+                await asyncio.sleep(RESETTLE_S[min(tries, len(RESETTLE_S) - 1)])
+                tries += 1
+                for key, (claim, result, _, until) in list(self.unsettled.items()):
+                    left = until - self.clock()
+                    if left > 0:
+                        try:
+                            await self._settle(key, claim, result, left)
+                        except StoreDown:
+                            break  # still down: wait, then try the rest again
+                    if self.unsettled.get(key, (b"",))[0] == claim:  # not replaced by a newer one meanwhile
+                        del self.unsettled[key]
+            log.warning("dedup: Redis took the results it had missed (after %d tries)", tries)
+        finally:
+            self._resettle = None
+
+    async def close(self) -> None:
+        task = self._resettle
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _claim(self, key: str, claim: bytes, ttl_s: float) -> bytes | None:
         async def op(r: Any) -> bytes | None:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.set(key, claim, nx=True, px=max(1, int(ttl_s * 1000)))
@@ -159,7 +232,7 @@ class RedisDedupStore:
         except RedisDown as e:
             raise StoreDown(str(e)) from None
 
-    async def settle(self, key: str, claim: bytes, result: bytes | None, ttl_s: float) -> bool:
+    async def _settle(self, key: str, claim: bytes, result: bytes | None, ttl_s: float) -> bool:
         args = (claim, result or b"", max(1, int(ttl_s * 1000)))
         try:
             # EVAL, not EVALSHA: a restarted Redis has no script cache, and the script is a few hundred bytes.

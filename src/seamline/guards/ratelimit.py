@@ -30,7 +30,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -45,7 +45,11 @@ from seamline.config.models import Config
 from seamline.exchange import Exchange
 from seamline.proxy.inbound import Inbound
 from seamline.proxy.stage import Headers
+from seamline.proxy.waits import sleep_while_connected
 from seamline.validate.classify import parse_retry_after
+
+if TYPE_CHECKING:
+    from seamline.guards.retry import Attempted
 
 log = logging.getLogger("seamline.guards.ratelimit")
 
@@ -79,6 +83,11 @@ class TokenBucket:
         """Seconds until `reserve(…, max_wait)` would succeed."""
         tat = self.tat if self.tat > now else now
         return max(0.0, tat - self.tolerance - now - max_wait)
+
+    def give_back(self, taken: float) -> None:
+        """Return the slot a reservation took (`taken`: the tat it left), if no later reservation came after it."""
+        if self.tat == taken:
+            self.tat -= self.interval
 
     def pause(self, until: float) -> None:
         """No slot before `until`; after it, one call at once and then the sustained rate (no burst)."""
@@ -299,29 +308,51 @@ class RateLimitStage:
         lim = self.limits.get(ex.upstream)
         if lim is None:
             return None
+        return self._take(lim, ex, http, lim.max_wait)
+
+    def before_retry(self, ex: Exchange, http: web.BaseRequest | None, budget_s: float) -> Awaitable[None] | None:
+        """Attempt ≥ 2 of a retried call takes a token of its own, waiting within what is left of the retry deadline."""
+        lim = self.limits.get(ex.upstream)
+        if lim is None:
+            return None
+        return self._take(lim, ex, http, min(lim.max_wait, budget_s))
+
+    def retrying(self, ex: Exchange, a: Attempted) -> bool:
+        """An attempt that is retried never reaches the response stages: its 429 pauses the bucket here."""
+        if a.response is not None and a.response.status == 429:
+            lim = self.limits.get(ex.upstream)
+            if lim is not None:
+                self._pause(lim, a.response.headers.get("Retry-After"))
+        return True
+
+    def _take(self, lim: UpstreamLimit, ex: Exchange, http: web.BaseRequest | None, max_wait: float) -> Awaitable[None] | None:
+        """Take a token now (None), or the wait for one within `max_wait` (awaitable), or raise the 429."""
         now = self.clock()
         if self.link.client is not None:
             if self.link.usable(now):
-                return self._shared(lim, ex, now)
+                return self._shared(lim, ex, http, now, max_wait)
             lim.fallbacks += 1  # Redis is down: this replica decides alone
-        wait = lim.bucket.reserve(now, lim.max_wait)
+        wait = lim.bucket.reserve(now, max_wait)
         if wait == 0.0:  # the fast path: a token was there
             lim.immediate += 1
             return None
         if wait < 0.0:
             raise lim.refuse(ex, lim.bucket.retry_after(now, lim.max_wait), 0.0)
-        return self._sleep(lim, ex, now, wait, shared=False)
+        return self._sleep(lim, ex, http, now, wait, max_wait, taken=lim.bucket.tat)
 
-    async def _shared(self, lim: UpstreamLimit, ex: Exchange, start: float) -> None:
-        wait = await self._take_shared(lim, ex, start, lim.max_wait)
-        shared = wait is not None
+    async def _shared(
+        self, lim: UpstreamLimit, ex: Exchange, http: web.BaseRequest | None, start: float, max_wait: float
+    ) -> None:
+        wait = await self._take_shared(lim, ex, start, max_wait)
+        taken: float | None = None  # the local slot taken (its bucket's tat after it), to give back if the client leaves
         if wait is None:  # Redis did not answer: the local bucket decides, within what is left of max_wait
             lim.fallbacks += 1
             now = self.clock()
-            wait = lim.bucket.reserve(now, max(0.0, lim.max_wait - (now - start)))
+            wait = lim.bucket.reserve(now, max(0.0, max_wait - (now - start)))
             if wait < 0.0:
                 raise lim.refuse(ex, lim.bucket.retry_after(now, lim.max_wait), now - start)
-        await self._sleep(lim, ex, start, wait, shared=shared)
+            taken = lim.bucket.tat
+        await self._sleep(lim, ex, http, start, wait, max_wait, taken=taken)
 
     async def _take_shared(self, lim: UpstreamLimit, ex: Exchange, start: float, budget: float) -> float | None:
         """Seconds until this call's slot in the shared bucket (waiting at most `budget`); None when Redis failed;
@@ -331,7 +362,7 @@ class RateLimitStage:
             assert self.shared is not None  # the link is usable only with a client
             fut = self.shared.send(lim.key, (interval, tolerance, round(budget * 1e6), 0))
             assert fut is not None
-            async with asyncio.timeout(min(self.redis_timeout, lim.max_wait) or self.redis_timeout):
+            async with asyncio.timeout(min(self.redis_timeout, budget) or self.redis_timeout):
                 got = await fut
         except (RedisError, OSError, TimeoutError) as e:
             self.link.failed(self.clock(), e)
@@ -344,30 +375,51 @@ class RateLimitStage:
             raise lim.refuse(ex, max(0.0, (-1 - got) / 1e6 - (lim.max_wait - budget)), self.clock() - start)
         return got / 1e6
 
-    async def _sleep(self, lim: UpstreamLimit, ex: Exchange, start: float, wait: float, *, shared: bool) -> None:
+    async def _sleep(
+        self,
+        lim: UpstreamLimit,
+        ex: Exchange,
+        http: web.BaseRequest | None,
+        start: float,
+        wait: float,
+        max_wait: float,
+        *,
+        taken: float | None,
+    ) -> None:
+        """Wait for the slot taken (`taken`: the local bucket's tat after it; None for a shared slot)."""
         queued = wait > 0.0
-        if queued:
-            await asyncio.sleep(wait)
-        now = self.clock()
-        # The upstream said 429 while this call waited: its slot was handed out before the pause, so it takes a new
-        # one after it, within what is left of its max_wait.
-        while lim.bucket.paused_until > now:
-            queued = True
-            again: float | None = None
-            if shared and lim.bucket.paused_until - start <= lim.max_wait:
-                # the shared bucket may not hold the pause yet (it is sent without waiting): take after it ends
-                await asyncio.sleep(lim.bucket.paused_until - now)
-                now = self.clock()
-                again = await self._take_shared(lim, ex, start, max(0.0, lim.max_wait - (now - start)))
-            if again is None:
-                again = lim.bucket.reserve(now, lim.max_wait - (now - start))  # a slot after the pause
-                if again < 0.0:
-                    raise lim.refuse(ex, lim.bucket.retry_after(now, lim.max_wait), now - start)
-            await asyncio.sleep(again)
+        shared = taken is None
+        try:
+            if queued:
+                await sleep_while_connected(http, wait)
             now = self.clock()
+            # The upstream said 429 while this call waited: its slot was handed out before the pause, so it takes a
+            # new one after it, within what is left of its max_wait.
+            while lim.bucket.paused_until > now:
+                queued = True
+                again: float | None = None
+                taken = None  # the slot before the pause is spent
+                if shared and lim.bucket.paused_until - start <= max_wait:
+                    # the shared bucket may not hold the pause yet (it is sent without waiting): take after it ends
+                    await sleep_while_connected(http, lim.bucket.paused_until - now)
+                    now = self.clock()
+                    again = await self._take_shared(lim, ex, start, max(0.0, max_wait - (now - start)))
+                if again is None:
+                    again = lim.bucket.reserve(now, max_wait - (now - start))  # a slot after the pause
+                    if again < 0.0:
+                        raise lim.refuse(ex, lim.bucket.retry_after(now, lim.max_wait), now - start)
+                    taken = lim.bucket.tat
+                await sleep_while_connected(http, again)
+                now = self.clock()
+        except errors.ClientDisconnected:
+            # Nobody will use the slot: a local one is given back when no later call took one after it.
+            if taken is not None:
+                lim.bucket.give_back(taken)
+            ex.guard, ex.guard_wait_s = o.GUARD_RATE_QUEUED, ex.guard_wait_s + (self.clock() - start)
+            raise
         if queued:
             lim.waited(now - start)
-            ex.guard, ex.guard_wait_s = o.GUARD_RATE_QUEUED, now - start
+            ex.guard, ex.guard_wait_s = o.GUARD_RATE_QUEUED, ex.guard_wait_s + (now - start)
         else:
             lim.immediate += 1
 
@@ -379,8 +431,11 @@ class RateLimitStage:
         lim = self.limits.get(ex.upstream)
         if lim is None:
             return
-        value = next((v for k, v in ex.response_headers if k.lower() == "retry-after"), None)
-        seconds = min(parse_retry_after(value, time.time()), lim.max_pause)
+        self._pause(lim, next((v for k, v in ex.response_headers if k.lower() == "retry-after"), None))
+
+    def _pause(self, lim: UpstreamLimit, retry_after: str | None) -> None:
+        """The upstream's own 429: no slot before its Retry-After ends (cut to max_pause), on every replica."""
+        seconds = min(parse_retry_after(retry_after, time.time()), lim.max_pause)
         if seconds <= 0.0:
             return
         lim.bucket.pause(self.clock() + seconds)

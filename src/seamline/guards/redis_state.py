@@ -4,6 +4,12 @@ start and closed at its stop (`Sidecar` owns it), every command bounded by `redi
 A Redis that is down (refused, reset) or frozen (SIGSTOP, a stalled network) looks the same to a guard: `RedisDown`
 within `redis_timeout`, then that guard's own policy (fail_open or fail_closed). redis-py's own retries are off, so
 a frozen Redis costs one timeout, not four.
+
+The connections are a blocking pool of `POOL_SIZE`: a burst of calls waits (within `redis_timeout`) for a free
+connection instead of failing. redis-py's default pool (100 connections) raises `MaxConnectionsError` at once past
+that, and opening a hundred connections together costs the event loop more than the commands: with 200 concurrent
+guarded calls on a busy 2-core machine, half of them got 503 guard-store-unavailable from a Redis that was up
+(bench/redis_rtt.py has the numbers; README, Guards).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from seamline.config.models import Config
 
 T = TypeVar("T")
 
+POOL_SIZE = 32  # connections to Redis per sidecar; each command holds one for a round trip (well under a millisecond)
+
 
 class RedisDown(Exception):
     """Redis did not answer in time, refused the connection or failed the command."""
@@ -34,9 +42,11 @@ class SharedRedis:
         self.timeout = timeout
         # No connection is made here (the client connects on its first command): a Redis that is down at start-up
         # must not stop the sidecar from starting, and the stages can hold the client (or its scripts) from the start.
-        self._client: aioredis.Redis | None = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), retry_on_timeout=False
-        )
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+        )  # fmt: skip
+        self._client: aioredis.Redis | None = aioredis.Redis(connection_pool=pool)
 
     async def start(self) -> None:
         """Kept for the composition root's symmetry; the client exists from construction."""
@@ -64,7 +74,7 @@ class SharedRedis:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
 
 
 def open_redis(config: Config) -> SharedRedis | None:

@@ -21,19 +21,29 @@ instrumentation also logs a warning and counts into the process-global Prometheu
 Each attempt is its own event and CLIENT span: the attempt that is followed by another is released (its body read
 when small, for the record) and never reaches the client, and is kept in `Exchange.prior_attempts` (guard
 `retried`), recorded by the same after stages as the last one. `may_retry` is the one decision ("may this outcome
-be retried?"), the seam for the circuit breaker.
+be retried?"), taken once per attempt.
+
+The guards that count calls see every attempt, not one result per exchange (`AttemptGuard`, given in request-path
+order): an attempt the policy would retry is handed to each (`retrying`: the circuit breaker records its result and
+stops the retries once it opens, so the client gets that attempt's own answer; the rate limit is paused by its 429),
+and before attempt 2..N each may wait or refuse (`before_retry`: the rate limit takes a token, waiting within what is
+left of the deadline; the breaker admits the attempt or answers 503 circuit-open). A client that disconnects during
+a backoff ends the call there: the next attempt is recorded not sent, `client_disconnected`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Protocol
 
 import aiohttp
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_random_exponential
@@ -46,6 +56,9 @@ from seamline.exchange import Exchange
 from seamline.proxy.netguard import RefusedAddress, find_refusal
 from seamline.proxy.routing import Target
 from seamline.proxy.spans import Spans
+from seamline.proxy.waits import sleep_while_connected
+
+log = logging.getLogger("seamline.guards.retry")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})  # RFC 9110 §9.2.2
 UNSAFE_BY_DEFAULT = frozenset({"POST", "PATCH"})  # not retried unless the handoff says safe_to_repeat
@@ -91,6 +104,21 @@ class Attempted:
     error: errors.ProxyError | None = None
     reason: str = ""  # connect | timeout | the status, when the policy lists it
     retry_after: float | None = None  # the upstream's Retry-After, in seconds
+    again: bool | None = None  # `Retries.may_retry`'s verdict, once taken (it has side effects on the guards)
+
+
+class AttemptGuard(Protocol):
+    """A guard that counts upstream calls, told of each attempt of a retried call (see the module docstring)."""
+
+    name: str
+
+    def retrying(self, ex: Exchange, a: Attempted) -> bool:
+        """An attempt the policy would retry has ended (`ex` still describes it): take its result. False stops the
+        retries: the client gets this attempt's answer."""
+
+    def before_retry(self, ex: Exchange, http: web.BaseRequest | None, budget_s: float) -> Awaitable[None] | None:
+        """Attempt ≥ 2 is about to be sent (`ex` describes it): wait at most `budget_s` (what is left of the deadline),
+        or raise a `ProxyError` to answer instead of sending it."""
 
 
 def failure_reason(exc: BaseException, err: errors.ProxyError) -> str:
@@ -136,8 +164,16 @@ class RetryMetrics:
 class Retries:
     """The retry guard: which calls may be retried (`policy_for`), and the attempts (`run`)."""
 
-    def __init__(self, config: Config, spans: Spans, registry: CollectorRegistry, safe: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        spans: Spans,
+        registry: CollectorRegistry,
+        safe: Callable[[str], str],
+        guards: Sequence[AttemptGuard] = (),
+    ) -> None:
         self.spans = spans
+        self.guards = tuple(guards)
         self.metrics = RetryMetrics(registry)
         self._safe = safe
         self._other = {n: RetryPolicy.from_config(u.retry) for n, u in config.upstreams.items()}
@@ -161,10 +197,20 @@ class Retries:
         return policy
 
     def may_retry(self, ex: Exchange, policy: RetryPolicy, a: Attempted) -> bool:
-        """The one decision: may this attempt's outcome be retried? (The attempt cap and deadline are the schedule's.)"""
-        if not a.reason:
-            return False
-        return a.retry_after is None or a.retry_after <= policy.max_retry_after
+        """The one decision: may this attempt's outcome be retried? (The attempt cap and deadline are the schedule's.)
+        Taken once per attempt: an outcome the policy would retry is handed to every attempt guard, which may stop it."""
+        if a.again is not None:
+            return a.again
+        again = bool(a.reason) and (a.retry_after is None or a.retry_after <= policy.max_retry_after)
+        if again:
+            for guard in self.guards:  # every guard sees the attempt, whatever the one before it said
+                try:
+                    if not guard.retrying(ex, a):
+                        again = False
+                except Exception:  # a broken guard must not break the call: logged, the retry goes on
+                    log.exception("%s: retrying hook failed", guard.name, extra={"run_id": ex.run_id, "stage": guard.name})
+        a.again = again
+        return again
 
     def classify(self, policy: RetryPolicy, a: Attempted, exc: BaseException | None = None) -> Attempted:
         """Fill in why `a` may be retried under `policy` (its reason and the upstream's Retry-After)."""
@@ -180,8 +226,15 @@ class Retries:
                 a.reason = reason
         return a
 
-    async def run(self, ex: Exchange, policy: RetryPolicy, attempt: Callable[[], Awaitable[Attempted]]) -> Attempted:
-        """Attempts until one may not be retried, the attempt cap, or the deadline; returns the last one's outcome."""
+    async def run(
+        self,
+        ex: Exchange,
+        policy: RetryPolicy,
+        attempt: Callable[[], Awaitable[Attempted]],
+        http: web.BaseRequest | None = None,
+    ) -> Attempted:
+        """Attempts until one may not be retried, the attempt cap, or the deadline; returns the last one's outcome.
+        `http`: the client's request, whose connection a backoff or a guard's wait watches (None: not watched)."""
         started = time.monotonic()
         first = await attempt()
         if not self.may_retry(ex, policy, first):
@@ -201,11 +254,25 @@ class Retries:
             self.metrics.retries.labels(ex.upstream, a.reason).inc()
             waits.append(rs.upcoming_sleep)
 
+        async def backoff_sleep(seconds: float) -> None:
+            t = time.monotonic()
+            try:
+                await sleep_while_connected(http, seconds)
+            except errors.ClientDisconnected:
+                # The next attempt is never sent: it is recorded as such (its wait, not sent, client_disconnected).
+                self._begin_retry(ex, time.monotonic() - t)
+                waits.pop()
+                ex.not_sent = True
+                raise
+
         async def one() -> Attempted:
             if made:
                 return made.pop()
             self._begin_retry(ex, waits.pop())
-            return await attempt()
+            refused = await self._before_retry(ex, http, policy.deadline - (time.monotonic() - started))
+            a = refused if refused is not None else await attempt()
+            self.may_retry(ex, policy, a)
+            return a
 
         retrying = AsyncRetrying(
             # The deadline counts from the first attempt's start; tenacity's clock starts now.
@@ -214,6 +281,7 @@ class Retries:
             retry=retry_if_result(lambda a: self.may_retry(ex, policy, a)),
             before_sleep=released,
             retry_error_callback=lambda rs: rs.outcome.result(),  # type: ignore[union-attr]  # stopped: the last outcome
+            sleep=backoff_sleep,
         )
         last: Attempted = await retrying(one)
         if ex.prior_attempts:
@@ -221,6 +289,22 @@ class Retries:
             ok = resp is not None and resp.status < 500 and resp.status != 429
             self.metrics.retried_calls.labels(ex.upstream, "recovered" if ok else "failed").inc()
         return last
+
+    async def _before_retry(self, ex: Exchange, http: web.BaseRequest | None, budget: float) -> Attempted | None:
+        """The attempt guards' say before attempt ≥ 2 is sent: None to send it, or its outcome (a guard's refusal)."""
+        for guard in self.guards:
+            try:
+                waiting = guard.before_retry(ex, http, max(0.0, budget))
+                if waiting is not None:
+                    t = time.monotonic()
+                    await waiting
+                    budget -= time.monotonic() - t
+            except errors.ProxyError as err:
+                ex.not_sent = True
+                return Attempted(error=err, again=False)
+            except Exception:  # a broken guard must not break the call: logged, the attempt goes
+                log.exception("%s: before_retry hook failed", guard.name, extra={"run_id": ex.run_id, "stage": guard.name})
+        return None
 
     def _begin_retry(self, ex: Exchange, waited: float) -> None:
         """The failed attempt becomes its own record; the exchange becomes the next attempt, with its own span."""

@@ -127,7 +127,8 @@ def build_request_path(
             validator=validator,
             echo_headers=correlate.echo_headers,
             via=via.value,
-            retries=Retries(config, spans, metrics.registry, lambda text: safe_error_text(text, policy)),
+            # each attempt: a token (waiting first), then the breaker's admission
+            retries=Retries(config, spans, metrics.registry, partial(safe_error_text, policy=policy), guards=(*limit, circuit)),
         ),
         response=response,
         done=(spans, circuit, metrics, bodies),

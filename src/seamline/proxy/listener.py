@@ -129,7 +129,7 @@ class ListenerAppRunner(web.AppRunner):
 class ListenerProtocol(RequestHandler):
     """One client connection: header deadline, connection cap, and Seamline's answers for unreadable requests."""
 
-    __slots__ = ("_counted", "_head_started", "_header_timer", "_listener")
+    __slots__ = ("_counted", "_head_started", "_header_timer", "_listener", "_lost")
 
     def __init__(self, manager: Listener, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -137,6 +137,7 @@ class ListenerProtocol(RequestHandler):
         self._header_timer: asyncio.TimerHandle | None = None
         self._head_started = False
         self._counted = False
+        self._lost: asyncio.Future[None] | None = None  # made on demand (`lost()`): done when the connection closes
 
     def _peer(self) -> str:
         peer = self.peername
@@ -154,7 +155,18 @@ class ListenerProtocol(RequestHandler):
         if not within:
             self._arm_header_timer()  # shed soon: it gets header_timeout to send its request, from now
 
+    def lost(self) -> asyncio.Future[None]:
+        """Done once this connection is closed: a guard that holds a call (a backoff, a queue) stops waiting for a
+        client that left (aiohttp cancels no handler for that: `handler_cancellation` is off)."""
+        if self._lost is None:
+            self._lost = self._loop.create_future()
+            if self.transport is None:
+                self._lost.set_result(None)
+        return self._lost
+
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         self._cancel_header_timer()
         if self._counted:
             self._counted = False

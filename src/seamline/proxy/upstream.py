@@ -149,7 +149,7 @@ class UpstreamCall:
         if policy is not None:
             assert self.retries is not None
             try:
-                last = await self.retries.run(ex, policy, partial(self._attempt, ex, policy, headers, data))
+                last = await self.retries.run(ex, policy, partial(self._attempt, ex, policy, headers, data), http)
             finally:
                 if timing is not None:
                     timing.answered = True

@@ -87,3 +87,16 @@ def test_openapi_file_not_found_names_the_config_key_and_the_fix(tmp_path):
     (tmp_path / "seamline.yaml").write_text('upstreams:\n  a: {base_url: "https://a.example", openapi: nope.yaml}\n')
     msg = error_of(tmp_path / "seamline.yaml")
     assert "seamline.yaml: upstreams.a.openapi:" in msg and "nope.yaml: file not found" in msg and "relative to the config" in msg
+
+
+def test_the_retry_key_on_is_a_key_not_a_yaml_1_1_boolean(tmp_path):
+    # The README's example, as written: YAML 1.1 reads a bare `on` as True, which made this config invalid.
+    text = (
+        "upstreams:\n  crm:\n    base_url: https://api.crm.example\n"
+        "    retry: {attempts: 4, deadline: 5s, on: [connect, 502, 503, 504, 429], max_retry_after: 10s}\n"
+        "    circuit_breaker: {enabled: true}\n"
+    )
+    cfg = load_config(write(tmp_path, text))
+    retry = cfg.upstreams["crm"].retry
+    assert retry is not None and retry.on == ["connect", 502, 503, 504, 429] and retry.attempts == 4
+    assert cfg.upstreams["crm"].circuit_breaker.enabled is True  # true/false are still booleans
