@@ -61,13 +61,16 @@ def handoff_health_sql(filters: str = "1=1") -> str:
     return (
         f"SELECT handoff, count() AS calls, {HTTP_SUCCESS_PCT} AS http_success_pct, "
         f"{BUSINESS_SUCCESS_PCT} AS business_success_pct, "
-        f"countIf({IS_VALIDATED}) AS validated, countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures, "
+        f"countIf({IS_VALIDATED}) AS validated, countIf(outcome = '{o.OK}') AS ok, "
+        f"countIf(outcome = '{o.SILENT_FAILURE}') AS silent_failures, "
         f"countIf({IS_FAILED}) AS failed, countIf({IS_REFUSED}) AS refused, "
         f"round(quantileIf(0.5)(duration_ms, {IS_UPSTREAM_CALL}), 1) AS p50_ms, "
         f"round(quantileIf(0.95)(duration_ms, {IS_UPSTREAM_CALL}), 1) AS p95_ms, "
         f"arrayElement(topKIf(1)(error_class, {HAS_ERROR_CLASS}), 1) AS top_error_class, "
         f"countIf({IS_RATE_LIMITED}) AS rate_limited, countIf({IS_AUTH_EXPIRED}) AS auth_expired, "
-        f"countIf({IS_DUPLICATE_PREVENTED}) AS duplicates_prevented "
+        f"countIf({IS_DUPLICATE_PREVENTED}) AS duplicates_prevented, "
+        # The most recent failed run: where on-call clicks first.
+        f"argMaxIf(run_id, ts, {IS_RUN_FAILED} AND run_id != '') AS last_failed_run "
         f"FROM {HANDOFFS} WHERE $__timeFilter(ts) AND {filters} GROUP BY handoff "
         "ORDER BY business_success_pct ASC NULLS LAST, http_success_pct ASC NULLS LAST, failed DESC, handoff"
     )
@@ -77,7 +80,8 @@ def handoff_trend_sql(filters: str = "1=1") -> str:
     """Per handoff and `$__interval_s` bucket (from the rollup): calls (`volume`; `calls` is the rollup column) and
     business success, for sparklines."""
     return (
-        f"SELECT $__timeInterval(minute) AS time, handoff, sum(calls) AS volume, {R_BUSINESS_SUCCESS_PCT} AS business_success_pct "
+        f"SELECT $__timeInterval(minute) AS time, handoff, sum(calls) AS volume, "
+        f"{R_BUSINESS_SUCCESS_PCT} AS business_success_pct "
         f"FROM {ROLLUP} WHERE $__timeFilter(minute) AND {filters} GROUP BY time, handoff ORDER BY time, handoff"
     )
 
