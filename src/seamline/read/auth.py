@@ -133,7 +133,8 @@ class AdminAuth:
         headers = {"Location": target, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
         resp = web.Response(status=303, headers=headers)
         value = session_value(self.token, int(self.clock()) + self.ttl)
-        for name, path in ((COOKIE, COOKIE_PATH), (OVERVIEW_COOKIE, OVERVIEW_PATH)):
+        # The run pages' cookie last: clients that fold both Set-Cookie headers into one line still parse it whole.
+        for name, path in ((OVERVIEW_COOKIE, OVERVIEW_PATH), (COOKIE, COOKIE_PATH)):
             resp.set_cookie(name, value, max_age=self.ttl, path=path, httponly=True, samesite="Strict", secure=request.secure)
         return resp
 
