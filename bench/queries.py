@@ -1,6 +1,8 @@
 """Run-lookup and one-hour aggregation latency for candidate `handoffs` layouts at 1M and 10M rows (chdb).
 
-Usage: python bench/queries.py [--sizes 1000000,10000000] [--layouts A,C,G,K,I] [--rounds 3] [--path DIR]
+Usage: python bench/queries.py [--sizes 1000000,10000000] [--layouts A,C,G,K,I] [--rounds 3] [--path DIR] [--overview]
+`--overview` also times the handoff-overview query of /handoffs and `seamline top` (seamline.read.sql, the same text
+the Grafana overview runs) over 15m, 1h, 24h and 7d windows ending now.
 Rows are generated inside ClickHouse (INSERT … SELECT FROM numbers()), ~2.2 KB each (two ~1 KB JSON bodies),
 200-row runs spread over 10 minutes, 20 handoffs, 6 days of data. Each query: 1 warm-up, then the median of 7
 different runs / hours, in interleaved rounds across layouts (the median of the rounds is reported), after background
@@ -16,7 +18,10 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from seamline.read.macros import expand
+from seamline.read.sql import handoff_health_sql
 from seamline.record.schema import (
     HANDOFFS_INDEXES,
     HANDOFFS_ORDER_BY,
@@ -189,6 +194,21 @@ async def measure(store, table: str, total_rows: int, now_us: int) -> dict[str, 
     }
 
 
+OVERVIEW_WINDOWS = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 604800}
+
+
+async def measure_overview(store, table: str, now_us: int, repeats: int = 5) -> dict[str, float]:
+    """Median latency of the overview's per-handoff query for each window ending now (one warm-up each), in ms."""
+    sql = handoff_health_sql().replace("FROM handoffs ", f"FROM {table} ")
+    to = datetime.fromtimestamp(now_us / 1e6, UTC)
+    out = {}
+    for name, seconds in OVERVIEW_WINDOWS.items():
+        text = expand(sql, frm=to - timedelta(seconds=seconds), to=to)
+        await timed(store, text, {})
+        out[name] = statistics.median([(await timed(store, text, {}))[0] for _ in range(repeats)])
+    return out
+
+
 async def load(store, key: str, start: int, target: int, now_us: int) -> float:
     """Create (when start == 0) and fill layout `key` up to `target` rows; seconds spent."""
     lay, table = LAYOUTS[key], f"h_{key}"
@@ -214,6 +234,7 @@ async def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measuring rounds per size")
     ap.add_argument("--path", default=os.environ.get("SEAMLINE_BENCH_CHDB", "/tmp/seamline-bench-queries"))
     ap.add_argument("--keep", action="store_true", help="keep the tables after measuring")
+    ap.add_argument("--overview", action="store_true", help="also time the handoff overview query per window")
     args = ap.parse_args()
     store = await open_store(f"chdb://{args.path}", DB)
     now_us = int(time.time() * 1e6)
@@ -248,6 +269,10 @@ async def main() -> int:
                 f"load_avg={os.getloadavg()[0]:.1f}  [{LAYOUTS[key].doc}]",
                 flush=True,
             )
+            if args.overview:
+                ov = await measure_overview(store, f"{DB}.h_{key}", now_us)
+                shown = "  ".join(f"{w}={ms:.1f} ms" for w, ms in ov.items())
+                print(f"{key} rows={size:>10,} overview {shown}", flush=True)
         done = size
     if not args.keep:
         for key in keys:

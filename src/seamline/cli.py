@@ -1,4 +1,4 @@
-"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, contracts, demo."""
+"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, top, alerts, contracts, demo."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from seamline import __version__
 from seamline.config.loader import ConfigError, load_config_or_report
 from seamline.demo import cli as demo_cli
 from seamline.learn import cli as learn_cli
-from seamline.read import terminal
+from seamline.read import alerts_cli, terminal, top
 from seamline.record import cli as record_cli
 
 # Subcommands contributed by other modules, each through add_parsers(subparsers), in `--help` order:
-# migrate, schema (record); trace, runs (read); contracts (learn); demo.
-_SUBCOMMANDS = (record_cli, terminal, learn_cli, demo_cli)
+# migrate, schema (record); trace, runs, top, alerts (read); contracts (learn); demo.
+_SUBCOMMANDS = (record_cli, terminal, top, alerts_cli, learn_cli, demo_cli)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

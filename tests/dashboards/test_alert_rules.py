@@ -14,6 +14,7 @@ from dashboards_engine import handoff, insert_handoffs, insert_health, new_datab
 from support.clock import utc_now
 
 from seamline.dashboards import alerts
+from seamline.read import alerting
 
 # Evaluation time: now (rows older than the 30-day TTL would be dropped), on a whole minute like the per-minute
 # rollup the baselines read, so each call falls in the minute bucket it was placed in.
@@ -37,6 +38,14 @@ def evaluate(client: Any, uid: str, at: datetime = T) -> dict[tuple[tuple[str, s
         value = float(row["value"])
         firing = value > spec.threshold if spec.op == "gt" else value < spec.threshold
         out[labels] = (value, firing)
+    # `seamline alerts check` runs the same text (the plugin's expansion) and judges every series the same way.
+    assert alerting.rule_sql(spec, at) == sql
+    ours = {
+        tuple(sorted((k, v) for k, v in ev.labels.items() if k not in spec.static_labels)): (ev.value, ev.firing)
+        for ev in alerting.evaluate_rows(spec, rows)
+        if ev.value is not None
+    }
+    assert ours == out
     return out
 
 

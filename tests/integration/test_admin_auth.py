@@ -16,11 +16,11 @@ from support.handoff_rows import fresh_store, handoff_row, insert_rows
 from support.rawhttp import raw_request
 
 from seamline.cli import build_parser
-from seamline.read.auth import COOKIE, session_value
+from seamline.read.auth import COOKIE, OVERVIEW_COOKIE, session_value
 
 TOKEN = secrets.token_urlsafe(32)
 WRONG = secrets.token_urlsafe(32)
-PROTECTED = ["/api/runs", "/api/runs/order-1", "/api/calls", "/runs", "/runs/order-1"]
+PROTECTED = ["/api/runs", "/api/runs/order-1", "/api/calls", "/runs", "/runs/order-1", "/handoffs", "/api/handoffs"]
 
 
 @pytest.fixture
@@ -203,3 +203,19 @@ async def test_trace_and_runs_send_the_token_from_env_file_or_config(guarded, mo
     assert code == 0 and "billing.charge" in out
     code, out, _ = await _cli("runs", "--since", "1h")  # ./seamline.yaml, found on its own
     assert code == 0 and "order-1" in out
+
+
+async def test_the_alert_check_needs_the_token_and_the_overview_page_shares_the_session(guarded):
+    _, client = guarded
+    _assert_401(await client.get("/api/alerts"), wrong=False)
+    ok = await client.get("/api/alerts", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and "evaluations" in ok.json()
+    form = await client.get("/handoffs", headers={"Accept": "text/html"})
+    assert form.status_code == 401 and 'name="next" value="/handoffs"' in form.text
+    signed = await client.post("/login", data={"token": TOKEN, "next": "/handoffs?since=24h"})
+    assert signed.status_code == 303 and signed.headers["location"] == "/handoffs?since=24h"
+    cookies = {c.split("=", 1)[0]: c for c in signed.headers.get_list("set-cookie")}
+    overview = SimpleCookie(cookies[OVERVIEW_COOKIE])[OVERVIEW_COOKIE]
+    assert overview["path"] == "/handoffs" and overview["httponly"] and overview["samesite"] == "Strict"
+    page = await client.get("/handoffs?since=24h", headers={"Cookie": f"{OVERVIEW_COOKIE}={overview.value}"})
+    assert page.status_code == 200 and "billing.charge" in page.text

@@ -14,13 +14,13 @@ from urllib.parse import quote
 
 import pytest
 
+from leaks.corpus import CARRIERS, KINDS, NEGATIVES, Kind, Probe, carry, probes
 from seamline.capture.error_text import safe_error_text
 from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Capture, Config
 from seamline.event.build import EventBuilder
 from seamline.exchange import BodyTap, Exchange
 from seamline.validate.validator import Validator
-from leaks.corpus import CARRIERS, KINDS, NEGATIVES, Kind, Probe, carry, probes
 
 CONFIG = Config.model_validate({"upstreams": {"api": {"base_url": "https://api.example.com"}}, "storage": {"enabled": False}})
 BUILDER = EventBuilder(CONFIG, "test", Validator(CONFIG))

@@ -25,6 +25,7 @@ class Page:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._waiters: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []  # every event received (method, params), in order
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -35,6 +36,7 @@ class Page:
             if "id" in data and data["id"] in self._pending:
                 self._pending.pop(data["id"]).set_result(data)
             elif "method" in data:
+                self.events.append((data["method"], data.get("params", {})))
                 for name, fut in list(self._waiters):
                     if name == data["method"] and not fut.done():
                         fut.set_result(data.get("params", {}))
@@ -73,6 +75,19 @@ class Page:
     async def click(self, x: float, y: float) -> None:
         for kind in ("mousePressed", "mouseReleased"):
             await self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def problems(self) -> list[dict[str, Any]]:
+        """Console errors/warnings, uncaught exceptions and browser log errors (CSP violations among them) so far;
+        needs `Runtime.enable` and `Log.enable` before the navigation."""
+        out = []
+        for method, params in self.events:
+            if method == "Runtime.exceptionThrown" or (
+                method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert")
+            ):
+                out.append(params)
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in ("error", "warning"):
+                out.append(params["entry"])
+        return out
 
     async def close(self) -> None:
         self._reader.cancel()

@@ -8,17 +8,30 @@ from grafana_foundation_sdk.builders import dashboard as dsb
 from grafana_foundation_sdk.models import dashboard as dm
 
 from seamline.dashboards.panels import dashboard_links
+from seamline.read.grafana_ids import (
+    DRIFT_UID,
+    HEALTH_UID,
+    OVERVIEW_UID,
+    RUN_VIEW_UID,
+    RUN_VIEW_URL,
+    RUNS_UID,
+    RUNS_URL,
+    UPSTREAMS_UID,
+)
 
-OVERVIEW_UID: Final = "seamline-overview"
-RUNS_UID: Final = "seamline-runs"
-RUN_VIEW_UID: Final = "seamline-run-view"
-UPSTREAMS_UID: Final = "seamline-upstreams"
-DRIFT_UID: Final = "seamline-drift"
-HEALTH_UID: Final = "seamline-health"
+__all__ = [
+    "DRIFT_UID",
+    "HEALTH_UID",
+    "OVERVIEW_UID",
+    "RUNS_UID",
+    "RUNS_URL",
+    "RUN_LINK",
+    "RUN_VIEW_UID",
+    "RUN_VIEW_URL",
+    "UPSTREAMS_UID",
+    "shell",
+]
 
-# Grafana resolves /d/<uid>/<anything>; the slug is cosmetic.
-RUN_VIEW_URL: Final = f"/d/{RUN_VIEW_UID}/run-view"
-RUNS_URL: Final = f"/d/{RUNS_UID}/runs"
 # A data link from a run_id cell to the run view, keeping the time range.
 RUN_LINK: Final = f"{RUN_VIEW_URL}?var-run_id=${{__value.raw}}&${{__url_time_range}}"
 

@@ -14,12 +14,14 @@ from seamline.dashboards.sql import (
     IS_FAILED,
     IS_REFUSED,
     IS_UPSTREAM_CALL,
-    IS_VALIDATED,
+    R_BUSINESS_SUCCESS_PCT,
+    ROLLUP,
+    handoff_health_sql,
+    handoff_trend_sql,
     var_filter,
     where,
 )
 
-ROLLUP = "handoffs_1m"
 VARS = ("tenant", "source_app", "upstream", "handoff")
 F = where(*VARS)
 # The rollup's time column is `minute`.
@@ -27,7 +29,7 @@ RF = where(*VARS, time_column="minute")
 
 # Rates from the per-minute rollup (outcome and error_class are rollup keys). Seamline's own refusals are left
 # out of both: the upstream never judged them (they have their own panel).
-R_BUSINESS = f"round(100 * sumIf(calls, outcome = '{o.OK}') / nullIf(sumIf(calls, {IS_VALIDATED}), 0), 2)"
+R_BUSINESS = R_BUSINESS_SUCCESS_PCT
 R_HTTP = (
     f"round(100 * (sumIf(calls, {IS_UPSTREAM_CALL}) - sumIf(status_4xx, {IS_UPSTREAM_CALL})"
     f" - sumIf(status_5xx, {IS_UPSTREAM_CALL}) - sumIf(calls, outcome = '{o.TRANSPORT_ERROR}'))"
@@ -101,6 +103,30 @@ def build() -> dsb.Dashboard:
             f"SELECT round(quantile(0.95)(duration_ms), 1) AS p95_ms FROM {HANDOFFS} WHERE {F} AND {IS_UPSTREAM_CALL}",
             unit="ms",
             w=4,
+        )
+    )
+
+    d = d.with_row(dsb.Row("Handoff health"))
+    d = d.with_panel(
+        table_panel(
+            ids,
+            "Handoff health",
+            handoff_health_sql(var_filter(*VARS)),
+            description="One row per handoff, worst first: the same query as Seamline's /handoffs page and `seamline top`.",
+            w=24,
+            h=8,
+            links={"handoff": ("Failed runs of this handoff", f"{RUNS_URL}?var-handoff=${{__value.raw}}&${{__url_time_range}}")},
+            units={"http_success_pct": "percent", "business_success_pct": "percent", "p50_ms": "ms", "p95_ms": "ms"},
+        )
+    )
+    d = d.with_panel(
+        time_series(
+            ids,
+            "Business success by handoff",
+            handoff_trend_sql(var_filter(*VARS)),
+            description="Per handoff and interval, from the per-minute rollup: the sparklines of /handoffs.",
+            unit="percent",
+            w=24,
         )
     )
 

@@ -1,5 +1,6 @@
 """Admin routes for reading runs: JSON under /api/runs (and the recorded calls under /api/calls), and a
-self-contained HTML run page under /runs."""
+self-contained HTML run page under /runs; the handoff overview (/handoffs, /api/handoffs) and the shipped alert rules
+evaluated now (/api/alerts)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import orjson
 from aiohttp import web
 
 from seamline.errors import problem
+from seamline.read import alerting, overview
 from seamline.read import queries as runs
 from seamline.read.auth import render_html
+from seamline.read.web import handoffs as handoffs_web
 from seamline.read.web import render
 
 log = logging.getLogger(__name__)
@@ -232,10 +235,62 @@ class RunsHandlers:
         return _html(render.runs_page(rows, form=form, nonce=nonce), nonce)
 
 
+def parse_window(query: Any) -> str:
+    since = str(query.get("since", overview.DEFAULT_WINDOW)).strip()
+    if since not in overview.WINDOWS:
+        raise ParamError(f"since: {since!r} is not a window of the overview (use one of {', '.join(overview.WINDOWS)})")
+    return since
+
+
+class OverviewHandlers:
+    """The handoff overview and the alert check, on the store's default database (the shared SQL is unqualified)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def api_handoffs(self, request: web.Request) -> web.Response:
+        try:
+            since = parse_window(request.query)
+        except ParamError as e:
+            return problem(400, "bad-request", "Malformed request", str(e))
+        try:
+            data = await overview.handoff_health(self.store, since)
+        except Exception as e:
+            log.exception("handoff overview failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not read the handoffs: {type(e).__name__}")
+        return _json(data)
+
+    async def page_handoffs(self, request: web.Request) -> web.Response:
+        nonce = secrets.token_urlsafe(16)
+        try:
+            since = parse_window(request.query)
+        except ParamError as e:
+            return _html(render.error_page(str(e)), nonce, status=400)
+        try:
+            data = await overview.handoff_health(self.store, since)
+        except Exception as e:
+            log.exception("handoff overview failed")
+            return _html(render.error_page(f"could not read the handoffs: {type(e).__name__}"), nonce, status=503)
+        return _html(handoffs_web.handoffs_page(data, nonce=nonce), nonce)
+
+    async def api_alerts(self, request: web.Request) -> web.Response:
+        try:
+            evaluations = await alerting.evaluate(self.store)
+        except Exception as e:
+            log.exception("alert evaluation failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not evaluate the rules: {type(e).__name__}")
+        alerts = [ev.as_dict() for ev in evaluations]
+        return _json({"firing": sum(1 for a in alerts if a["firing"]), "evaluations": alerts})
+
+
 def setup_routes(app: web.Application, store: Any, *, database: str | None = None) -> None:
-    """Register the run API and pages on the admin app."""
+    """Register the run API and pages, the handoff overview and the alert check on the admin app."""
     handlers = RunsHandlers(store, database=database)
     app[STORE_KEY] = store
+    health = OverviewHandlers(store)
+    app.router.add_get("/api/handoffs", health.api_handoffs)
+    app.router.add_get("/api/alerts", health.api_alerts)
+    app.router.add_get("/handoffs", health.page_handoffs)
     app.router.add_get("/api/runs", handlers.api_runs)
     app.router.add_get("/api/runs/{run_id:.+}", handlers.api_run)
     app.router.add_get("/api/calls", handlers.api_calls)

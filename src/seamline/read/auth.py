@@ -5,7 +5,8 @@
   posting the token to the login form the 401 page shows, or by opening a run page once with `?token=…` (then it is
   redirected to the same address without it, so the token leaves the address bar and the history).
 - The cookie holds an expiry and an HMAC of it keyed by the token (never the token): HttpOnly, SameSite=Strict,
-  Path=/runs; changing the token ends every session.
+  Path=/runs (and the same value as `seamline_admin_handoffs`, Path=/handoffs, for the overview page); changing the
+  token ends every session.
 - Without a token (loopback only, enforced by the config), the same routes answer only requests whose Host is a
   loopback name: a web page cannot read them through DNS rebinding.
 """
@@ -30,6 +31,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COOKIE = "seamline_admin"
 COOKIE_PATH = "/runs"
+# The same session for the overview page: a cookie's Path is a prefix, so /handoffs gets its own (same value).
+OVERVIEW_COOKIE = "seamline_admin_handoffs"
+OVERVIEW_PATH = "/handoffs"
+BROWSER_PATHS = (COOKIE_PATH, OVERVIEW_PATH)
 LOGIN_PATH = "/login"
 PROBES = frozenset({"/healthz", "/readyz"})
 _REALM = 'Bearer realm="seamline-admin"'
@@ -88,7 +93,7 @@ class AdminAuth:
                     "set admin.token to reach it under another name",
                 )
             return await handler(request)
-        if request.method == "GET" and "token" in request.query and request.path.startswith(COOKIE_PATH):
+        if request.method == "GET" and "token" in request.query and request.path.startswith(BROWSER_PATHS):
             return self._login_from_query(request)  # a link carrying the token: trade it for the cookie
         verdict = self._authenticate(request)
         if verdict is True:
@@ -102,7 +107,7 @@ class AdminAuth:
         if auth:
             scheme, _, offered = auth.partition(" ")
             return True if scheme.lower() == "bearer" and token_matches(self.token, offered.strip()) else None
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(COOKIE) or request.cookies.get(OVERVIEW_COOKIE)
         if cookie is not None:
             return True if session_valid(self.token, cookie, self.clock()) else None
         return False
@@ -127,15 +132,10 @@ class AdminAuth:
         assert self.token is not None
         headers = {"Location": target, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
         resp = web.Response(status=303, headers=headers)
-        resp.set_cookie(
-            COOKIE,
-            session_value(self.token, int(self.clock()) + self.ttl),
-            max_age=self.ttl,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="Strict",
-            secure=request.secure,
-        )
+        value = session_value(self.token, int(self.clock()) + self.ttl)
+        # The run pages' cookie last: clients that fold both Set-Cookie headers into one line still parse it whole.
+        for name, path in ((OVERVIEW_COOKIE, OVERVIEW_PATH), (COOKIE, COOKIE_PATH)):
+            resp.set_cookie(name, value, max_age=self.ttl, path=path, httponly=True, samesite="Strict", secure=request.secure)
         return resp
 
     def unauthorized(
@@ -144,7 +144,7 @@ class AdminAuth:
         """401: problem+json for programs, the login form for a browser on a run page; nothing of the request echoed."""
         challenge = _REALM + (', error="invalid_token"' if wrong else "")
         if html is None:
-            html = request.path.startswith(COOKIE_PATH) and "text/html" in request.headers.get("Accept", "")
+            html = request.path.startswith(BROWSER_PATHS) and "text/html" in request.headers.get("Accept", "")
         if html:
             nonce = secrets.token_urlsafe(16)
             target = local_next(next_path or URL.build(path=request.path, query=_without_token(request)).path_qs)

@@ -72,13 +72,14 @@ def _failed(summary: dict[str, Any]) -> str:
     return f"{failed} ({refused} refused)" if refused else str(failed)
 
 
-def _page(title: str, body: str, *, nonce: str, script: str = "") -> str:
+def page(title: str, body: str, *, nonce: str, script: str = "") -> str:
     js = f'<script nonce="{e(nonce)}">{script}</script>' if script else ""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · Seamline</title><style>{_asset('run.css')}</style></head>"
-        f'<body><header class="top"><a href="/runs">Seamline runs</a></header><main>{body}</main>{js}</body></html>'
+        '<body><header class="top"><a href="/runs">Seamline runs</a> <a href="/handoffs">Handoffs</a></header>'
+        f"<main>{body}</main>{js}</body></html>"
     )
 
 
@@ -150,7 +151,7 @@ def run_page(run: dict[str, Any], *, data_json: str, nonce: str) -> str:
         '<section id="detail" class="detail" hidden></section>'
         f'<script type="application/json" id="run-data">{script_json(data_json)}</script>'
     )
-    return _page(f"Run {run['run_id']}", body, nonce=nonce, script=_asset("run.js"))
+    return page(f"Run {run['run_id']}", body, nonce=nonce, script=_asset("run.js"))
 
 
 def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -> str:
@@ -192,16 +193,16 @@ def runs_page(rows: list[dict[str, Any]], *, form: dict[str, Any], nonce: str) -
             f"<tbody>{''.join(trs)}</tbody></table>"
         )
     title = "Recent failed runs" if form.get("failed") else "Recent runs"
-    return _page(title, f"<h1>{e(title)}</h1>{filters}{table}", nonce=nonce)
+    return page(title, f"<h1>{e(title)}</h1>{filters}{table}", nonce=nonce)
 
 
 def not_found_page(run_id: str) -> str:
     body = f"<h1>Run not found</h1><p>No handoffs are recorded for run <code>{e(run_id)}</code>.</p>"
-    return _page("Run not found", body, nonce="")
+    return page("Run not found", body, nonce="")
 
 
 def error_page(message: str) -> str:
-    return _page("Error", f"<h1>Cannot show this page</h1><p>{e(message)}</p>", nonce="")
+    return page("Error", f"<h1>Cannot show this page</h1><p>{e(message)}</p>", nonce="")
 
 
 def login_page(*, next_path: str, wrong: bool) -> str:
@@ -216,4 +217,4 @@ def login_page(*, next_path: str, wrong: bool) -> str:
         '<label>token <input type="password" name="token" autocomplete="current-password" required autofocus></label>'
         "<button>Sign in</button></form>"
     )
-    return _page("Admin token required", body, nonce="")
+    return page("Admin token required", body, nonce="")
