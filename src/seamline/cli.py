@@ -1,4 +1,4 @@
-"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, demo."""
+"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, replay, demo."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from seamline.config.loader import ConfigError, load_config_or_report
 from seamline.demo import cli as demo_cli
 from seamline.read import terminal
 from seamline.record import cli as record_cli
+from seamline.replay import cli as replay_cli
 
 # Subcommands contributed by other modules, each through add_parsers(subparsers), in `--help` order:
-# migrate, schema (record); trace, runs (read); demo.
-_SUBCOMMANDS = (record_cli, terminal, demo_cli)
+# migrate, schema (record); trace, runs (read); replay; demo.
+_SUBCOMMANDS = (record_cli, terminal, replay_cli, demo_cli)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
