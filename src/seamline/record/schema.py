@@ -196,7 +196,7 @@ def rollup_ddl(ctx: Ctx) -> list[str]:
     ]
 
 
-_GUARD_KEYS = ("handoff", "upstream", "tenant", "guard", "error_class", "outcome")
+_GUARD_KEYS = ("handoff", "upstream", "tenant", "source_app", "guard", "error_class", "outcome")
 # The rows a guard touched: a decision, a loop flag, a retry or replay attempt, or one of the guards' refusals.
 GUARDED_ROWS = (
     f"guard != '' OR loop_suspected OR retry_of != '' OR replay_of != '' OR error_class IN {sql_list(sorted(GUARD_CLASSES))}"
@@ -223,7 +223,7 @@ def _guards_select(ctx: Ctx, where: str) -> str:
 
 
 def guards_rollup_ddl(ctx: Ctx) -> list[str]:
-    """`guards_1m` (schema 3): what the guards did, per minute and handoff/upstream/tenant/guard/error_class/outcome,
+    """`guards_1m` (schema 3): what the guards did, per minute and handoff/upstream/tenant/source_app/guard/error_class/outcome,
     over the rows a guard touched only (`GUARDED_ROWS`); MV `guards_1m_mv` from `handoffs`.
 
     Read with sum(calls) (e.g. `guard IN DUPLICATES_PREVENTED`: duplicates prevented; error_class outcome_unknown:
@@ -257,7 +257,7 @@ def guards_rollup_ddl(ctx: Ctx) -> list[str]:
         f"    `guard_wait_max` SimpleAggregateFunction(max, Float64)\n"
         f")\nENGINE = {ctx.engine('guards_1m', 'AggregatingMergeTree')}\n"
         f"PARTITION BY toDate(minute)\n"
-        f"ORDER BY (handoff, minute, upstream, tenant, guard, error_class, outcome)\n"
+        f"ORDER BY (handoff, minute, upstream, tenant, source_app, guard, error_class, outcome)\n"
         f"TTL minute + INTERVAL {ctx.ttl_days} DAY\n"
         f"SETTINGS index_granularity = 8192{dedup}",
         *backfill,
