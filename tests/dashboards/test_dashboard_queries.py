@@ -67,12 +67,28 @@ def _guarded(i: int, at: Any) -> list[dict[str, Any]]:
         first,
         handoff("provisioning.create_account", at + 200 * ms, retry_of=first["event_id"], attempt=2, **common),
         handoff("billing.charge", at + 300 * ms, outcome="replayed", guard="replayed", **common),
-        handoff("billing.charge", at + 400 * ms, outcome="refused", status=409, error_class="outcome_unknown",
-                guard="blocked_unknown", **common),  # fmt: skip
-        handoff("email.send", at + 500 * ms, outcome="refused", status=503, error_class="circuit_open",
-                guard="circuit_open", **common),  # fmt: skip
-        handoff("crm.create_contact", at + 600 * ms, outcome="refused", status=429, error_class="loop_suspected",
-                guard="loop_blocked", loop_suspected=True, **common),  # fmt: skip
+        handoff(
+            "billing.charge",
+            at + 400 * ms,
+            outcome="refused",
+            status=409,
+            error_class="outcome_unknown",
+            guard="blocked_unknown",
+            **common,
+        ),
+        handoff(
+            "email.send", at + 500 * ms, outcome="refused", status=503, error_class="circuit_open", guard="circuit_open", **common
+        ),
+        handoff(
+            "crm.create_contact",
+            at + 600 * ms,
+            outcome="refused",
+            status=429,
+            error_class="loop_suspected",
+            guard="loop_blocked",
+            loop_suspected=True,
+            **common,
+        ),
         handoff("email.send", at + 700 * ms, replay_of=first["event_id"], **common),
     ]
 

@@ -114,7 +114,8 @@ def add_row(d: dsb.Dashboard, ids: PanelIds) -> dsb.Dashboard:
     d = d.with_panel(
         table_panel(
             ids, "Recovery by handoff",
-            f"SELECT if(g.handoff != '', g.handoff, r.handoff) AS handoff, g.duplicates_prevented, g.pauses, g.circuit_refusals, g.loops_stopped, "
+            f"SELECT if(g.handoff != '', g.handoff, r.handoff) AS handoff, g.duplicates_prevented, g.pauses, "
+            f"g.circuit_refusals, g.loops_stopped, "
             f"g.flagged AS loop_flagged, g.retried AS retried_calls, g.retry_success_pct, g.replays, g.replays_ok, "
             f"r.recoveries, r.avg_recovery_s, r.max_recovery_s FROM ("
             f"SELECT handoff, sumIf(calls, {IS_DUPLICATE_PREVENTED}) AS duplicates_prevented, "
