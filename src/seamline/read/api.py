@@ -151,6 +151,22 @@ class RunsHandlers:
         filters["since"] = runs.resolve_since(params["since"])
         return _json({"runs": rows, "count": len(rows), "filters": filters})
 
+    async def api_recovery(self, request: web.Request) -> web.Response:
+        """GET /api/recovery?since=1h: the recovery metrics over the window (seamline.read.recovery)."""
+        from seamline.read.recovery import recovery_metrics
+
+        try:
+            since = runs.resolve_since(parse_since(request.query.get("since", DEFAULT_SINCE)))
+        except ParamError as e:
+            return problem(400, "bad-request", "Malformed request", str(e))
+        lower = since or datetime.fromtimestamp(0, UTC)
+        try:
+            metrics = await recovery_metrics(self.store, lower)
+        except Exception as e:
+            log.exception("recovery metrics failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not read the metrics: {type(e).__name__}")
+        return _json({"since": lower, "metrics": metrics})
+
     async def page_run(self, request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
         nonce = secrets.token_urlsafe(16)
@@ -194,6 +210,7 @@ def setup_routes(app: web.Application, store: Any, *, database: str | None = Non
     handlers = RunsHandlers(store, database=database)
     app[STORE_KEY] = store
     app.router.add_get("/api/runs", handlers.api_runs)
+    app.router.add_get("/api/recovery", handlers.api_recovery)
     app.router.add_get("/api/runs/{run_id:.+}", handlers.api_run)
     app.router.add_get("/runs", handlers.page_runs)
     app.router.add_get("/runs/{run_id:.+}", handlers.page_run)
