@@ -1,4 +1,4 @@
-"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, top, alerts, contracts, demo."""
+"""`seamline` command line: serve, check-config, migrate, schema, trace, runs, top, alerts, contracts, replay, demo."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from seamline.demo import cli as demo_cli
 from seamline.learn import cli as learn_cli
 from seamline.read import alerts_cli, terminal, top
 from seamline.record import cli as record_cli
+from seamline.replay import cli as replay_cli
 
 # Subcommands contributed by other modules, each through add_parsers(subparsers), in `--help` order:
-# migrate, schema (record); trace, runs, top, alerts (read); contracts (learn); demo.
-_SUBCOMMANDS = (record_cli, terminal, top, alerts_cli, learn_cli, demo_cli)
+# migrate, schema (record); trace, runs, top, alerts (read); contracts (learn); replay; demo.
+_SUBCOMMANDS = (record_cli, terminal, top, alerts_cli, learn_cli, replay_cli, demo_cli)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from seamline.proxy.parse_errors import ThrottledLog
 from seamline.proxy.spans import Telemetry
 from seamline.proxy.websocket import WebSocketRelay
 from seamline.read.admin import create_admin_app
+from seamline.replay.mark import ReplayMarks
+from seamline.replay.service import Replayer
 from seamline.validate.validator import Validator
 
 log = logging.getLogger("seamline")
@@ -69,13 +71,15 @@ class Sidecar:
         self.offload: Any = None
         self.rate_limit = RateLimitStage.from_config(cfg, self.registry)
         recording = recorder is not None or cfg.storage.enabled
+        self.replay_marks = ReplayMarks()  # this process's secret: only its own replayer can mark a call a replay
+        self.replayer: Replayer | None = None
         self.redis = open_redis(cfg)  # the guards' shared state (None: in-process); connects at start()
         self.dedup_store = build_store(self.redis)
         self.path = build_request_path(
             cfg, forwarder=self.forwarder, websockets=self.websockets, metrics=self.metrics, telemetry=self.telemetry,
             validator=self.validator, instance=self.instance, after=(self.record,) if recording else (), redis=self.redis,
             dedup_store=self.dedup_store,
-            rate_limit=self.rate_limit,
+            rate_limit=self.rate_limit, replay_marks=self.replay_marks,
         )  # fmt: skip
         self.handler = ProxyHandler(cfg, self.path, self.metrics)
 
@@ -120,7 +124,9 @@ class Sidecar:
         self._runners.append(runner)
         self.proxy_port = _bound_port(runner)
         self.proxy_url = f"http://{_url_host(srv.host)}:{self.proxy_port}"
-        admin = create_admin_app(self.registry, self.readiness, self.store, access=cfg.admin)
+        if self.store is not None and self.recorder is not None:
+            self.replayer = Replayer(cfg, self.store, self.replay_marks, lambda: self.proxy_url, self.flush)
+        admin = create_admin_app(self.registry, self.readiness, self.store, access=cfg.admin, replayer=self.replayer)
         arunner = ListenerAppRunner(
             admin, name="admin", limits=limits, metrics=self.listener_metrics, throttle=self.listener_log,
             handle_signals=False, access_log=None,
@@ -167,6 +173,8 @@ class Sidecar:
         for r in reversed(self._runners):
             await r.cleanup()
         self._runners.clear()
+        if self.replayer is not None:
+            await self.replayer.close()
         await self.websockets.close()
         await self.forwarder.close()
         if self.rate_limit is not None:

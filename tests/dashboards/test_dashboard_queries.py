@@ -56,6 +56,43 @@ def _failure(i: int, name: str) -> dict[str, Any]:
     return {}
 
 
+def _guarded(i: int, at: Any) -> list[dict[str, Any]]:
+    """One run where each guard acts: a retried call that recovers, a duplicate replayed, a pause, a circuit-open
+    refusal (after an upstream failure), a loop stopped, and a replay."""
+    common = {"tenant": "acme", "source_app": "onboarding", "run_id": f"guarded-{i:04d}"}
+    first = handoff("provisioning.create_account", at, outcome="http_error", status=503, error_class="server_error",
+                    guard="retried", **common)  # fmt: skip
+    ms = timedelta(milliseconds=1)
+    return [
+        first,
+        handoff("provisioning.create_account", at + 200 * ms, retry_of=first["event_id"], attempt=2, **common),
+        handoff("billing.charge", at + 300 * ms, outcome="replayed", guard="replayed", **common),
+        handoff(
+            "billing.charge",
+            at + 400 * ms,
+            outcome="refused",
+            status=409,
+            error_class="outcome_unknown",
+            guard="blocked_unknown",
+            **common,
+        ),
+        handoff(
+            "email.send", at + 500 * ms, outcome="refused", status=503, error_class="circuit_open", guard="circuit_open", **common
+        ),
+        handoff(
+            "crm.create_contact",
+            at + 600 * ms,
+            outcome="refused",
+            status=429,
+            error_class="loop_suspected",
+            guard="loop_blocked",
+            loop_suspected=True,
+            **common,
+        ),
+        handoff("email.send", at + 700 * ms, replay_of=first["event_id"], **common),
+    ]
+
+
 def _dataset() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows = []
     for i in range(40):  # 40 runs over the last 6 hours, each calling the four handoffs in order
@@ -84,6 +121,8 @@ def _dataset() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                     **values,
                 )
             )
+    for i in range(1, 40, 5):  # the guards at work, in runs of their own (not RUN_WITH_TRACE's)
+        rows += _guarded(i, FROM + timedelta(minutes=8 * i + 4))
     for day in range(1, 8):  # last week's traffic at the same clock times: the baselines
         for i in range(0, 40, 4):
             for name in HANDOFFS:

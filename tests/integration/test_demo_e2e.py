@@ -23,6 +23,7 @@ HTTP_EXPECTED = {
     "server_error": ("http_error", "server_error"),
     "rate_limited": ("http_error", "rate_limited"),
     "timeout": ("transport_error", "timeout"),
+    "lost_answer": ("ok", "none"),  # the app gave up on the charge; Seamline got its answer
 }
 CONTRACT_EXPECTED = {
     "declined": ("silent_failure", "contract"),
@@ -57,7 +58,7 @@ def demo_run(tmp_path_factory) -> tuple[DemoSummary, list[dict[str, Any]], str, 
         try:
             rows = await store.query(
                 "SELECT run_id, handoff, attempt, status, outcome, error_class, violations, retry_after_s, "
-                "external_ids, request_headers, trace_id FROM handoffs WHERE run_id LIKE 'order-%' ORDER BY ts"
+                "external_ids, request_headers, trace_id, guard FROM handoffs WHERE run_id LIKE 'order-%' ORDER BY ts"
             )
             loop_rows = await store.query(
                 "SELECT handoff, status, outcome, error_class, guard, loop_suspected FROM handoffs "
@@ -85,6 +86,9 @@ def test_every_call_is_recorded_with_its_http_class(demo_run):
     for run_id, handoff, attempt, fault in _calls(summary):
         kinds.add(fault)
         row = by_key[(run_id, handoff, attempt)]
+        if handoff == "billing.charge" and attempt > 1:  # the app's retry of a charge: the duplicate guard answers it
+            assert row["guard"] in ("replayed", "blocked_unknown", "blocked_in_flight"), (run_id, row)
+            continue
         if fault in HTTP_EXPECTED:
             assert (row["outcome"], row["error_class"]) == HTTP_EXPECTED[fault], (run_id, handoff, attempt, fault)
         if handoff.startswith("billing."):
@@ -101,6 +105,26 @@ def test_every_call_is_recorded_with_its_http_class(demo_run):
 
 
 @pytest.mark.slow
+def test_a_retried_charge_is_replayed_not_charged_again_and_the_summary_shows_recovery(demo_run):
+    summary, rows, text, _ = demo_run
+    by_key = {(row["run_id"], row["handoff"], row["attempt"]): row for row in rows}
+    lost = [r for r in summary.results if plan_fault(SEED, RATE, "billing.charge", r.order, 1) == "lost_answer"]
+    assert lost, "the seed plans no lost charge answer"
+    for r in lost:
+        first, retry = by_key[(r.run_id, "billing.charge", 1)], by_key[(r.run_id, "billing.charge", 2)]
+        assert first["outcome"] == "ok" and first["external_ids"]["charge_id"].startswith("ch_")
+        # Answered from the first charge's response: the upstream was not called again (no second charge).
+        assert (retry["guard"], retry["outcome"], retry["status"]) == ("replayed", "replayed", first["status"])
+        assert r.charge_replayed and r.failed_step != "billing.charge"  # the run went on with the first charge
+    assert summary.recovery is not None
+    assert summary.recovery["duplicates_prevented"] >= len(lost) and summary.recovery["loops_stopped"] == 1
+    assert summary.recovery["pauses"] == sum(1 for row in rows if row["guard"] == "blocked_unknown")
+    for line in ("duplicates prevented", "retries recovered", "pauses", "circuit opens", "loops stopped"):
+        assert line in text
+    assert "retried charge(s) answered from the first, not charged again" in text
+
+
+@pytest.mark.slow
 def test_contracts_catch_silent_failures_expired_tokens_and_retry_after(demo_run):
     summary, rows, text, _ = demo_run
     by_key = {(row["run_id"], row["handoff"], row["attempt"]): row for row in rows}
@@ -114,7 +138,7 @@ def test_contracts_catch_silent_failures_expired_tokens_and_retry_after(demo_run
             assert "echo:missing:email" in row["violations"]
         if fault == "rate_limited":
             assert row["retry_after_s"] == 2.0
-        if handoff == "billing.charge" and fault is None:
+        if handoff == "billing.charge" and fault is None and row["guard"] == "":  # not a retry the guard answered
             assert row["external_ids"]["charge_id"].startswith("ch_")
     # No silent failure passes as ok, and the summary counts exactly the runs the store holds.
     silent_runs = {row["run_id"] for row in rows if row["outcome"] == "silent_failure"}

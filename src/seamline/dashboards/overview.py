@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dsb
 
 from seamline import outcomes as o
+from seamline.dashboards import recovery
 from seamline.dashboards.common import OVERVIEW_UID, RUNS_URL, shell
 from seamline.dashboards.panels import PanelIds, multi_variable, stat_panel, table_panel, time_series
 from seamline.dashboards.sql import (
@@ -43,7 +44,8 @@ def build() -> dsb.Dashboard:
         OVERVIEW_UID,
         "Seamline / Handoff overview",
         "Per handoff: volume against its 7-day baseline, HTTP vs business success (the silent-failure gap), "
-        "latency percentiles, error classes, Seamline's own refusals, retries and the most frequent contract violations.",
+        "latency percentiles, error classes, Seamline's own refusals, retries, the most frequent contract violations, "
+        "and what the guards prevented (duplicates, pauses, circuit opens, loops stopped, retry success, time to recovery).",
     )
     for name, label in (("tenant", "Tenant"), ("source_app", "Source app"), ("upstream", "Upstream"), ("handoff", "Handoff")):
         d = d.with_variable(multi_variable(name, label))
@@ -259,4 +261,4 @@ def build() -> dsb.Dashboard:
             h=8,
         )
     )
-    return d
+    return recovery.add_row(d, ids)

@@ -3,8 +3,10 @@ provision → welcome email, one run ID each.
 
 It behaves like a typical integration: it trusts HTTP status codes (so a 200 "declined" payment or a
 contact without its email slips through — Seamline's contracts are what catch those), retries
-`safe_to_repeat` steps once on 5xx or a timeout with `X-Seamline-Attempt: 2`, never repeats the charge,
-and refunds a charge whose account could not be provisioned.
+`safe_to_repeat` steps once on 5xx or a timeout with `X-Seamline-Attempt: 2`, retries the charge only after its own
+(short) timeout, once, with the same Idempotency-Key (through Seamline the duplicate guard answers it with the first
+charge's response instead of charging again; straight at the mocks it would charge twice), and refunds a charge
+whose account could not be provisioned.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ SAFETY = {
 # The seed's incident: two sync workflows that each react to the other's update ran 847 times before anyone noticed.
 LOOP_ROUNDS = 847
 PLANS = ("starter", "team", "business")
+# The app's own timeout on the charge (shorter than the upstream's answer to a "lost_answer" charge) and its pause
+# before the one retry after it, long enough for the first call to have finished (else: 409 idempotency-in-flight).
+CHARGE_TIMEOUT_S = 0.6
+CHARGE_RETRY_AFTER_S = 1.0
 FIRST = ("Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Tim", "Radia")
 LAST = ("Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "Berners-Lee", "Perlman")
 
@@ -63,6 +69,7 @@ class RunResult:
     calls: list[tuple[str, int, int]] = field(default_factory=list)  # (handoff, attempt, status)
     refunded: bool = False
     needs_reconciliation: bool = False  # a never_repeat step whose outcome is unknown
+    charge_replayed: bool = False  # the charge's retry was answered by Seamline's duplicate guard (not charged again)
 
 
 @dataclass
@@ -93,6 +100,7 @@ class DemoSummary:
     elapsed_s: float
     admin_url: str | None = None
     loop: LoopResult | None = None  # the sync loop (through Seamline only)
+    recovery: dict[str, int] | None = None  # the recovery metrics Seamline recorded (GET /api/recovery), when read
 
     def render(self, console: Console) -> None:
         """Print the end-of-demo summary with the commands to trace failed runs."""
@@ -124,6 +132,19 @@ class DemoSummary:
             else:
                 line = f"  sync loop ran unchecked:       {lp.calls} calls ({lp.rounds} round trips)"
             console.print(Text(line, style="bold yellow"))
+        if self.recovery is not None:
+            rc = self.recovery
+            replayed = sum(1 for r in self.results if r.charge_replayed)
+            console.print(Text("  recovery (as Seamline recorded it):", style="bold"))
+            for label, value, note in (
+                ("duplicates prevented", rc["duplicates_prevented"],
+                 f"{replayed} retried charge(s) answered from the first, not charged again" if replayed else ""),
+                ("retries recovered", rc["retries_recovered"], "retries that completed ok"),
+                ("pauses", rc["pauses"], "409 outcome-unknown: a charge that may have happened, not repeated"),
+                ("circuit opens", rc["circuit_opens"], ""),
+                ("loops stopped", rc["loops_stopped"], f"{rc['loop_flagged']} call(s) flagged loop_suspected"),
+            ):  # fmt: skip
+                console.print(Text(f"    {label:<22} {value}" + (f"  ({note})" if note else "")))
         if self.trace_commands:
             console.print(Text("\nTrace a failed run:", style="bold"))
             for cmd in self.trace_commands:
@@ -168,7 +189,9 @@ class Workflow:
     async def step(self, handoff: str, body: dict[str, Any]) -> dict[str, Any]:
         ep = BY_HANDOFF[handoff]
         url = f"{self.base_urls[ep.service]}{ep.path}"
-        max_attempts = 2 if SAFETY[handoff] == "safe_to_repeat" else 1
+        charge = handoff == "billing.charge"
+        max_attempts = 2 if SAFETY[handoff] == "safe_to_repeat" or charge else 1
+        timeout = CHARGE_TIMEOUT_S if charge else httpx.USE_CLIENT_DEFAULT
         for attempt in range(1, max_attempts + 1):
             headers = {
                 "X-Run-ID": self.result.run_id,
@@ -181,15 +204,20 @@ class Workflow:
             if attempt > 1:
                 headers["X-Seamline-Attempt"] = str(attempt)
             try:
-                resp = await self.http.request(ep.method, url, json=body, headers=headers)
+                resp = await self.http.request(ep.method, url, json=body, headers=headers, timeout=timeout)
             except httpx.TimeoutException as e:
                 self.result.calls.append((handoff, attempt, 0))
                 failure = StepFailed(handoff, 0, o.TIMEOUT, str(e))
+                if charge and attempt < max_attempts:
+                    await asyncio.sleep(CHARGE_RETRY_AFTER_S)  # the app's backoff before its one retry of the charge
+                    continue
             except httpx.TransportError as e:
                 self.result.calls.append((handoff, attempt, 0))
                 failure = StepFailed(handoff, 0, o.CONNECT, str(e))
             else:
                 self.result.calls.append((handoff, attempt, resp.status_code))
+                if resp.headers.get("Seamline-Replayed") == "true":
+                    self.result.charge_replayed = True
                 if resp.is_success:
                     try:
                         data = resp.json()
@@ -197,8 +225,8 @@ class Workflow:
                         data = {}
                     return data if isinstance(data, dict) else {}
                 failure = StepFailed(handoff, resp.status_code, classify(resp), resp.text[:200])
-                if resp.status_code < 500:
-                    raise failure  # 4xx: repeating the same call cannot help
+                if resp.status_code < 500 or charge:
+                    raise failure  # 4xx: repeating the same call cannot help; a charge is retried after a timeout only
             if attempt == max_attempts:
                 raise failure
         raise AssertionError("unreachable")
@@ -410,13 +438,27 @@ async def run_demo(
         results.sort(key=lambda r: int(r.order))
         calls = sum(len(r.calls) for r in results) + (loop.calls if loop else 0)
         recorded: list[dict[str, Any]] | None = None
+        recovery: dict[str, int] | None = None
         if admin_url:
             if flush is not None:
                 await flush()
             recorded = await _wait_recorded(http, admin_url.rstrip("/"), started, calls, 15.0, admin_token)
+            recovery = await _recovery(http, admin_url.rstrip("/"), started, admin_token)
     summary = summarize(results, recorded, admin_url=admin_url, elapsed_s=time.monotonic() - t0)
     summary.loop = loop
+    summary.recovery = recovery if admin_url else None
     return summary
+
+
+async def _recovery(http: httpx.AsyncClient, admin_url: str, since: datetime, admin_token: str | None) -> dict[str, int] | None:
+    """The recovery metrics of this demo's window; None when the sidecar does not offer them (an older one)."""
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    resp = await http.get(f"{admin_url}/api/recovery", params={"since": since.isoformat()}, headers=headers)
+    if resp.status_code == 404:
+        return None
+    resp.raise_for_status()
+    metrics = resp.json().get("metrics")
+    return {str(k): int(v) for k, v in metrics.items()} if isinstance(metrics, dict) else None
 
 
 def summarize(

@@ -18,7 +18,12 @@ from typing import Any
 
 from aiohttp import web
 
-FAULT_KINDS: tuple[str, ...] = ("timeout", "server_error", "rate_limited", "auth_expired", "declined", "drop_field", "slow")
+FAULT_KINDS: tuple[str, ...] = (
+    "timeout", "server_error", "rate_limited", "auth_expired", "declined", "drop_field", "slow", "lost_answer",
+)  # fmt: skip
+# A "lost_answer" charge succeeds, but answers after this long: past the app's own charge timeout (the app gives up
+# and retries with the same Idempotency-Key), well within Seamline's read timeout (Seamline keeps the answer).
+LOST_ANSWER_S = 0.9
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "billing.create_invoice", "billing", "POST", "/v1/invoices", ("auth_expired", "server_error", "rate_limited", "slow")
     ),
-    Endpoint("billing.charge", "billing", "POST", "/v1/charges", ("declined", "declined", "timeout", "server_error")),
+    Endpoint(
+        "billing.charge", "billing", "POST", "/v1/charges", ("declined", "declined", "timeout", "server_error", "lost_answer")
+    ),
     Endpoint("billing.refund", "billing", "POST", "/v1/refunds", ()),  # compensation: kept reliable
     Endpoint("provisioning.create_account", "provisioning", "POST", "/v1/accounts", ("timeout", "server_error", "slow")),
     Endpoint("email.send_welcome", "email", "POST", "/v1/messages", ("rate_limited", "auth_expired", "server_error", "slow")),
@@ -55,8 +62,8 @@ BY_HANDOFF = {e.handoff: e for e in ENDPOINTS + SYNC_ENDPOINTS}
 def plan_fault(seed: int, failure_rate: float, handoff: str, order: str, attempt: int) -> str | None:
     """The fault injected into this call, or None: deterministic for the same arguments."""
     faults = BY_HANDOFF[handoff].faults
-    if not faults or failure_rate <= 0:
-        return None
+    if not faults or failure_rate <= 0 or (handoff == "billing.charge" and attempt > 1):
+        return None  # a retried charge is the same charge: its fate was the first attempt's
     rng = random.Random(f"{seed}/{handoff}/{order}/{attempt}")
     if rng.random() >= failure_rate:
         return None
@@ -163,6 +170,8 @@ class MockFleet:
             return _error(504, "timeout", "gave up")
         if fault == "slow":
             await asyncio.sleep(slow_delay(self.seed, ep.handoff, order, attempt, self.slow_s))
+        if fault == "lost_answer":
+            await asyncio.sleep(LOST_ANSWER_S)
         if fault == "server_error":
             return _error(500, "api_error", "Internal server error; the request may be retried")
         if fault == "rate_limited":

@@ -1,7 +1,7 @@
 """The request path, read in one place. Every request runs the same static tuples of stages:
 
-    request  (in order)   correlate → via (loop) → authenticate → route → body_limit → inflight_bodies → [guards: loops →
-                          dedup → circuit_breaker → rate_limit] → spans
+    request  (in order)   correlate → replay_mark → via (loop) → authenticate → route → body_limit → inflight_bodies →
+                          [guards: loops → dedup → circuit_breaker → rate_limit] → spans
     upstream              forward + relay | WebSocket | CONNECT tunnel          (seamline.proxy.upstream)
     response (on headers) rate_limit (the upstream's 429 pauses it) → rewrite_redirects → correlate (echo the run ID
                           and traceparent)
@@ -55,6 +55,7 @@ from seamline.proxy.tracecontext import incoming_context
 from seamline.proxy.upstream import UpstreamCall
 from seamline.proxy.via import Via
 from seamline.proxy.websocket import WebSocketRelay
+from seamline.replay.mark import ReplayMark, ReplayMarks
 from seamline.validate.validator import Validator
 
 log = logging.getLogger("seamline.proxy")
@@ -85,6 +86,7 @@ def build_request_path(
     redis: Any = None,
     dedup_store: DedupStore | None = None,
     rate_limit: RateLimitStage | None = None,
+    replay_marks: ReplayMarks | None = None,
 ) -> RequestPath:
     """The one place the stages are put in order."""
     correlate = Correlate(config)
@@ -93,6 +95,7 @@ def build_request_path(
     bodies = InflightBodies(config)  # reserves in `request`, releases in `done`
     loops = LoopGuard(config, metrics.registry, redis)
     circuit = CircuitGuard(config, metrics.registry)
+    marked = (ReplayMark(replay_marks),) if replay_marks is not None else ()  # `seamline replay`'s calls
     limit = (rate_limit,) if rate_limit is not None else ()  # a request stage, and a response one (the upstream's 429)
     response: tuple[ResponseStage, ...] = (*limit, RewriteRedirects(config), correlate)
     policy = RedactionPolicy.from_config(config.capture)
@@ -107,6 +110,7 @@ def build_request_path(
     return RequestPath(
         request=(
             correlate,
+            *marked,
             via,
             Authenticate(config),
             Route(config),

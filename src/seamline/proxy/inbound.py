@@ -63,6 +63,7 @@ WATCHED = frozenset(
         "x-seamline-tenant",
         "x-seamline-attempt",
         "x-seamline-token",
+        "x-seamline-replay",
         "idempotency-key",
         "expect",
         "via",

@@ -1,4 +1,5 @@
-"""The admin listener (loopback by default): health, readiness, Prometheus metrics, run API; guarded by
+"""The admin listener (loopback by default): health, readiness, Prometheus metrics, run API,
+event replay; guarded by
 `seamline.read.auth` (the admin token)."""
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 
 
 def create_admin_app(
-    registry: CollectorRegistry, readiness: Callable[[], dict[str, Any]], store: Any = None, *, access: Admin | None = None
+    registry: CollectorRegistry,
+    readiness: Callable[[], dict[str, Any]],
+    store: Any = None,
+    *,
+    access: Admin | None = None,
+    replayer: Any = None,
 ) -> web.Application:
     """The admin app; `access` (the config's `admin`) decides who may read what (default: no token, loopback only)."""
     app = web.Application()
@@ -56,4 +62,8 @@ def create_admin_app(
         from seamline.read.api import setup_routes
 
         setup_routes(app, store)
+    if replayer is not None:
+        from seamline.read.replay_api import setup_replay_routes
+
+        setup_replay_routes(app, replayer)
     return app

@@ -197,6 +197,22 @@ class RunsHandlers:
             return problem(503, "store-unavailable", "Store unavailable", f"could not list calls: {type(e).__name__}")
         return _json({**page, "count": len(page["calls"])})
 
+    async def api_recovery(self, request: web.Request) -> web.Response:
+        """GET /api/recovery?since=1h: the recovery metrics over the window (seamline.read.recovery)."""
+        from seamline.read.recovery import recovery_metrics
+
+        try:
+            since = runs.resolve_since(parse_since(request.query.get("since", DEFAULT_SINCE)))
+        except ParamError as e:
+            return problem(400, "bad-request", "Malformed request", str(e))
+        lower = since or datetime.fromtimestamp(0, UTC)
+        try:
+            metrics = await recovery_metrics(self.store, lower)
+        except Exception as e:
+            log.exception("recovery metrics failed")
+            return problem(503, "store-unavailable", "Store unavailable", f"could not read the metrics: {type(e).__name__}")
+        return _json({"since": lower, "metrics": metrics})
+
     async def page_run(self, request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
         nonce = secrets.token_urlsafe(16)
@@ -292,6 +308,7 @@ def setup_routes(app: web.Application, store: Any, *, database: str | None = Non
     app.router.add_get("/api/alerts", health.api_alerts)
     app.router.add_get("/handoffs", health.page_handoffs)
     app.router.add_get("/api/runs", handlers.api_runs)
+    app.router.add_get("/api/recovery", handlers.api_recovery)
     app.router.add_get("/api/runs/{run_id:.+}", handlers.api_run)
     app.router.add_get("/api/calls", handlers.api_calls)
     app.router.add_get("/runs", handlers.page_runs)

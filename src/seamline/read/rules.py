@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 from seamline import outcomes as o
 from seamline.read.grafana_ids import HEALTH_UID, OVERVIEW_UID, RUN_VIEW_URL, UPSTREAMS_UID
-from seamline.read.sql import HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_UPSTREAM_CALL, IS_VALIDATED
+from seamline.read.sql import GUARDS, HANDOFFS, HEALTH, IS_AUTH_FAILURE, IS_ERROR, IS_UPSTREAM_CALL, IS_VALIDATED
 
 FOLDER: Final = "Seamline"
 FOLDER_UID: Final = "seamline"
@@ -39,6 +39,9 @@ ERROR_MIN_CALLS: Final = 10
 AUTH_BURST: Final = 10  # more than this many auth failures in 5 minutes
 LOOP_MAX_CALLS: Final = 10  # a run calling one handoff more than this many times in 15 minutes
 CIRCUIT_OPEN_REFUSALS: Final = 0  # more than this many calls answered circuit-open in 5 minutes (any: it is open)
+PAUSES_MAX: Final = 0  # more than this many 409 outcome-unknown answers in 15 minutes (any: a human must check)
+LOOPS_STOPPED_MAX: Final = 0  # more than this many calls refused loop-suspected in 15 minutes
+DUPLICATES_SPIKE: Final = 10  # more than this many duplicates prevented for one handoff in 15 minutes
 HEARTBEAT_MAX_AGE_S: Final = 180
 HEARTBEAT_MIN_ROWS: Final = 3
 
@@ -250,6 +253,59 @@ RULES: Final[tuple[RuleSpec, ...]] = (
         for_="0s",
         static_labels={"handoff": "all"},
         dashboard_uid=UPSTREAMS_UID,
+    ),
+    RuleSpec(
+        uid="seamline-pauses",
+        title="Handoff paused: outcome unknown",
+        sql=(
+            f"SELECT handoff, sumIf(calls, error_class = '{o.OUTCOME_UNKNOWN}') AS value "
+            f"FROM {GUARDS} WHERE $__timeFilter(minute) GROUP BY handoff HAVING value > 0"
+        ),
+        window_s=900,
+        op="gt",
+        threshold=PAUSES_MAX,
+        severity="critical",
+        summary=f"{{{{ $labels.handoff }}}}: {_VALUE} repeats paused (outcome unknown) in 15 min",
+        description="A never_repeat/safe_once call timed out or was cut after it was sent, and its repeats are answered "
+        "409 outcome-unknown: it may have taken effect. Check the upstream by the external IDs in the 409, then resend "
+        "under a new key (seamline replay --force --idempotency-key) or leave it.",
+        anchor="pauses",
+        for_="0s",
+    ),
+    RuleSpec(
+        uid="seamline-loop-stopped",
+        title="Loop stopped by Seamline",
+        sql=(
+            f"SELECT handoff, sumIf(calls, guard = '{o.GUARD_LOOP_BLOCKED}') AS value "
+            f"FROM {GUARDS} WHERE $__timeFilter(minute) GROUP BY handoff HAVING value > 0"
+        ),
+        window_s=900,
+        op="gt",
+        threshold=LOOPS_STOPPED_MAX,
+        severity="warning",
+        summary=f"{{{{ $labels.handoff }}}}: {_VALUE} calls refused as a loop (loop-suspected) in 15 min",
+        description="A run called this handoff more than loops.max_calls_per_run times within loops.window, and Seamline "
+        "refused the calls over it (429 loop-suspected, loops.block). Fix the workflow that loops; the run is in the table "
+        "of the overview's Guards / recovery row.",
+        anchor="loop-stopped",
+        for_="0s",
+    ),
+    RuleSpec(
+        uid="seamline-duplicates-spike",
+        title="Many duplicates prevented",
+        sql=(
+            f"SELECT handoff, sumIf(calls, guard IN {o.sql_list(o.DUPLICATES_PREVENTED)}) AS value "
+            f"FROM {GUARDS} WHERE $__timeFilter(minute) GROUP BY handoff HAVING value > 0"
+        ),
+        window_s=900,
+        op="gt",
+        threshold=DUPLICATES_SPIKE,
+        severity="warning",
+        summary=f"{{{{ $labels.handoff }}}}: {_VALUE} duplicates prevented in 15 min",
+        description=f"More than {DUPLICATES_SPIKE} repeats of a never_repeat/safe_once call were answered by the duplicate "
+        "guard (replayed, or refused 409/422) instead of reaching the upstream. Nothing was charged twice, but a caller is "
+        "retrying hard (a timeout too short, a retry loop, or one key reused for different requests).",
+        anchor="duplicates-prevented",
     ),
     RuleSpec(
         uid="seamline-heartbeat-missing",

@@ -15,6 +15,7 @@ from seamline import outcomes as o
 from seamline.outcomes import sql_list
 
 HANDOFFS: Final = "handoffs"
+GUARDS: Final = "guards_1m"  # the guards' per-minute rollup (schema 3, record/schema.py)
 HEALTH: Final = "seamline_health"
 TRACES: Final = "otel_traces"
 

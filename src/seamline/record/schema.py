@@ -1,8 +1,9 @@
 """Seamline's ClickHouse DDL, generated from `seamline.event.COLUMNS`, and its versioned migrations.
 
 Tables (database `db`): `handoffs` (one row per proxied call), `handoffs_1m` (per-minute rollup fed by
-`handoffs_1m_mv`), `seamline_health` (heartbeats), `schema_migrations`, and `otel_traces` (+ `otel_traces_trace_id_ts`
-and its MV) exactly as the OTel Collector's clickhouse exporter writes them (it runs with create_schema: false).
+`handoffs_1m_mv`), `guards_1m` (per-minute rollup of what the guards did, fed by `guards_1m_mv`), `seamline_health`
+(heartbeats), `schema_migrations`, and `otel_traces` (+ `otel_traces_trace_id_ts` and its MV) exactly as the OTel
+Collector's clickhouse exporter writes them (it runs with create_schema: false).
 
 With `cluster="name"` every table is created ON CLUSTER as `<name>_local` (ReplicatedMergeTree) and a Distributed
 table takes the canonical name, so queries and inserts are unchanged; MVs read and write the shard-local tables.
@@ -24,14 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from seamline.event.columns import COLUMNS
-from seamline.outcomes import OK
+from seamline.outcomes import GUARD_CLASSES, OK, sql_list
 
 if TYPE_CHECKING:
     from seamline.record.store import Store
 
 log = logging.getLogger("seamline.record.schema")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Deduplication memory of plain MergeTree (blocks): a batch re-sent by the spool after an outage of up to
 # this many other batches is still recognised by its insert_deduplication_token.
@@ -195,6 +196,77 @@ def rollup_ddl(ctx: Ctx) -> list[str]:
     ]
 
 
+_GUARD_KEYS = ("handoff", "upstream", "tenant", "source_app", "guard", "error_class", "outcome")
+# The rows a guard touched: a decision, a loop flag, a retry or replay attempt, or one of the guards' refusals.
+GUARDED_ROWS = (
+    f"guard != '' OR loop_suspected OR retry_of != '' OR replay_of != '' OR error_class IN {sql_list(sorted(GUARD_CLASSES))}"
+)
+
+
+def _guards_select(ctx: Ctx, where: str) -> str:
+    key_list = ", ".join(_GUARD_KEYS)
+    return (
+        f"SELECT toStartOfMinute(ts) AS minute, {key_list},\n"
+        f"    count() AS calls,\n"
+        f"    countIf(loop_suspected) AS loop_flagged,\n"
+        f"    countIf(retry_of != '') AS retries,\n"
+        f"    countIf(retry_of != '' AND outcome = '{OK}') AS retries_ok,\n"
+        f"    uniqStateIf(retry_of, retry_of != '') AS retried_calls,\n"
+        f"    countIf(replay_of != '') AS replays,\n"
+        f"    countIf(replay_of != '' AND outcome = '{OK}') AS replays_ok,\n"
+        f"    sum(guard_wait_ms) AS guard_wait_sum,\n"
+        f"    max(guard_wait_ms) AS guard_wait_max\n"
+        f"FROM {ctx.name('handoffs')}\n"
+        f"WHERE {where}\n"
+        f"GROUP BY minute, {key_list}"
+    )
+
+
+def guards_rollup_ddl(ctx: Ctx) -> list[str]:
+    """`guards_1m` (schema 3): what the guards did, per minute and handoff/upstream/tenant/source_app/guard/error_class/outcome,
+    over the rows a guard touched only (`GUARDED_ROWS`); MV `guards_1m_mv` from `handoffs`.
+
+    Read with sum(calls) (e.g. `guard IN DUPLICATES_PREVENTED`: duplicates prevented; error_class outcome_unknown:
+    pauses), sum(retries_ok) / uniqMerge(retried_calls) (retry success: calls whose first attempt failed and a
+    retry ended ok), sum(loop_flagged), sum(replays_ok), sum(guard_wait_sum), max(guard_wait_max).
+    Upgrading a store (migration 3): the table is created, filled once from the rows already in `handoffs` (only
+    while it is still empty, so a migration that is re-run after a crash does not count them twice), then the MV
+    starts feeding it. In cluster mode the fill is left to the operator (INSERT … SELECT per shard).
+    The MV reads the guard columns: a later migration that drops or retypes one must drop the MV first
+    (ClickHouse refuses ALTER … DROP COLUMN of a column an MV references).
+    """
+    keys = ",\n    ".join(f"`{k}` LowCardinality(String)" for k in _GUARD_KEYS)
+    dedup = "" if ctx.cluster else f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
+    table = ctx.name("guards_1m")
+    backfill = (
+        []
+        if ctx.cluster
+        else [f"INSERT INTO {table}\n" + _guards_select(ctx, f"({GUARDED_ROWS}) AND (SELECT count() FROM {table}) = 0")]
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table}{ctx.on_cluster} (\n"
+        f"    `minute` DateTime('UTC'),\n    {keys},\n"
+        f"    `calls` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `loop_flagged` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `retries` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `retries_ok` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `retried_calls` AggregateFunction(uniq, String),\n"
+        f"    `replays` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `replays_ok` SimpleAggregateFunction(sum, UInt64),\n"
+        f"    `guard_wait_sum` SimpleAggregateFunction(sum, Float64),\n"
+        f"    `guard_wait_max` SimpleAggregateFunction(max, Float64)\n"
+        f")\nENGINE = {ctx.engine('guards_1m', 'AggregatingMergeTree')}\n"
+        f"PARTITION BY toDate(minute)\n"
+        f"ORDER BY (handoff, minute, upstream, tenant, source_app, guard, error_class, outcome)\n"
+        f"TTL minute + INTERVAL {ctx.ttl_days} DAY\n"
+        f"SETTINGS index_granularity = 8192{dedup}",
+        *backfill,
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{ctx.database}`.`guards_1m_mv`{ctx.on_cluster}\n"
+        f"TO {table} AS\n" + _guards_select(ctx, GUARDED_ROWS),
+        *ctx.distributed("guards_1m", "cityHash64(handoff)"),
+    ]
+
+
 def health_ddl(ctx: Ctx) -> list[str]:
     """`seamline_health`: one heartbeat row per instance per interval, so a silent sidecar is visible."""
     return [
@@ -334,9 +406,14 @@ def _v2(ctx: Ctx) -> list[str]:
     return added_columns(ctx, 2)
 
 
+def _v3(ctx: Ctx) -> list[str]:
+    return [*added_columns(ctx, 3), *guards_rollup_ddl(ctx)]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: handoffs, handoffs_1m, seamline_health, otel_traces", _v1),
     Migration(2, "guards: guard, loop_suspected, retry_of, replay_of, guard_wait_ms", _v2),
+    Migration(3, "recovery metrics: guards_1m rollup (+ MV), filled from the rows in place", _v3),
 )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from seamline.config.models import Config
 from seamline.demo import FAULT_KINDS, MockFleet, demo_config, plan_fault, start_mocks
-from seamline.demo.mocks import BY_HANDOFF, ENDPOINTS, SYNC_ENDPOINTS
+from seamline.demo.mocks import BY_HANDOFF, ENDPOINTS, LOST_ANSWER_S, SYNC_ENDPOINTS
 
 
 @pytest.fixture
@@ -79,6 +79,10 @@ async def test_each_failure_kind_is_served(fleet):
 
     with pytest.raises(httpx.ReadTimeout):
         await _post(fleet, "billing.charge", _find("timeout", "billing.charge"), {"amount": 1}, timeout=0.2)
+
+    # A lost answer: the charge succeeds, but only after the app's own charge timeout.
+    r = await _post(fleet, "billing.charge", _find("lost_answer", "billing.charge"), {"amount": 100, "currency": "eur"})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded" and r.elapsed.total_seconds() >= LOST_ANSWER_S
 
     kinds = {i.fault for i in fleet.injections}
     assert kinds == set(FAULT_KINDS)
