@@ -143,7 +143,7 @@ NEGATIVES: tuple[str, ...] = (
     "cus_NffrFeUfNV2Hib",
     "4bf92f3577b34da6a3ce929d0e0e4736",  # a trace ID (hex, high entropy)
     "d41d8cd98f00b204e9800998ecf8427e",  # an MD5
-    "1700000000123",  # a millisecond timestamp (13 digits, not a card)
+    "1700000000123",  # a millisecond timestamp (13 digits, not a card)  # date-ok: a value to keep readable, no clock
     "the quick brown fox pays the invoice",
     "basic information about the bearer of good news",
     "prompt_tokens",

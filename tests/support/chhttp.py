@@ -132,9 +132,11 @@ class ClickHouseHttpAdapter:
         except Exception as e:  # noqa: BLE001 - every codec's error is ClickHouse's "cannot decode" answer
             return self._error(400, 27, f"cannot decode body: {e}")
         sql = q.get("query", "")
-        if not sql and body[:16].lstrip().upper().startswith(b"INSERT"):
-            nl = body.find(b"\n")
-            sql, body = (body.decode(), b"") if nl < 0 else (body[:nl].decode(), body[nl + 1 :])
+        nl = body.find(b"\n")
+        if not sql and nl >= 0 and _INSERT_RE.match(body[:nl].decode(errors="replace")):
+            # `INSERT INTO t FORMAT f` + its data, as ClickHouse reads them (the data starts after the FORMAT clause);
+            # an `INSERT INTO t SELECT …` over several lines is one statement, with no data.
+            sql, body = body[:nl].decode(), body[nl + 1 :]
         elif not sql:
             sql, body = body.decode(), b""
         elif sql and body and not sql.lstrip().upper().startswith("INSERT"):
