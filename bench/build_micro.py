@@ -87,14 +87,16 @@ def main() -> None:
         config = load_config(path)
         router = Router(config)
         builder = EventBuilder(config, "bench", Validator(config))
-        keep = config.capture.keep_bodies + (f" {config.capture.ok_sample_rate}" if config.capture.keep_bodies == "sample" else "")
+        cap = config.capture
+        keep = cap.keep_bodies + (f" {cap.ok_sample_rate}" if cap.keep_bodies == "sample" else "")
         setups.append((keep, builder, router))
     got: dict[str, list[float]] = {k: [] for k, _, _ in setups}
     for _ in range(args.rounds):
         for keep, builder, router in setups:
             got[keep].append(measure(builder, router, args.n))
     for keep, vals in got.items():
-        print(f"  keep_bodies {keep:<12} min {min(vals):6.1f}  median {statistics.median(vals):6.1f}  {[round(v, 1) for v in vals]}")
+        med = statistics.median(vals)
+        print(f"  keep_bodies {keep:<12} min {min(vals):6.1f}  median {med:6.1f}  {[round(v, 1) for v in vals]}")
 
 
 if __name__ == "__main__":
