@@ -324,6 +324,21 @@ def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str = "rps") 
     return float(a[key]["median"] / b[key]["median"])
 
 
+def core_used(s: dict[str, Any]) -> float | None:
+    return s["rps"]["median"] * s["cpu_us"]["median"] / 1e6 if s["cpu_us"]["median"] else None
+
+
+def capacity(s: dict[str, Any]) -> float | None:
+    return 1e6 / s["cpu_us"]["median"] if s["cpu_us"]["median"] else None
+
+
+def cpu_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """a's CPU per request ÷ b's: b's one-core capacity as a share of a's."""
+    if not a or not b or not a["cpu_us"]["median"] or not b["cpu_us"]["median"]:
+        return None
+    return float(a["cpu_us"]["median"] / b["cpu_us"]["median"])
+
+
 def fmt(v: float | None, spec: str = ".2f") -> str:
     return "–" if v is None else format(v, spec)
 
@@ -337,13 +352,19 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{meta['duration']} s per cell, interleaved; median (min–max).",
         f"Tools: {meta['versions']}",
         "",
+        "`core used` = req/s × CPU µs/req: the share of CPU 1 the proxy's process tree got. Well under 100 % while wrk "
+        "waits means other jobs held the core (the machine is shared): then req/s measures the share, and `1-core "
+        "capacity` = 10⁶ / CPU µs per request is the steadier comparison (what the proxy would do with the core to "
+        "itself, at this per-request cost).",
+        "",
     ]
     for method, by_c in summary.items():
         lines += [
             f"## {method}",
             "",
-            "| target | c | req/s | p50 µs | p99 µs | +p50 µs vs direct | CPU µs/req | ÷ bare | ÷ nginx | × mitmproxy | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| target | c | req/s | p50 µs | p99 µs | +p50 µs vs direct | CPU µs/req | core used | 1-core capacity "
+            "| ÷ bare | ÷ nginx | × mitmproxy | capacity ÷ bare | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, by_t in by_c.items():
             direct = by_t.get("direct")
@@ -353,8 +374,10 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 lines.append(
                     f"| {name} | {c} | {rps['median']:,.0f} ({rps['min']:,.0f}–{rps['max']:,.0f}) | {p50['median']:,.0f} "
                     f"| {p99['median']:,.0f} | {fmt(added, ',.0f') if name != 'direct' else ''} "
-                    f"| {cpu['median']:,.0f} ({cpu['min']:,.0f}–{cpu['max']:,.0f}) | {fmt(ratio(s, by_t.get('bare')))} "
+                    f"| {cpu['median']:,.0f} ({cpu['min']:,.0f}–{cpu['max']:,.0f}) | {fmt(core_used(s), '.0%')} "
+                    f"| {fmt(capacity(s), ',.0f')} | {fmt(ratio(s, by_t.get('bare')))} "
                     f"| {fmt(ratio(s, by_t.get('nginx')))} | {fmt(ratio(s, by_t.get('mitmproxy')))} "
+                    f"| {fmt(cpu_ratio(by_t.get('bare'), s))} "
                     f"| {s['non2xx'] + s['socket_errors']} |".replace("| 0 (0–0) |", "| – |")
                 )
         lines.append("")
@@ -372,9 +395,9 @@ def targets_section(summary: dict[str, Any]) -> list[str]:
             s, bare = by_t.get("seamline"), by_t.get("bare")
             if not s or not bare:
                 continue
-            bits = [f"**{method} c={c}**: Seamline ÷ bare {fmt(ratio(s, bare))}"]
-            if "mitmproxy" in by_t:
-                bits.append(f"× mitmproxy {fmt(ratio(s, by_t['mitmproxy']))} (target ≥ 5)")
+            bits = [f"**{method} c={c}**: Seamline ÷ bare {fmt(ratio(s, bare))} req/s, {fmt(cpu_ratio(bare, s))} by CPU/request"]
+            if m := by_t.get("mitmproxy"):
+                bits.append(f"× mitmproxy {fmt(ratio(s, m))} req/s, {fmt(cpu_ratio(m, s))} by CPU/request (target ≥ 5)")
             if int(c) == 1 and "direct" in by_t:
                 d = by_t["direct"]["p50_us"]["median"]
                 added, bare_added = s["p50_us"]["median"] - d, bare["p50_us"]["median"] - d
@@ -386,10 +409,17 @@ def targets_section(summary: dict[str, Any]) -> list[str]:
                 bits.append("(target ≥ 0.70)")
             if g := by_t.get("seamline+guards"):
                 cost = 1 - g["rps"]["median"] / s["rps"]["median"]
-                bits.append(f"guards on cost {cost:.1%} of req/s (target ≤ 10 %), CPU {fmt(ratio(g, s, 'cpu_us'))}×")
+                cpu_cost = ratio(g, s, "cpu_us")
+                bits.append(
+                    f"guards on cost {cost:.1%} of req/s, {fmt(cpu_cost - 1 if cpu_cost else None, '.1%')} more CPU/request "
+                    "(target ≤ 10 %)"
+                )
             for extra in ("seamline+failures", "seamline+sample"):
                 if e := by_t.get(extra):
-                    bits.append(f"{extra} ÷ bare {fmt(ratio(e, bare))}, CPU {e['cpu_us']['median']:,.0f} µs")
+                    bits.append(
+                        f"{extra} ÷ bare {fmt(ratio(e, bare))} req/s, {fmt(cpu_ratio(bare, e))} by CPU/request "
+                        f"({e['cpu_us']['median']:,.0f} µs against {s['cpu_us']['median']:,.0f})"
+                    )
             out.append("- " + "; ".join(bits))
     return out
 
@@ -406,7 +436,12 @@ def main() -> int:
     ap.add_argument("--methods", default="GET,POST")
     ap.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated, from {DEFAULT_TARGETS},seamline+failures,…")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--report", type=Path, default=None, help="only print the Markdown of a saved results JSON")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        print(report(saved["summary"], saved["meta"]))
+        return 0
     if args.quick:
         args.rounds, args.duration = 1, 3
     if (os.cpu_count() or 1) < 2:
