@@ -88,8 +88,8 @@ def version(cmd: list[str]) -> str:
 # -- CPU of a process tree ------------------------------------------------------------------------------------------
 
 
-def tree_cpu_s(root: int) -> float:
-    """utime + stime of `root` and all its live descendants (seconds)."""
+def tree_cpu_s(root: int) -> tuple[float, float]:
+    """utime + stime (seconds) of `root` and of all its live descendants (Seamline's engine process, nginx's worker)."""
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
     for d in Path("/proc").iterdir():
@@ -102,14 +102,14 @@ def tree_cpu_s(root: int) -> float:
         pid = int(d.name)
         parent[pid] = int(fields[1])
         cpu[pid] = (int(fields[11]) + int(fields[12])) / CLK
-    total = 0.0
+    children = 0.0
     for pid in cpu:
         p = pid
         while p and p != root:
             p = parent.get(p, 0)
-        if p == root:
-            total += cpu[pid]
-    return total
+        if p == root and pid != root:
+            children += cpu[pid]
+    return cpu.get(root, 0.0), children
 
 
 # -- the targets ----------------------------------------------------------------------------------------------------
@@ -261,9 +261,11 @@ def lua_script(tmp: Path, method: str) -> Path:
 def wrk(target: Target, conns: int, duration: int, method: str, tmp: Path) -> dict[str, Any]:
     script = lua_script(tmp, method)
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), target.url]
-    before = tree_cpu_s(target.proc.pid) if target.proc else 0.0
+    before = tree_cpu_s(target.proc.pid) if target.proc else (0.0, 0.0)
     out = subprocess.run(pinned(cmd, LOAD_CPU), capture_output=True, text=True, check=True).stdout
-    used = tree_cpu_s(target.proc.pid) - before if target.proc else 0.0
+    after = tree_cpu_s(target.proc.pid) if target.proc else (0.0, 0.0)
+    own, children = after[0] - before[0], after[1] - before[1]
+    used = own + children
     script.unlink()
     served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -279,6 +281,7 @@ def wrk(target: Target, conns: int, duration: int, method: str, tmp: Path) -> di
         "p50_us": lat("50"),
         "p99_us": lat("99"),
         "cpu_us": used / served * 1e6 if target.proc and served else 0.0,
+        "children_cpu_us": children / served * 1e6 if target.proc and served else 0.0,  # of which in child processes
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
     }
@@ -305,13 +308,13 @@ def recorded(target: Target) -> dict[str, float]:
 
 # -- report ---------------------------------------------------------------------------------------------------------
 
-METRICS = ("rps", "p50_us", "p99_us", "cpu_us")
+METRICS = ("rps", "p50_us", "p99_us", "cpu_us", "children_cpu_us")
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(runs)}
     for k in METRICS:
-        vals = [r[k] for r in runs]
+        vals = [r.get(k, 0.0) for r in runs]
         out[k] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
     out["non2xx"] = sum(r["non2xx"] for r in runs)
     out["socket_errors"] = sum(r["socket_errors"] for r in runs)
@@ -362,19 +365,21 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += [
             f"## {method}",
             "",
-            "| target | c | req/s | p50 µs | p99 µs | +p50 µs vs direct | CPU µs/req | core used | 1-core capacity "
-            "| ÷ bare | ÷ nginx | × mitmproxy | capacity ÷ bare | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| target | c | req/s | p50 µs | p99 µs | +p50 µs vs direct | CPU µs/req | of which children | core used "
+            "| 1-core capacity | ÷ bare | ÷ nginx | × mitmproxy | capacity ÷ bare | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, by_t in by_c.items():
             direct = by_t.get("direct")
             for name, s in by_t.items():
-                rps, p50, p99, cpu = (s[k] for k in METRICS)
+                rps, p50, p99, cpu = (s[k] for k in METRICS[:4])
+                kids = s.get("children_cpu_us") or {"median": 0.0}  # absent from older results
                 added = p50["median"] - direct["p50_us"]["median"] if direct else None
                 lines.append(
                     f"| {name} | {c} | {rps['median']:,.0f} ({rps['min']:,.0f}–{rps['max']:,.0f}) | {p50['median']:,.0f} "
                     f"| {p99['median']:,.0f} | {fmt(added, ',.0f') if name != 'direct' else ''} "
-                    f"| {cpu['median']:,.0f} ({cpu['min']:,.0f}–{cpu['max']:,.0f}) | {fmt(core_used(s), '.0%')} "
+                    f"| {cpu['median']:,.0f} ({cpu['min']:,.0f}–{cpu['max']:,.0f}) | {kids['median']:,.0f} "
+                    f"| {fmt(core_used(s), '.0%')} "
                     f"| {fmt(capacity(s), ',.0f')} | {fmt(ratio(s, by_t.get('bare')))} "
                     f"| {fmt(ratio(s, by_t.get('nginx')))} | {fmt(ratio(s, by_t.get('mitmproxy')))} "
                     f"| {fmt(cpu_ratio(by_t.get('bare'), s))} "
