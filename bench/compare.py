@@ -208,7 +208,10 @@ def start_target(name: str, up: int, tmp: Path, tools: dict[str, Any]) -> Target
         conf = nginx_conf(tmp, "proxy", nginx_proxy_server(port, up))
         proc = subprocess.Popen(pinned([tools["nginx"], "-c", str(conf), "-e", str(tmp / "proxy.err")], PROXY_CPU))
     elif name == "bare":
-        proc = subprocess.Popen(pinned([PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{up}"], PROXY_CPU))
+        # Its stderr to a file: aiohttp logs every POST that wrk cuts off when a run ends.
+        log = (tmp / "bare.log").open("wb")
+        cmd = [PY, str(HERE / "_bare_proxy.py"), str(port), f"http://127.0.0.1:{up}"]
+        proc = subprocess.Popen(pinned(cmd, PROXY_CPU), stderr=log)
     elif name == "mitmproxy":
         cmd = [
             str(tools["mitmdump"]),
