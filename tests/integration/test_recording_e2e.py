@@ -503,3 +503,58 @@ async def test_forward_mode_userinfo_is_refused_and_recorded_without_it(rec, ups
     (row,) = await rows_of(sc, "run-userinfo")
     assert (row["outcome"], row["error_class"]) == ("refused", "bad_request")
     assert "SECRET" not in row["url"] and "evil" not in row["url"] and row["url"].endswith("/v1/charges")
+
+
+# -- capture.keep_bodies: whose bodies the record keeps, decided once the outcome is known ---------------------------
+
+DECLINED = {"id": "ch_3", "status": "declined", "amount": 500, "currency": "eur"}
+SUCCEEDED = {"id": "ch_4", "status": "succeeded", "amount": 500, "currency": "eur"}
+
+
+async def test_keep_bodies_failures_drops_an_ok_calls_bodies_and_headers_but_keeps_its_verdict(rec, upstream):
+    upstream.routes["/v1/charges"] = reply(201, SUCCEEDED)
+    sc = await rec(capture={"keep_bodies": "failures"})
+    await post(sc, "/billing/v1/charges", "run-kb-ok", {"amount": 500, "currency": "eur"}, headers={"X-Trace-Me": "1"})
+    (row,) = await rows_of(sc, "run-kb-ok")
+    assert (row["outcome"], row["violations"], row["external_ids"]) == ("ok", [], {"charge_id": "ch_4"})  # still judged
+    assert (row["request_body"], row["response_body"], row["request_headers"], row["response_headers"]) == ("", "", {}, {})
+    assert row["attributes"]["bodies"] == "not_kept"
+    assert row["request_bytes"] > 0 and row["response_bytes"] > 0 and row["response_content_type"] == "application/json"
+
+
+async def test_keep_bodies_failures_keeps_a_failures_bodies_and_headers_redacted(rec, upstream):
+    secret = "sk_live_9f8e7d6c5b4a3210"
+    upstream.routes["/v1/charges"] = reply(200, DECLINED)
+    sc = await rec(capture={"keep_bodies": "failures"})
+    body = {"amount": 500, "currency": "eur", "token": secret}
+    await post(sc, "/billing/v1/charges", "run-kb-fail", body, headers={"Authorization": f"Bearer {secret}"})
+    (row,) = await rows_of(sc, "run-kb-fail")
+    assert row["outcome"] == "silent_failure" and "bodies" not in row["attributes"]
+    assert '"status":"declined"' in row["response_body"] and "[REDACTED]" in row["request_body"]
+    assert row["request_headers"]["authorization"].startswith("Bearer ") and secret not in repr(row)
+
+
+async def test_keep_bodies_sample_keeps_whole_runs(rec, upstream):
+    from seamline.event.build import run_sampled
+
+    upstream.routes["/v1/charges"] = reply(201, SUCCEEDED)
+    sc = await rec(capture={"keep_bodies": "sample", "ok_sample_rate": 0.5})
+    runs = [f"run-kb-sample-{i}" for i in range(40)]
+    kept = next(r for r in runs if run_sampled(r, 0.5))
+    dropped = next(r for r in runs if not run_sampled(r, 0.5))
+    for run in (kept, dropped, kept, dropped):
+        await post(sc, "/billing/v1/charges", run, {"amount": 500, "currency": "eur"})
+    kept_rows, dropped_rows = await rows_of(sc, kept), await rows_of(sc, dropped)
+    assert len(kept_rows) == len(dropped_rows) == 2
+    assert all(r["response_body"] and r["request_headers"] and "bodies" not in r["attributes"] for r in kept_rows)
+    assert all(r["response_body"] == "" and r["attributes"]["bodies"] == "not_kept" for r in dropped_rows)
+
+
+async def test_keep_bodies_failures_still_scrubs_an_extracted_id_that_is_a_secret(rec, upstream):
+    # The extracted ID equals a value under a secret body key: kept or not, the body's secrets are known to scrub().
+    secret = "tok_live_5e4d3c2b1a09"
+    upstream.routes["/v1/charges"] = reply(201, {**SUCCEEDED, "id": secret, "client_secret": secret})
+    sc = await rec(capture={"keep_bodies": "failures"})
+    await post(sc, "/billing/v1/charges", "run-kb-secret", {"amount": 500, "currency": "eur"})
+    (row,) = await rows_of(sc, "run-kb-secret")
+    assert row["outcome"] == "ok" and row["external_ids"] == {"charge_id": "[REDACTED]"} and secret not in repr(row)

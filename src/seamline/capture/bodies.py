@@ -69,11 +69,12 @@ class RenderedBody:
     binary: bool = False  # text is a `[binary …]` marker
     truncated: bool = False  # text/parsed value cover only a prefix (capture cap, decode cap or cut stream)
     empty: bool = False  # no body bytes at all
+    withheld: bool = False  # parsed for the contract only (no redactor): `text` is "", though the body has text
 
     @property
     def not_json(self) -> bool:
         """A complete, non-empty body that is not JSON (what `evaluate(response_not_json=…)` wants)."""
-        return not (self.is_json or self.empty or self.truncated or not self.text)
+        return not (self.is_json or self.empty or self.truncated or not (self.text or self.withheld))
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +255,14 @@ def render_body(
     content_encoding: str | None,
     truncated: bool,
     total_bytes: int,
-    redactor: Redactor,
+    redactor: Redactor | None,
     limit: int = DEFAULT_CAP,
 ) -> RenderedBody:
-    """Decode, parse and redact a captured body for the record; never raises."""
+    """Decode, parse and redact a captured body for the record; never raises.
+
+    With `redactor=None` the body is only decoded and parsed, for the contract (`capture.keep_bodies`: the record
+    will not keep it): no redaction, no re-serialisation, `text` stays "" and `withheld` says there was text.
+    """
     if not raw:
         return RenderedBody("", truncated=truncated, empty=total_bytes == 0)
     mime, charset = parse_content_type(content_type)
@@ -275,6 +280,8 @@ def render_body(
     looks_json = is_json_type(mime) or (not mime and first in ("{", "["))
     if looks_json:
         return _render_json(decoded.data, text, cut, is_json_type(mime), redactor)
+    if redactor is None:
+        return RenderedBody("", truncated=cut, withheld=bool(text))
     if mime == _FORM:
         return RenderedBody(redactor.scrub(redactor.redact_form(text)), truncated=cut)
     if mime.startswith("multipart/"):
@@ -312,13 +319,17 @@ def _redact_text(text: str, redactor: Redactor) -> str:
     return redactor.redact_text_pairs(redactor.redact_json_text(text))
 
 
-def _render_json(data: bytes, text: str, cut: bool, declared: bool, redactor: Redactor) -> RenderedBody:
+def _render_json(data: bytes, text: str, cut: bool, declared: bool, redactor: Redactor | None) -> RenderedBody:
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         error = f"body truncated at the capture cap ({_short(e)})" if cut else _short(e)
+        if redactor is None:
+            return RenderedBody("", json_error=error if declared else None, truncated=cut, withheld=bool(text))
         stored = redactor.scrub(redactor.redact_json_text(text))
         return RenderedBody(stored, json_error=error if declared else None, truncated=cut)
+    if redactor is None:
+        return RenderedBody("", is_json=True, parsed_json=parsed, truncated=cut, withheld=True)
     # Walking the parsed value with cached key verdicts costs about what one substring pre-scan
     # of the text for every key word does (~8 µs per KiB), so there is no pre-scan here.
     value = redactor.redact_json(parsed)

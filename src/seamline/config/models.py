@@ -269,6 +269,16 @@ class Capture(_Model):
         ge=1,
         description="Secret values shorter than this are not scrubbed from the rest of the exchange (avoids mangling text).",
     )
+    keep_bodies: Literal["all", "failures", "sample"] = Field(
+        "all",
+        description="Whose bodies and headers are recorded: all calls; failures (every call whose outcome is not ok); "
+        "sample (failures, plus the ok calls of a deterministic share `ok_sample_rate` of run IDs, so a sampled run is "
+        "whole). Decided once the outcome is known: bodies of ok calls not kept are parsed for the contract but never "
+        "redacted, rendered or stored (their rows say attributes.bodies = not_kept).",
+    )
+    ok_sample_rate: float = Field(
+        0.01, ge=0, le=1, description="keep_bodies: sample — the share of run IDs whose ok calls keep their bodies (0-1)."
+    )
 
     @field_validator("secret_detectors")
     @classmethod

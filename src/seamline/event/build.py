@@ -2,10 +2,15 @@
 
 Order matters for redaction: both header sets and the URL are redacted first (collecting secret
 values), then bodies are rendered and scrubbed, then the error text.
+
+`capture.keep_bodies` (failures | sample) decides whose bodies and headers the row keeps once the outcome is known:
+the bodies are first only parsed for the contract; an ok call that is not kept is never redacted, rendered or stored
+(measured in docs/benchmarks.md). Sampling is by run ID (`run_sampled`), so every replica keeps the same runs whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from seamline.capture.bodies import RenderedBody, render_body
@@ -14,9 +19,21 @@ from seamline.config.models import Config
 from seamline.event.columns import new_event
 from seamline.exchange import BodyTap, Exchange
 from seamline.ids import new_event_id
+from seamline.outcomes import OK
 from seamline.validate.validator import Validator
 
 _EMPTY = RenderedBody("", empty=True)
+_NOT_KEPT = {"bodies": "not_kept"}
+
+
+def run_sampled(run_id: str, rate: float) -> bool:
+    """Is this run in the `rate` share of runs whose ok calls keep their bodies? The same answer in every process."""
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    h = int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big")
+    return h < rate * 2**64
 
 
 def _content_headers(headers: list[tuple[str, str]]) -> tuple[str, str]:
@@ -44,8 +61,10 @@ class EventBuilder:
         self._policies = {n: RedactionPolicy.from_config(cap, u.redact_headers) for n, u in config.upstreams.items()}
         self._safety = {n: h.safety for n, h in config.handoffs.items()}
         self._steps = {n: (h.step or n) for n, h in config.handoffs.items()}
+        self._keep_all = cap.keep_bodies == "all"
+        self._ok_sample_rate = cap.ok_sample_rate if cap.keep_bodies == "sample" else 0.0
 
-    def _render(self, tap: BodyTap | None, content: tuple[str, str], redactor: Redactor) -> RenderedBody:
+    def _render(self, tap: BodyTap | None, content: tuple[str, str], redactor: Redactor | None) -> RenderedBody:
         if tap is None or tap.total == 0:
             return _EMPTY
         return render_body(
@@ -63,15 +82,34 @@ class EventBuilder:
         redactor.collect_headers(ex.request_headers)
         redactor.collect_headers(ex.response_headers)
         url = redactor.redact_url(ex.url) if ex.url else ""  # collects query secrets too
-        req_headers = redactor.redact_headers(ex.request_headers)
-        resp_headers = redactor.redact_headers(ex.response_headers)
         req_content = _content_headers(ex.request_headers)
         resp_content = _content_headers(ex.response_headers)
-        req_body = self._render(ex.request_tap, req_content, redactor)
-        resp_body = self._render(ex.response_tap, resp_content, redactor)
-        evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
+        if self._keep_all:
+            req_headers = redactor.redact_headers(ex.request_headers)
+            resp_headers = redactor.redact_headers(ex.response_headers)
+            req_body = self._render(ex.request_tap, req_content, redactor)
+            resp_body = self._render(ex.response_tap, resp_content, redactor)
+            evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
+            kept = True
+        else:  # parsed for the contract only; rendered once the outcome says the row keeps them
+            req_body = self._render(ex.request_tap, req_content, None)
+            resp_body = self._render(ex.response_tap, resp_content, None)
+            evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
+            kept = result.outcome != OK or run_sampled(ex.run_id, self._ok_sample_rate)
+            if kept:
+                req_headers = redactor.redact_headers(ex.request_headers)
+                resp_headers = redactor.redact_headers(ex.response_headers)
+                req_body = self._render(ex.request_tap, req_content, redactor)
+                resp_body = self._render(ex.response_tap, resp_content, redactor)
+            else:
+                req_headers, resp_headers = {}, {}
+                if evaluation is not None and evaluation.external_ids:
+                    # An extracted ID may be a value under a secret body key: walk the bodies so scrub() knows it.
+                    for body in (req_body, resp_body):
+                        if body.is_json:
+                            redactor.redact_json(body.parsed_json)
         violations = list(req_violations)
-        attributes = dict(ex.attributes)
+        attributes = dict(ex.attributes) if kept else {**ex.attributes, **_NOT_KEPT}
         external_ids: dict[str, str] = {}
         unknown: list[str] = []
         missing: list[str] = []
@@ -121,8 +159,8 @@ class EventBuilder:
             retry_after_s=result.retry_after_s,
             request_headers=req_headers,
             response_headers=resp_headers,
-            request_body=req_body.text,
-            response_body=resp_body.text,
+            request_body=req_body.text if kept else "",
+            response_body=resp_body.text if kept else "",
             request_content_type=req_content[0][:100],
             response_content_type=resp_content[0][:100],
             request_bytes=rq.total if rq else int(ex.extra.get("tunnel", (0, 0))[0]),  # a tunnel's or WebSocket's bytes

@@ -159,4 +159,4 @@ def _not_json(body: RenderedBody, headers: dict[str, str]) -> bool:
     if body.empty or body.is_json:
         return False
     mime, _ = parse_content_type(headers.get("content-type"))
-    return body.json_error is not None or is_json_type(mime) or (not body.binary and bool(body.text))
+    return body.json_error is not None or is_json_type(mime) or (not body.binary and (bool(body.text) or body.withheld))

@@ -181,3 +181,36 @@ def test_not_json_is_set_only_for_a_complete_non_json_body() -> None:
     assert not render(b"", ct="application/json").not_json
     assert not render(b'{"a": 1', truncated=True).not_json
     assert not render(b'{"a": 1}').not_json
+
+
+# -- parse only (capture.keep_bodies: the record may not keep the body) ------------------------------------------
+
+
+def parse_only(raw: bytes, ct: str | None = "application/json", *, truncated: bool = False) -> RenderedBody:
+    return render_body(raw, content_type=ct, content_encoding=None, truncated=truncated, total_bytes=len(raw), redactor=None)
+
+
+def test_parse_only_gives_the_contract_its_value_and_renders_nothing() -> None:
+    out = parse_only(b'{"amount": 5, "password": "hunter2-secret"}')
+    assert out.is_json and out.parsed_json == {"amount": 5, "password": "hunter2-secret"}  # contracts see real values
+    assert out.text == "" and out.withheld
+
+
+def test_parse_only_judges_json_and_text_as_the_full_render_does() -> None:
+    for raw, ct, truncated in [
+        (b"<html/>", "application/json", False),
+        (b"<html/>", "text/html", False),
+        (b"", "application/json", False),
+        (b'{"a": 1', "application/json", True),
+        (b'{"a": 1}', "application/json", False),
+        (b"\x89PNG", "image/png", False),
+    ]:
+        full, parsed = render(raw, ct, truncated=truncated), parse_only(raw, ct, truncated=truncated)
+        assert (parsed.not_json, parsed.is_json, parsed.json_error, parsed.empty, parsed.truncated) == (
+            full.not_json, full.is_json, full.json_error, full.empty, full.truncated,
+        ), raw  # fmt: skip
+
+
+def test_parse_only_of_broken_json_keeps_the_error_for_the_record() -> None:
+    out = parse_only(b'{"a": ', ct="application/json")
+    assert out.json_error and not out.is_json and out.text == "" and out.withheld
