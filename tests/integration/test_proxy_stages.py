@@ -18,6 +18,7 @@ from seamline.proxy.redirects import RewriteRedirects
 from seamline.proxy.route import Route
 from seamline.proxy.spans import Spans
 from seamline.proxy.via import Via
+from seamline.replay.mark import ReplayMark
 
 
 class Broken:
@@ -49,7 +50,7 @@ def errors_of(sc, stage: str) -> float:
 async def test_the_stages_are_in_the_documented_order(upstream, make_sidecar):
     sc = await make_sidecar(proxy_config({"billing": upstream.url}))
     assert [type(s) for s in sc.path.request] == [
-        Correlate, Via, Authenticate, Route, BodyLimit, InflightBodies, LoopGuard, CircuitGuard, Spans
+        Correlate, ReplayMark, Via, Authenticate, Route, BodyLimit, InflightBodies, LoopGuard, CircuitGuard, Spans
     ]  # fmt: skip
     assert [type(s) for s in sc.path.response] == [RewriteRedirects, Correlate]
     assert [s.name for s in sc.path.done] == ["spans", "circuit_breaker", "metrics", "inflight_bodies"]
@@ -59,7 +60,7 @@ async def test_the_duplicate_guard_runs_after_body_limit_and_settles_when_a_hand
     charge = {"upstream": "billing", "match": "POST /v1/charges", "safety": "never_repeat"}
     sc = await make_sidecar(proxy_config({"billing": upstream.url}, handoffs={"billing.charge": charge}))
     assert [type(s) for s in sc.path.request] == [
-        Correlate, Via, Authenticate, Route, BodyLimit, InflightBodies, LoopGuard, Dedup, CircuitGuard, Spans
+        Correlate, ReplayMark, Via, Authenticate, Route, BodyLimit, InflightBodies, LoopGuard, Dedup, CircuitGuard, Spans
     ]  # fmt: skip
     assert [type(s) for s in sc.path.settle] == [Dedup]
 
