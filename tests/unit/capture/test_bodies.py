@@ -181,3 +181,18 @@ def test_not_json_is_set_only_for_a_complete_non_json_body() -> None:
     assert not render(b"", ct="application/json").not_json
     assert not render(b'{"a": 1', truncated=True).not_json
     assert not render(b'{"a": 1}').not_json
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"event": "created", "payload": "{\"password\": \"hunter2-Correct\"}"}',
+        rb'{"event": "created", "payload": "\u007b\"password\": \"hunter2-Correct\"}"}',  # `{` escaped
+        rb'{"batch": ["[{\"client_secret\": \"hunter2-Correct\"}]"]}',
+        rb'{"outer": "{\"inner\": \"{\\\"token\\\": \\\"hunter2-Correct\\\"}\"}"}',  # two deep
+    ],
+)
+def test_json_inside_a_string_is_found_however_it_is_written(raw: bytes) -> None:
+    for ctype in ("application/json", "text/plain"):
+        text = render(raw, ctype).text
+        assert "hunter2-Correct" not in text and REDACTED in text, (ctype, text)
