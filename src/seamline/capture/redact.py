@@ -271,10 +271,9 @@ class Redactor:
                 self._collect_header(k, v)
             items.append((k, v, secret))
         scrub = self._replace_secrets if self._secrets else None
-        # One detector pass over all plain values together; per value only when it found something.
+        # One anchor scan over all plain values together; the detectors run per value only when it found one.
         detectors = self.policy.detectors
-        plain = "\n".join(v for _, v, secret in items if not secret)
-        detect = detectors.redact(plain) != plain
+        detect = detectors.may_find("\n".join(v for _, v, secret in items if not secret))
         out: dict[str, str] = {}
         for k, v, secret in items:
             if secret:

@@ -214,3 +214,18 @@ def test_parse_only_judges_json_and_text_as_the_full_render_does() -> None:
 def test_parse_only_of_broken_json_keeps_the_error_for_the_record() -> None:
     out = parse_only(b'{"a": ', ct="application/json")
     assert out.json_error and not out.is_json and out.text == "" and out.withheld
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"event": "created", "payload": "{\"password\": \"hunter2-Correct\"}"}',
+        rb'{"event": "created", "payload": "\u007b\"password\": \"hunter2-Correct\"}"}',  # `{` escaped
+        rb'{"batch": ["[{\"client_secret\": \"hunter2-Correct\"}]"]}',
+        rb'{"outer": "{\"inner\": \"{\\\"token\\\": \\\"hunter2-Correct\\\"}\"}"}',  # two deep
+    ],
+)
+def test_json_inside_a_string_is_found_however_it_is_written(raw: bytes) -> None:
+    for ctype in ("application/json", "text/plain"):
+        text = render(raw, ctype).text
+        assert "hunter2-Correct" not in text and REDACTED in text, (ctype, text)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from seamline.capture.detectors import DETECTOR_NAMES, _shapes, compile_detectors
+from seamline.capture.detectors import DETECTOR_NAMES, Detector, SecretDetectors, _shapes, compile_detectors
 from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Capture
+from unit.capture.leak_corpus import KINDS, NEGATIVES
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
 
@@ -58,3 +59,64 @@ def test_unknown_detector_and_bad_pattern_are_config_errors() -> None:
 
 def test_compiled_once_per_config() -> None:
     assert RedactionPolicy.from_config(Capture()).detectors is RedactionPolicy.from_config(Capture()).detectors
+
+
+ALL = compile_detectors(DETECTOR_NAMES)
+# The same patterns with no anchors: every pattern runs on every text (what the anchor scan must not change).
+UNFILTERED = SecretDetectors(Detector(d.name, d.pattern, (), d.group, d.late) for d in ALL.detectors)
+
+
+def test_every_shape_in_the_corpus_holds_an_anchor_of_each_detector_that_matches_it() -> None:
+    """An anchor is a literal every match contains: a detector's pattern never matches where its anchors are absent."""
+    checked = 0
+    for kind in KINDS:
+        for d in ALL.detectors:
+            for m in d.pattern.finditer(kind.value):
+                assert any(a.lower() in m.group(0).lower() for a in d.anchors), (d.name, kind.name, m.group(0))
+                checked += 1
+    assert checked >= 20
+
+
+def _glued(values: list[str]) -> list[str]:
+    """Texts that put shapes next to each other and to the delimiters the patterns use, in varied case."""
+    seps = ["", " ", "\n", "=", ":", '"', "Bearer ", "basic ", "https://", "&token="]
+    out = []
+    for i, v in enumerate(values):
+        w = values[(i * 7 + 3) % len(values)]
+        for sep in seps:
+            out += [f"{v}{sep}{w}", f"x {v.upper()}{sep}{w.lower()} y", f"{sep}{v}"]
+    return out
+
+
+def test_the_anchor_scan_changes_no_output() -> None:
+    """Detectors gated by the one-pass anchor scan redact exactly what running every pattern on every text does."""
+    texts = _glued([k.value for k in KINDS] + list(NEGATIVES))
+    changed = 0
+    for text in texts:
+        got: list[str] = []
+        want: list[str] = []
+        assert ALL.redact(text, got.append) == UNFILTERED.redact(text, want.append), text
+        assert got == want, text
+        changed += got != []
+    assert changed > len(texts) // 2  # the texts do hold shapes
+
+
+def test_anchors_ignore_ascii_case_and_survive_non_ascii_text() -> None:
+    assert ALL.redact("AUTHORIZATION: BEARER abc123def456") == "AUTHORIZATION: BEARER [REDACTED]"
+    assert ALL.redact(f"ümlaut ✓ {JWT} \udc80 end") == "ümlaut ✓ [REDACTED] \udc80 end"  # a lone surrogate: no error
+    assert ALL.candidates("plain words, nothing to see here") == []
+    assert ALL.candidates("short") == []
+
+
+def test_patterns_without_anchors_run_on_every_text() -> None:
+    d = compile_detectors(("jwt",), (r"acme_[0-9a-f]{12}",))
+    assert [x.name for x in d.detectors] == ["jwt", "pattern-0"]
+    assert d.candidates("no anchor at all here") == [1]
+    assert d.redact("k acme_0123456789ab") == "k [REDACTED]"
+
+
+def test_non_ascii_anchor_is_refused() -> None:
+    import re
+
+    with pytest.raises(ValueError, match="not ASCII"):
+        SecretDetectors([Detector("x", re.compile("é+"), ("é",))])
