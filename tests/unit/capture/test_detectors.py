@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from leaks.corpus import KINDS, NEGATIVES
 from pydantic import ValidationError
 
 from seamline.capture.detectors import DETECTOR_NAMES, Detector, SecretDetectors, _shapes, compile_detectors
 from seamline.capture.redact import RedactionPolicy
 from seamline.config.models import Capture
-from unit.capture.leak_corpus import KINDS, NEGATIVES
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
 
