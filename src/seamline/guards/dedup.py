@@ -17,6 +17,10 @@ Semantics (the IETF draft-ietf-httpapi-idempotency-key-header and Stripe's publi
   retry may go;
 - `require_key` and no key → 400; the store down → `on_store_down`: fail_open forwards unguarded, fail_closed 503.
 Every decision lands in `handoffs.guard` (seamline.outcomes GUARD_*).
+
+The external IDs the refusals name (the contract's `extract`) are computed only where one may need them: from the
+request at the claim, from the response when the call settles, except what only the response body gives for a
+`done` entry, which holds that exact body: those are computed when a refusal asks (`Dedup._named_ids`).
 """
 
 from __future__ import annotations
