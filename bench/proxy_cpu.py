@@ -12,6 +12,10 @@ the ratio after/before.
 `--record` turns recording on (embedded chdb in a fresh directory per run, the engine in its own process, where
 events are built and redacted): the CPU counted is then the proxy's plus its children's (the engine process),
 so the figure includes the event build and redaction each request costs.
+
+`--idempotency` (POST only) turns the duplicate guard on for the handoff (in-process store, an `extract` of the
+response's `id`) and sends a fresh `Idempotency-Key` on every request: each call is a first call, claimed, stored
+and settled, none replayed (the guard's per-call cost, issue #13).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def config(upstream_port: int, tmp: Path, record: bool = False) -> Path:
+def config(upstream_port: int, tmp: Path, record: bool = False, idempotency: bool = False) -> Path:
     cfg = {
         "upstreams": {"api": {"base_url": f"http://127.0.0.1:{upstream_port}", "allow_private": True}},
         "handoffs": {
@@ -62,6 +66,10 @@ def config(upstream_port: int, tmp: Path, record: bool = False) -> Path:
         },
         "storage": {"enabled": False},
     }
+    if idempotency:
+        item = cfg["handoffs"]["api.item"]
+        item["dedup"] = {"enabled": True}
+        item["contract"]["extract"] = {"charge_id": "response.body.id"}
     if record:
         cfg["storage"] = {"enabled": True, "clickhouse_url": f"chdb://{tmp / 'data'}", "embedded_engine": "process"}
     path = tmp / "seamline.json"
@@ -69,7 +77,7 @@ def config(upstream_port: int, tmp: Path, record: bool = False) -> Path:
     return path
 
 
-def one(tree: Path, cfg: Path, method: str, tmp: Path, record: bool = False) -> float:
+def one(tree: Path, cfg: Path, method: str, tmp: Path, record: bool = False, idempotency: bool = False) -> float:
     port, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEAMLINE_")}
     env["PYTHONPATH"] = str(tree / "src")
@@ -79,8 +87,16 @@ def one(tree: Path, cfg: Path, method: str, tmp: Path, record: bool = False) -> 
         wait_port(port)
         script = tmp / "post.lua"
         lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n'
+        if idempotency:  # a fresh key per request, unique per run: every call is a first call
+            prefix = os.urandom(6).hex()
+            lua += (
+                "local n = 0\nrequest = function()\n  n = n + 1\n"
+                f'  return wrk.format(nil, nil, {{["Idempotency-Key"] = "{prefix}-" .. n}})\nend\n'
+            )
         script.write_text(lua)
         warm = ["wrk", "-t1", "-c16", "-d1s", f"http://127.0.0.1:{port}/api/item"]
+        if method == "POST":
+            warm[1:1] = ["-s", str(script)]  # warm the path measured (the guarded POST), not a GET
         subprocess.run(pinned(warm, "0"), capture_output=True, check=True)
         measure = tree_cpu_seconds if record else cpu_seconds
         before = measure(proc.pid)
@@ -103,6 +119,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--method", default="GET")
     ap.add_argument("--record", action="store_true", help="recording on; count the engine process's CPU too")
+    ap.add_argument("--idempotency", action="store_true", help="POST: the duplicate guard on, a fresh Idempotency-Key per call")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install wrk)")
@@ -115,13 +132,15 @@ def main() -> None:
         for r in range(args.rounds):
             for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
                 run_tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))  # a fresh database per run
-                cfg = config(up_port, run_tmp, args.record)
-                got[name].append(one(getattr(args, name).resolve(), cfg, args.method, run_tmp, args.record))
+                cfg = config(up_port, run_tmp, args.record, args.idempotency)
+                tree = getattr(args, name).resolve()
+                got[name].append(one(tree, cfg, args.method, run_tmp, args.record, args.idempotency))
                 time.sleep(0.5)
         med = {k: statistics.median(v) for k, v in got.items()}
         print(
             f"method={args.method} rounds={args.rounds} (proxy on CPU 1; wrk and upstream on CPU 0; "
-            f"recording {'on, engine process counted' if args.record else 'off'})"
+            f"recording {'on, engine process counted' if args.record else 'off'}"
+            f"{'; dedup on, a fresh Idempotency-Key per call' if args.idempotency else ''})"
         )
         for k, v in got.items():
             print(f"{k:7s} CPU µs/request: median {med[k]:.1f}  min–max {min(v):.1f}–{max(v):.1f}  {[round(x, 1) for x in v]}")

@@ -32,6 +32,12 @@ HANDOFFS: dict[str, Any] = {
     "billing.export": {"upstream": "billing", "match": "POST /v1/exports", "safety": "never_repeat",
                        "dedup": {"max_response_bytes": 1024}},
     "billing.slow": {"upstream": "slow", "match": "POST /v1/charges", "safety": "never_repeat"},
+    # IDs from the request and the response: computed when the call is claimed and when it settles (not lazily).
+    "billing.order": {"upstream": "billing", "match": "POST /v1/orders", "safety": "never_repeat",
+                      "dedup": {"max_response_bytes": 1024},
+                      "contract": {"extract": {"order": "request.body.order", "charge_id": "response.body.id"}}},
+    "billing.slow_order": {"upstream": "slow", "match": "POST /v1/orders", "safety": "never_repeat",
+                           "contract": {"extract": {"order": "request.body.order", "charge_id": "response.body.id"}}},
 }  # fmt: skip
 
 
@@ -111,6 +117,62 @@ async def test_same_key_with_another_body_is_422_key_reused(sidecar, upstream):
     assert doc["type"].endswith("/idempotency-key-reused") and doc["error_class"] == "duplicate"
     assert "body" in doc["detail"] and doc["external_ids"] == {"charge_id": "ch_1"}
     assert count(upstream) == 1
+
+
+async def test_a_done_entry_keeps_no_ids_its_stored_response_names_them_when_asked(sidecar, upstream):
+    """`extract` reads only the response body: the stored result holds that exact body, so the IDs are computed
+    from it when a refusal names them, not on every call."""
+    charge_app(upstream)
+    url = sidecar.proxy_url + "/billing/v1/charges"
+    async with aiohttp.ClientSession() as s:
+        await send(s, url, "k-lazy", {"amount": 500})
+        stored = Entry.decode(await sidecar.dedup_store.claim(store_key("billing.charge", "", "k-lazy"), b"-", 60) or b"")
+        status, _, _, doc = await send(s, url, "k-lazy", {"amount": 501})
+    assert stored.state == "done" and stored.external_ids == {} and orjson.loads(stored.body)["id"] == "ch_1"
+    assert status == 422 and doc["external_ids"] == {"charge_id": "ch_1"}
+
+
+async def test_ids_from_request_and_response_are_named_by_every_refusal(sidecar, upstream):
+    async def order(request: web.Request) -> web.Response:
+        sent = await request.json()
+        big = sent.get("big", False)
+        return web.json_response({"id": f"ch_{sent['order']}", "pad": "x" * (5000 if big else 10)}, status=201)
+
+    upstream.routes["/v1/orders"] = order
+    url = sidecar.proxy_url + "/billing/v1/orders"
+    async with aiohttp.ClientSession() as s:
+        await send(s, url, "o-1", {"order": "A"})
+        reused = await send(s, url, "o-1", {"order": "B"})  # a done first: both IDs, stored when it settled
+        await send(s, url, "o-2", {"order": "C", "big": True})
+        known = await send(s, url, "o-2", {"order": "C", "big": True})  # not replayable: the request's IDs
+    assert reused[0] == 422 and reused[3]["external_ids"] == {"order": "A", "charge_id": "ch_A"}
+    assert known[0] == 409 and known[3]["type"].endswith("/outcome-known")
+    assert known[3]["external_ids"] == {"order": "C"}  # the response was cut at max_response_bytes: no charge_id
+    stored = Entry.decode(await sidecar.dedup_store.claim(store_key("billing.order", "", "o-1"), b"-", 60) or b"")
+    assert stored.state == "done" and stored.external_ids == {"order": "A", "charge_id": "ch_A"}
+
+
+async def test_outcome_unknown_names_the_ids_its_request_gave(upstream, make_sidecar):
+    never = asyncio.Event()
+    slow = await Upstream().start()
+    try:
+
+        async def order(request: web.Request) -> web.Response:
+            await never.wait()
+            return web.json_response({"id": "ch_never"}, status=201)
+
+        slow.routes["/v1/orders"] = order
+        sc = await make(make_sidecar, upstream, slow=slow.url)
+        url = sc.proxy_url + "/slow/v1/orders"
+        async with aiohttp.ClientSession() as s:
+            first = await send(s, url, "o-3", {"order": "D"})
+            again = await send(s, url, "o-3", {"order": "D"})
+        assert first[0] == 504
+        assert again[0] == 409 and again[3]["type"].endswith("/outcome-unknown")
+        assert again[3]["external_ids"] == {"order": "D"}
+    finally:
+        never.set()
+        await slow.stop()
 
 
 async def test_concurrent_duplicates_forward_exactly_one(sidecar, upstream):

@@ -17,6 +17,10 @@ Semantics (the IETF draft-ietf-httpapi-idempotency-key-header and Stripe's publi
   retry may go;
 - `require_key` and no key → 400; the store down → `on_store_down`: fail_open forwards unguarded, fail_closed 503.
 Every decision lands in `handoffs.guard` (seamline.outcomes GUARD_*).
+
+The external IDs the refusals name (the contract's `extract`) are computed only where one may need them: from the
+request at the claim, from the response when the call settles, except what only the response body gives for a
+`done` entry, which holds that exact body: those are computed when a refusal asks (`Dedup._named_ids`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -158,16 +162,16 @@ def settled(ex: Exchange, claim: Entry, fits: Callable[[int], bool]) -> Entry | 
         if keep.complete and not keep.tap.truncated:
             body = keep.tap.data
             if fits(len(body)):
-                return replace(claim, state="done", status=keep.status, reason=keep.reason, headers=keep.headers, body=body)
+                return claim.result("done", keep.status, keep.reason, keep.headers, body)
             why = "its response could not be kept (the guard's in-process store is full)"
         elif keep.tap.truncated:
             why = f"its response was larger than dedup.max_response_bytes ({keep.tap.cap} bytes)"
         else:
             why = "its response was not received whole"
-        return replace(claim, state="known", status=keep.status, why=why)
+        return claim.result("known", keep.status, why=why)
     if ex.not_sent or ex.error_class in _NOT_FORWARDED:
         return _released(ex, claim)
-    return replace(claim, state="unknown", why=f"it got no answer from the upstream after it was sent ({_failure(ex)})")
+    return claim.result("unknown", why=f"it got no answer from the upstream after it was sent ({_failure(ex)})")
 
 
 def _released(ex: Exchange, claim: Entry) -> Entry | None:
@@ -178,7 +182,7 @@ def _released(ex: Exchange, claim: Entry) -> Entry | None:
                 f"its attempt {prior.attempt} got no answer from the upstream after it was sent ({_failure(prior)}); "
                 f"the last attempt (attempt {ex.attempt}) did not change that"
             )
-            return replace(claim, state="unknown", why=why)
+            return claim.result("unknown", why=why)
     return None
 
 
@@ -248,10 +252,13 @@ class Dedup:
         request_fp, body_fp = fingerprints(ex.method, path_qs, body)
         ex.event_id = ex.event_id or new_event_id()  # named by the duplicates' answers before the event is built
         t = target.upstream.timeouts
+        # IDs the request alone yields, for the duplicates of a call in flight; none when every `extract` reads the
+        # response body (with no response yet they find nothing: the same {} without parsing the body).
+        parsed = _NOT_PARSED if self._response_body_only(ex) else _parse(body)
         claim = Entry(
-            "in_flight", request_fp, body_fp, owner=uuid.uuid4().hex, run_id=ex.run_id, event_id=ex.event_id,
+            "in_flight", request_fp, body_fp, owner=secrets.token_hex(16), run_id=ex.run_id, event_id=ex.event_id,
             lease_until=self.clock() + t.total + t.read + LEASE_MARGIN_S,
-            external_ids=self._external_ids(ex, body, None),
+            external_ids={} if parsed is _NOT_PARSED else self._external_ids(ex, parsed, None),
         )  # fmt: skip
         skey = store_key(ex.handoff, ex.tenant, key)
         raw = claim.encode()
@@ -267,7 +274,7 @@ class Dedup:
                 f"the duplicate guard's store did not answer ({e}); dedup.on_store_down is fail_closed"
             ) from None
         if current is None:  # ours: forward, and keep the exact response for the duplicates
-            ex.extra["dedup"] = (skey, raw, claim, policy)
+            ex.extra["dedup"] = (skey, raw, claim, policy, parsed)
             ex.replay_capture = ReplayCapture(BodyTap(policy.max_response_bytes))
             return
         self._record_request(ex, heads, body, policy)
@@ -276,7 +283,10 @@ class Dedup:
     def _answer(self, ex: Exchange, first: Entry, request_fp: str, body_fp: str, policy: Policy) -> None:
         """A duplicate: raise the answer for it (the first call's response, or a refusal naming the first call)."""
         ex.attributes["dedup_of"] = first.event_id
-        named = {"first_run_id": first.run_id, "first_event_id": first.event_id, "external_ids": self._safe_ids(first)}
+        if first.state == "done" and (first.request_fp, first.body_fp) == (request_fp, body_fp):
+            ex.guard = o.GUARD_REPLAYED
+            raise Respond(self._replay(ex, first, policy))
+        named = {"first_run_id": first.run_id, "first_event_id": first.event_id, "external_ids": self._named_ids(ex, first)}
         if (first.request_fp, first.body_fp) != (request_fp, body_fp):
             ex.guard = o.GUARD_KEY_REUSED
             what = "body" if first.request_fp == request_fp else "method or path"
@@ -285,9 +295,6 @@ class Dedup:
                 "use a new key for a new request",
                 **named,
             )
-        if first.state == "done":
-            ex.guard = o.GUARD_REPLAYED
-            raise Respond(self._replay(ex, first, policy))
         if first.state == "in_flight" and first.lease_until > self.clock():
             ex.guard = o.GUARD_BLOCKED_IN_FLIGHT
             raise errors.IdempotencyInFlight(
@@ -351,21 +358,22 @@ class Dedup:
         ex.request_body = body = b"".join(parts)
         return body
 
-    def _external_ids(self, ex: Exchange, request: bytes, response: bytes | None) -> dict[str, str]:
+    def _response_body_only(self, ex: Exchange) -> bool:
+        return self.validator is None or self.validator.extracts_response_body_only(ex.handoff)
+
+    def _external_ids(self, ex: Exchange, request: Any, response: Any) -> dict[str, str]:
+        """The contract's IDs over parsed bodies (`_parse`); {} without a contract."""
         if self.validator is None or ex.handoff not in self.validator.contracts:
             return {}
-        try:
-            req = orjson.loads(request) if request else None
-        except orjson.JSONDecodeError:
-            req = None
-        try:
-            resp = orjson.loads(response) if response else None
-        except orjson.JSONDecodeError:
-            resp = None
-        return self.validator.external_ids(ex, req, resp)
+        return self.validator.external_ids(ex, request, response)
 
-    def _safe_ids(self, first: Entry) -> dict[str, str]:
-        return {k: self.safe(v) for k, v in first.external_ids.items()}
+    def _named_ids(self, ex: Exchange, first: Entry) -> dict[str, str]:
+        """The IDs a refusal names: the first call's stored ones, or, for a `done` entry stored without them (its
+        IDs read only the response body, which the entry holds exactly), computed from that body now."""
+        ids = first.external_ids
+        if first.state == "done" and self._response_body_only(ex):
+            ids = {**ids, **self._external_ids(ex, None, _parse(first.body))}
+        return {k: self.safe(v) for k, v in ids.items()}
 
     def settle(self, ex: Exchange) -> Any:
         held = ex.extra.pop("dedup", None)
@@ -373,13 +381,19 @@ class Dedup:
             return None
         return self._settle(ex, *held)
 
-    async def _settle(self, ex: Exchange, skey: str, raw: bytes, claim: Entry, policy: Policy) -> None:
+    async def _settle(self, ex: Exchange, skey: str, raw: bytes, claim: Entry, policy: Policy, parsed: Any) -> None:
+        fits = getattr(self.store, "fits", _always)
+        result = settled(ex, claim, fits)
         keep = ex.replay_capture
-        if keep is not None and keep.complete and not keep.tap.truncated:
-            ids = self._external_ids(ex, ex.request_body or b"", keep.tap.data)
+        # The IDs of the whole response, for a refusal naming this call: computed now unless the entry keeps the
+        # exact response body they alone read (a `done` entry; `_named_ids` computes them when one asks).
+        lazy = result is not None and result.state == "done" and self._response_body_only(ex)
+        if result is not None and not lazy and keep is not None and keep.complete and not keep.tap.truncated:
+            if parsed is _NOT_PARSED:
+                parsed = _parse(ex.request_body or b"")
+            ids = self._external_ids(ex, parsed, _parse(keep.tap.data))
             if ids:
-                claim = replace(claim, external_ids={**claim.external_ids, **ids})
-        result = settled(ex, claim, getattr(self.store, "fits", _always))
+                result = replace(result, external_ids={**result.external_ids, **ids})
         try:
             if not await self.store.settle(skey, raw, result.encode() if result is not None else None, policy.window_s):
                 log.warning("dedup: the claim of event %s was replaced before it settled", claim.event_id)
@@ -396,6 +410,17 @@ class Dedup:
 
 def _always(size: int) -> bool:
     return True
+
+
+_NOT_PARSED: Any = object()  # the request body was not parsed (no `extract` reads it)
+
+
+def _parse(body: bytes) -> Any:
+    """A body as JSON for the `extract` expressions; None when empty or not JSON."""
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
 
 
 def build_store(redis: Any) -> DedupStore:

@@ -117,6 +117,11 @@ class CompiledContract:
         self._asserts = tuple(self._compile_expr(n, e, f"assert.{n}", source) for n, e in contract.assert_.items())
         self._extract = tuple(self._compile_expr(n, e, f"extract.{n}", source) for n, e in contract.extract.items())
         self._echo = tuple(self._compile_echo(f, source) for f in contract.echo)
+        # Every `extract` is a plain field path into the response body (`response.body.id`): the IDs depend on the
+        # response body's bytes alone, so the duplicate guard can compute them from a stored response when asked.
+        self.extracts_response_body_only = all(
+            (chain := plain_chain(x.ast)) is not None and chain[:2] == ["response", "body"] for x in self._extract
+        )
         self._needs_body = self._resp_validator is not None or bool(self._echo) or any(a.reads_body for a in self._asserts)
         self._interp = TreeInterpreter()
 

@@ -89,6 +89,11 @@ class Validator:
             "body": body,
         }
 
+    def extracts_response_body_only(self, handoff: str) -> bool:
+        """Do the handoff's external IDs depend on its response body alone (or is there nothing to extract)?"""
+        contract = self.contracts.get(handoff)
+        return contract is None or contract.extracts_response_body_only
+
     def external_ids(self, ex: Exchange, request_body: Any, response_body: Any) -> dict[str, str]:
         """The handoff's external IDs from parsed bodies (the duplicate guard names them in its 409s)."""
         contract = self.contracts.get(ex.handoff)

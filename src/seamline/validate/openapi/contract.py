@@ -147,6 +147,7 @@ class OperationContract:
         self.inner = inner
         self.enforce = inner.enforce if inner is not None else "record"
         self.status = inner.status if inner is not None else None
+        self.extracts_response_body_only = inner is None or inner.extracts_response_body_only
         self._own_request_schema = inner is not None and inner.has_request_schema
         self._own_response_schema = inner is not None and inner.has_response_schema
         self._path_rx, self._path_names = _path_regex(op.path)
