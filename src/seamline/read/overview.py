@@ -106,6 +106,8 @@ async def handoff_health(store: QueryStore, since: str = DEFAULT_WINDOW, *, now:
     """Every handoff with calls in the last `since` (a key of WINDOWS), worst first, with totals for a header."""
     window = WINDOWS[since]
     to = now or datetime.now(UTC)
+    if to.microsecond:  # the time macros work in whole seconds: round up, or the last second's calls are left out
+        to = to.replace(microsecond=0) + timedelta(seconds=1)
     frm = to - window
     interval_s = max(60, int(window.total_seconds()) // SPARK_POINTS)
     sql = handoff_health_sql()
