@@ -92,7 +92,10 @@ def test_public_addresses_are_allowed():
     assert is_public("8.8.8.8") and is_public("2606:4700::1111")
 
 
-@pytest.mark.parametrize("host", ["2130706433", "127.1", "017700000001", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]"])
+@pytest.mark.parametrize(
+    "host",
+    ["2130706433", "127.1", "017700000001", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]"],  # date-ok: IPv4 spellings, not times
+)
 async def test_obfuscated_loopback_upstreams_are_refused_not_connect_errors(upstream, make_sidecar, host):
     cfg = proxy_config({"billing": f"http://{host}:{upstream.port}"})
     strict = cfg.upstreams["billing"].model_copy(update={"allow_private": False})

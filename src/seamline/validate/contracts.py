@@ -103,7 +103,31 @@ class _Expr:
     fast: Callable[[Any], Any] | None = None  # same result as the interpreter, for simple shapes
 
 
-class CompiledContract:
+class IsolatedEvaluation:
+    """`evaluate` for a contract: its `_evaluate`, isolated so a validator that crashes is recorded, never raised."""
+
+    def evaluate(
+        self,
+        req: dict[str, Any],
+        resp: dict[str, Any],
+        *,
+        response_truncated: bool = False,
+        response_not_json: bool = False,
+        request_truncated: bool = False,
+    ) -> Evaluation:
+        """Status, schema, assertions, echo, extraction and drift for one response; never raises."""
+        try:
+            return self._evaluate(req, resp, response_truncated, response_not_json, request_truncated)
+        except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
+            return Evaluation([o.VALIDATOR_ERROR + type(e).__name__], unvalidated_reason="validator_error")
+
+    def _evaluate(
+        self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool
+    ) -> Evaluation:
+        raise NotImplementedError
+
+
+class CompiledContract(IsolatedEvaluation):
     """A handoff's contract, ready to check requests and evaluate responses."""
 
     def __init__(self, name: str, contract: Contract, source: str) -> None:
@@ -197,21 +221,6 @@ class CompiledContract:
             return _schema_violations(self._req_validator, body, o.REQUEST_SCHEMA)[0]
         except Exception as e:  # noqa: BLE001 - a validator crash is recorded, never raised into traffic
             return [o.REQUEST_VALIDATOR_ERROR + type(e).__name__]
-
-    def evaluate(
-        self,
-        req: dict[str, Any],
-        resp: dict[str, Any],
-        *,
-        response_truncated: bool = False,
-        response_not_json: bool = False,
-        request_truncated: bool = False,
-    ) -> Evaluation:
-        """Status, schema, assertions, echo, extraction and drift for one response; never raises."""
-        try:
-            return self._evaluate(req, resp, response_truncated, response_not_json, request_truncated)
-        except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
-            return Evaluation([o.VALIDATOR_ERROR + type(e).__name__], unvalidated_reason="validator_error")
 
     def _evaluate(
         self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool

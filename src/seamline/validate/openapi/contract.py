@@ -35,7 +35,7 @@ import jsonschema_rs
 
 from seamline import outcomes as o
 from seamline.capture.bodies import is_json_type, parse_content_type
-from seamline.validate.contracts import MAX_VIOLATIONS, CompiledContract, Evaluation, _schema_violations
+from seamline.validate.contracts import MAX_VIOLATIONS, CompiledContract, Evaluation, IsolatedEvaluation, _schema_violations
 from seamline.validate.drift import MAX_DRIFT, Shape, shape_in, unknown_fields
 from seamline.validate.openapi.document import OpenAPIDocument, Operation, Param
 
@@ -137,7 +137,7 @@ def _path_regex(template: str) -> tuple[re.Pattern[str], list[str]]:
     return re.compile("^" + "".join(out) + "/?$"), names
 
 
-class OperationContract:
+class OperationContract(IsolatedEvaluation):
     """A handoff's contract from its OpenAPI operation (plus the config's own, see the module docstring)."""
 
     def __init__(self, name: str, op: Operation, doc: CompiledDocument, inner: CompiledContract | None = None) -> None:
@@ -241,20 +241,6 @@ class OperationContract:
             if key in responses:
                 return key
         return None
-
-    def evaluate(
-        self,
-        req: dict[str, Any],
-        resp: dict[str, Any],
-        *,
-        response_truncated: bool = False,
-        response_not_json: bool = False,
-        request_truncated: bool = False,
-    ) -> Evaluation:
-        try:
-            return self._evaluate(req, resp, response_truncated, response_not_json, request_truncated)
-        except Exception as e:  # noqa: BLE001 - isolate the validator from traffic
-            return Evaluation([o.VALIDATOR_ERROR + type(e).__name__], unvalidated_reason="validator_error")
 
     def _evaluate(
         self, req: dict[str, Any], resp: dict[str, Any], truncated: bool, not_json: bool, req_truncated: bool
