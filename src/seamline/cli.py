@@ -31,6 +31,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         server["admin_port"] = args.admin_port
     if getattr(args, "host", None) is not None:
         server["host"] = args.host
+    if getattr(args, "workers", None) is not None:
+        server["workers"] = args.workers
     return {"server": server} if server else {}
 
 
@@ -80,20 +82,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config_or_report(args.config, overrides=_overrides(args))
     if cfg is None:
         return 2
+    slot = None
+    if args.worker_slot is not None:  # started by the supervisor of `serve --workers N`
+        from seamline.workers.slot import WorkerSlot
+
+        slot = WorkerSlot.from_arg(args.worker_slot)
+        slot.die_with_supervisor()
+        cfg = slot.configure(cfg)
+    elif cfg.server.workers > 1:
+        from seamline.workers.supervisor import Supervisor
+
+        return asyncio.run(Supervisor(cfg, str(args.config), log_level=args.log_level).run())
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         pass
-    return asyncio.run(_serve(cfg, str(args.config)))
+    return asyncio.run(_serve(cfg, str(args.config), slot))
 
 
-async def _serve(cfg: Any, source: str) -> int:
+async def _serve(cfg: Any, source: str, slot: Any = None) -> int:
     from seamline.sidecar import Sidecar
 
     try:
-        sidecar = Sidecar(cfg, source=source)  # contracts compile here: a bad one is a config error, not a traceback
+        sidecar = Sidecar(cfg, source=source, worker=slot)  # contracts compile here: a bad one is a config error
         await sidecar.start()
     except ConfigError as e:
         print(e, file=sys.stderr)
@@ -105,7 +118,12 @@ async def _serve(cfg: Any, source: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"seamline {__version__}: proxy {sidecar.proxy_url}  admin {sidecar.admin_url}", file=sys.stderr, flush=True)
+    if slot is not None:
+        from seamline.workers.slot import ready
+
+        ready()  # the supervisor prints the banner once every worker is ready
+    else:
+        print(f"seamline {__version__}: proxy {sidecar.proxy_url}  admin {sidecar.admin_url}", file=sys.stderr, flush=True)
     await stop.wait()
     await sidecar.stop()
     return 0
@@ -121,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=None, help="proxy listen address (default from config: 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="proxy port (default 8080)")
     s.add_argument("--admin-port", type=int, default=None, help="admin port (default 9090)")
+    s.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="proxy processes sharing the port under one supervisor (default from config: 1, one process)",
+    )  # fmt: skip
     s.add_argument("--log-level", default=os.environ.get("SEAMLINE_LOG_LEVEL", "INFO"))
+    s.add_argument("--worker-slot", default=None, help=argparse.SUPPRESS)  # set by the supervisor for its workers
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("check-config", help="validate a config file and print the resolved routes")

@@ -45,10 +45,13 @@ class Sidecar:
         span_exporter: Any = None,
         registry: CollectorRegistry | None = None,
         source: str = "seamline.yaml",
+        worker: Any = None,
     ) -> None:
         # Everything that needs no running loop is built here, so stop() is safe whatever start() reached.
         self.config = cfg = config
         self.source = source
+        self.worker = worker  # a seamline.workers.slot.WorkerSlot under `serve --workers N` (cfg already its own)
+        self.worker_metrics: Any = None
         self.registry = registry or CollectorRegistry()
         self.recorder = recorder
         self.store = store
@@ -94,7 +97,7 @@ class Sidecar:
         if self.recorder is None and cfg.storage.enabled:
             from seamline.record.recorder import build_recorder
 
-            self.recorder = await build_recorder(cfg.storage, self.registry, self.instance)
+            self.recorder = await build_recorder(cfg.storage, self.registry, self.instance, **self._worker_storage())
         if self.recorder is not None:
             self.store = self.store or getattr(self.recorder, "store", None)
         if self.recorder is not None and self._own_recorder:
@@ -119,26 +122,41 @@ class Sidecar:
         )
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, srv.host, srv.port, reuse_address=True)
+        reuse_port = self.worker is not None  # the workers share both ports (SO_REUSEPORT); one process never does
+        site = web.TCPSite(runner, srv.host, srv.port, reuse_address=True, reuse_port=reuse_port)
         await site.start()
         self._runners.append(runner)
         self.proxy_port = _bound_port(runner)
         self.proxy_url = f"http://{_url_host(srv.host)}:{self.proxy_port}"
         if self.store is not None and self.recorder is not None:
             self.replayer = Replayer(cfg, self.store, self.replay_marks, lambda: self.proxy_url, self.flush)
-        admin = create_admin_app(self.registry, self.readiness, self.store, access=cfg.admin, replayer=self.replayer)
+        if self.worker is not None:
+            from seamline.workers.metrics import WorkerMetrics
+
+            self.worker_metrics = WorkerMetrics(self.worker, self.registry)
+            await self.worker_metrics.start()
+        admin = create_admin_app(
+            self.registry, self.readiness, self.store, access=cfg.admin, replayer=self.replayer,
+            metrics_source=self.worker_metrics.exposition if self.worker_metrics is not None else None,
+        )  # fmt: skip
         arunner = ListenerAppRunner(
             admin, name="admin", limits=limits, metrics=self.listener_metrics, throttle=self.listener_log,
             handle_signals=False, access_log=None,
         )  # fmt: skip
         await arunner.setup()
-        await web.TCPSite(arunner, srv.admin_host, srv.admin_port, reuse_address=True).start()
+        await web.TCPSite(arunner, srv.admin_host, srv.admin_port, reuse_address=True, reuse_port=reuse_port).start()
         self._runners.append(arunner)
         self.admin_port = _bound_port(arunner)
         self.admin_url = f"http://{_url_host(srv.admin_host)}:{self.admin_port}"
         if not is_loopback_host(srv.host) and not srv.client_tokens:
             log.warning("the proxy listens beyond loopback without server.client_tokens: any client that reaches it may use it")
         log.info("seamline started", extra={"proxy_url": self.proxy_url, "admin_url": self.admin_url})
+
+    def _worker_storage(self) -> dict[str, Any]:
+        """A worker's recorder: the supervisor's embedded engine, and the schema it migrated already."""
+        if self.worker is None:
+            return {}
+        return {"engine_socket": self.worker.engine_socket, "migrate_schema": not self.worker.migrated}
 
     def _build_here(self, ex: Exchange, since: float | None = None) -> None:
         """Build and queue an event in this process (the offload's fallback); never raises into its caller."""
@@ -173,6 +191,8 @@ class Sidecar:
         for r in reversed(self._runners):
             await r.cleanup()
         self._runners.clear()
+        if self.worker_metrics is not None:
+            await self.worker_metrics.close()
         if self.replayer is not None:
             await self.replayer.close()
         await self.websockets.close()

@@ -338,6 +338,14 @@ class Server(_Model):
         "reserved when its headers arrive); a request that would go over gets 503 problem+json (class overloaded).",
     )
     instance: str | None = Field(None, description="proxy_instance recorded on each event (default: hostname).")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Proxy processes sharing the port (SO_REUSEPORT) under one supervisor; `--workers` overrides it. "
+        "1: one process, no supervisor. Each worker records as `<instance>/w<i>` with its own spool `<spool_dir>/worker-<i>`; "
+        'the guards\' state needs `redis_url` (README "Every core: --workers").',
+    )
     client_tokens: dict[str, str] = Field(
         default_factory=dict, description="Optional: bearer tokens apps must send in X-Seamline-Token, token -> app name."
     )
@@ -488,6 +496,14 @@ class Config(BaseSettings):
             if h.upstream not in self.upstreams:
                 known = ", ".join(sorted(self.upstreams)) or "none configured"
                 raise ValueError(f"handoffs.{name}.upstream: unknown upstream {h.upstream!r} (known: {known})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> Config:
+        from seamline.config.workers import refusal
+
+        if (why := refusal(self)) is not None:
+            raise ValueError(why)
         return self
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ event replay; guarded by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -16,6 +16,8 @@ from seamline.read.auth import setup_auth
 
 READINESS: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("readiness", Callable)  # type: ignore[arg-type]
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+# With `serve --workers N`: every worker's metrics (seamline.workers.metrics), instead of this process's registry.
+METRICS: web.AppKey[Callable[[], Awaitable[bytes]]] = web.AppKey("metrics", Callable)  # type: ignore[arg-type]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -32,7 +34,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
+    source = request.app.get(METRICS)
+    body = await source() if source is not None else generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -48,6 +51,7 @@ def create_admin_app(
     *,
     access: Admin | None = None,
     replayer: Any = None,
+    metrics_source: Callable[[], Awaitable[bytes]] | None = None,
 ) -> web.Application:
     """The admin app; `access` (the config's `admin`) decides who may read what (default: no token, loopback only)."""
     app = web.Application()
@@ -55,6 +59,8 @@ def create_admin_app(
     setup_auth(app, access or Admin())
     app[REGISTRY] = registry
     app[READINESS] = readiness
+    if metrics_source is not None:
+        app[METRICS] = metrics_source
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

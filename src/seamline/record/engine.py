@@ -112,6 +112,8 @@ class EngineProcess:
     next call starts a new child.
     """
 
+    max_backoff_s = 30.0
+
     def __init__(self, path: str, database: str, cpus: Sequence[int] | None = None) -> None:
         self.path = path
         self.database = database
@@ -179,7 +181,7 @@ class EngineProcess:
         except EngineError as e:
             await self._reap()
             self._start_error = str(e)[:300]
-            self._backoff = min(self._backoff * 2, 30.0) if self._backoff else 0.5
+            self._backoff = min(self._backoff * 2, self.max_backoff_s) if self._backoff else 0.5
             self._retry_at = time.monotonic() + self._backoff
             raise
         self._backoff = 0.0
@@ -337,9 +339,14 @@ def main(argv: list[str] | None = None) -> int:
                 "storage.embedded_cpus not applied; the engine runs on the sidecar's CPUs",
                 extra={"cpus": cpus, "error": str(e)[:200]},
             )
-    sock = socket.socket(fileno=os.dup(0))  # the parent's socketpair end (fd 0)
+    sock = socket.socket(fileno=os.dup(0))  # the parent's socketpair end (fd 0), or a listening socket (workers)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     sock.setblocking(True)
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        from seamline.record.engine_host import serve_many
+
+        serve_many(Engine(path, database), sock, serve)  # `seamline serve --workers N`: every worker's engine
+        return 0
     serve(Engine(path, database), sock)
     return 0
 

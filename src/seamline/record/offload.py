@@ -240,6 +240,11 @@ async def start_offload(
     """A started BuildOffload when the store is an engine process that can run beside the proxy; None otherwise."""
     if not isinstance(store, ChdbStore) or store.engine != "process":
         return None
+    if store.socket_path is not None:
+        # `serve --workers N`: the workers are the parallelism; one engine building every worker's events would be
+        # the one serial stage (one GIL) they all wait on, so each worker builds its own (docs/benchmarks.md).
+        log.info("events are built in each worker: the embedded engine is shared by every worker")
+        return None
     proxy_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if not offload_pays(proxy_cpus, config.storage.embedded_cpus):
         log.info(

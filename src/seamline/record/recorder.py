@@ -381,11 +381,18 @@ class Recorder:
         }
 
 
-async def build_recorder(storage: Storage, registry: CollectorRegistry, instance: str, **options: Any) -> Recorder:
-    """A started Recorder on the configured store (schema migrated when the sink answers; spooling until then)."""
+async def build_recorder(
+    storage: Storage, registry: CollectorRegistry, instance: str, *, engine_socket: str | None = None, **options: Any
+) -> Recorder:
+    """A started Recorder on the configured store (schema migrated when the sink answers; spooling until then).
+
+    `engine_socket`: a worker of `serve --workers N` uses the supervisor's embedded engine (record.engine_host)."""
 
     def opener() -> Store:
-        return open_store(storage.clickhouse_url, storage.database, engine=storage.embedded_engine, cpus=storage.embedded_cpus)
+        return open_store(
+            storage.clickhouse_url, storage.database, engine=storage.embedded_engine, cpus=storage.embedded_cpus,
+            engine_socket=engine_socket,
+        )  # fmt: skip
 
     recorder = Recorder(storage, opener, registry, instance, **options)
     await recorder.start()

@@ -104,13 +104,29 @@ class ChdbStore(Store):
 
     kind = "chdb"
 
-    def __init__(self, path: str, database: str, *, engine: str = "thread", cpus: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        database: str,
+        *,
+        engine: str = "thread",
+        cpus: Sequence[int] | None = None,
+        socket_path: str | None = None,
+    ) -> None:
         if engine not in ("thread", "process"):
             raise StoreError(f"embedded engine must be thread or process, not {engine!r}")
         self.path = path
         self.database = database
-        self.engine = engine
-        self._process = EngineProcess(path, database, cpus) if engine == "process" else None
+        # `socket_path`: the engine process the supervisor of `serve --workers N` owns (seamline.record.engine_host).
+        self.socket_path = socket_path
+        self.engine = engine = "process" if socket_path is not None else engine
+        self._process: EngineProcess | None = None
+        if socket_path is not None:
+            from seamline.record.engine_host import SharedEngine
+
+            self._process = SharedEngine(socket_path, path, database)
+        elif engine == "process":
+            self._process = EngineProcess(path, database, cpus)
         self._local = Engine(path, database) if engine == "thread" else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seamline-chdb") if self._local else None
         self._closed = False
@@ -310,14 +326,16 @@ def chdb_path_from_url(url: str) -> str:
     return os.path.realpath(rest)
 
 
-def open_store(url: str, database: str, *, engine: str = "thread", cpus: Sequence[int] | None = None) -> Store:
+def open_store(
+    url: str, database: str, *, engine: str = "thread", cpus: Sequence[int] | None = None, engine_socket: str | None = None
+) -> Store:
     """The store named by `url` (chdb:///path or http(s)://user:pass@host:port/db); `await` it to connect now.
 
-    `engine` and `cpus` apply to chdb only: where its engine runs (see ChdbStore).
+    `engine`, `cpus` and `engine_socket` apply to chdb only: where its engine runs (see ChdbStore).
     """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme == "chdb":
-        return ChdbStore(chdb_path_from_url(url), database, engine=engine, cpus=cpus)
+        return ChdbStore(chdb_path_from_url(url), database, engine=engine, cpus=cpus, socket_path=engine_socket)
     if scheme in ("http", "https"):
         return HttpStore(url, database)
     raise StoreError("storage URL must start with chdb:// or http(s)://")
