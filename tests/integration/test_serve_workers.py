@@ -188,6 +188,32 @@ async def test_a_killed_worker_is_restarted_and_traffic_goes_on(upstream, tmp_pa
     assert sum(rows.values()) == 10 + N, rows
 
 
+async def test_a_killed_engine_is_restarted_and_no_row_is_lost(upstream, tmp_path):
+    cfg = embedded(upstream, tmp_path, flush_interval_ms=20)
+    sv = await Workers(cfg, tmp_path).start()
+    try:
+        engine = next(p for p in sv.children() if "seamline.record.engine" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(engine, signal.SIGKILL)
+        await send(sv.port, "engine")  # answered while the engine is down or restarting: recording never blocks traffic
+
+        async def restarted() -> bool:
+            return sum("embedded clickhouse process started" in line for line in sv.log) == 2 and len(sv.children()) == 3
+
+        await wait_for(restarted, 60, what="the supervisor to start a new engine")
+        await send(sv.port, "engine")
+
+        async def replayed() -> bool:  # what the outage spooled is replayed once the new engine answers
+            spooled = await sv.per_worker("seamline_record_spool_records")
+            return len(spooled) == 2 and not any(spooled.values())
+
+        await wait_for(replayed, 60, what="both workers' spools replayed into the new engine")
+    finally:
+        assert await sv.stop() == 0
+    rows = await rows_by_instance(tmp_path / "data", "engine")
+    assert sum(rows.values()) == 2 * N, rows
+    assert any("embedded clickhouse process exited; restarting" in line for line in sv.log)
+
+
 async def test_workers_write_directly_to_a_clickhouse_server(upstream, tmp_path):
     database = unique_database("workers")
     adapter = ClickHouseHttpAdapter()

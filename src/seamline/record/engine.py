@@ -7,7 +7,8 @@ seamline.record.engine PATH DATABASE CPUS LOG_LEVEL`, speaking length-prefixed p
 passed as its fd 0: request `(id, op, method, args)` (an insert's payload out of band, pickle protocol 5), reply
 `(id, ok, value_or_error_text)`. Besides SQL the child hosts event building for the build offload (`Engine.run`;
 the work itself is in `record.offload`). It exits when the parent's end closes (the sidecar stopped or died: the chdb
-directory lock never outlives it) and, on Linux, by PDEATHSIG too.
+directory lock never outlives it) and, on Linux, by PDEATHSIG too. Given a listening socket as its fd 0 instead, it
+serves every worker of `seamline serve --workers N` (seamline.record.engine_host).
 """
 
 from __future__ import annotations
