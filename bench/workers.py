@@ -149,8 +149,10 @@ def main() -> int:
         for method, by_c in summary.items():
             for c, by_t in by_c.items():
                 if "w2 cpu0-1" in by_t and "w1 cpu1" in by_t:
-                    ratios = [a["rps"] / b["rps"] for a, b in zip(runs[(method, int(c), "w2 cpu0-1")], runs[(method, int(c), "w1 cpu1")])]
-                    print(f"{method} c={c}: 2 workers ÷ 1 worker on one core, per round: {', '.join(f'{x:.2f}' for x in ratios)}"
+                    pairs = zip(runs[(method, int(c), "w2 cpu0-1")], runs[(method, int(c), "w1 cpu1")], strict=True)
+                    ratios = [a["rps"] / b["rps"] for a, b in pairs]  # the same round: the same neighbours
+                    per_round = ", ".join(f"{x:.2f}" for x in ratios)
+                    print(f"{method} c={c}: 2 workers ÷ 1 worker on one core, per round: {per_round}"
                           f" (median {statistics.median(ratios):.2f})")  # fmt: skip
         args.out.mkdir(parents=True, exist_ok=True)
         stem = args.out / f"workers-{started.replace(' ', 'T').replace(':', '')}"
