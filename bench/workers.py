@@ -75,8 +75,8 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             for name, s in by_t.items():
                 rps, cpu = s["rps"], s["cpu_us"]
                 used = rps["median"] * cpu["median"] / 1e6
-                r1 = rps["median"] / base1["rps"]["median"] if base1 else None
-                r2 = rps["median"] / base2["rps"]["median"] if base2 else None
+                r1 = rps["median"] / base1["rps"]["median"] if base1 and base1["rps"]["median"] else None
+                r2 = rps["median"] / base2["rps"]["median"] if base2 and base2["rps"]["median"] else None
                 lines.append(
                     f"| {method} | {c} | {name} | {rps['median']:,.0f} ({rps['min']:,.0f}–{rps['max']:,.0f}) "
                     f"| {s['p50_us']['median']:,.0f} | {s['p99_us']['median']:,.0f} "
@@ -150,10 +150,10 @@ def main() -> int:
             for c, by_t in by_c.items():
                 if "w2 cpu0-1" in by_t and "w1 cpu1" in by_t:
                     pairs = zip(runs[(method, int(c), "w2 cpu0-1")], runs[(method, int(c), "w1 cpu1")], strict=True)
-                    ratios = [a["rps"] / b["rps"] for a, b in pairs]  # the same round: the same neighbours
+                    ratios = [a["rps"] / b["rps"] for a, b in pairs if b["rps"]]  # the same round: the same neighbours
                     per_round = ", ".join(f"{x:.2f}" for x in ratios)
                     print(f"{method} c={c}: 2 workers ÷ 1 worker on one core, per round: {per_round}"
-                          f" (median {statistics.median(ratios):.2f})")  # fmt: skip
+                          f" (median {statistics.median(ratios or [0.0]):.2f})")  # fmt: skip
         args.out.mkdir(parents=True, exist_ok=True)
         stem = args.out / f"workers-{started.replace(' ', 'T').replace(':', '')}"
         stem.with_suffix(".md").write_text(text)
