@@ -107,11 +107,11 @@ class SharedEngine(EngineProcess):
     def __init__(self, socket_path: str, path: str, database: str) -> None:
         super().__init__(path, database)
         self.socket_path = socket_path
-        self.peer: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return self.peer if self._sock is not None else None
+        """-1 while connected (the engine's pid is not ours to know: the socket's credentials are its creator's)."""
+        return -1 if self._sock is not None else None
 
     async def _spawn(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -125,9 +125,8 @@ class SharedEngine(EngineProcess):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self._sock = sock
-        self.peer = peer_pid(sock) or -1
         self.starts += 1
-        log.info("connected to the shared embedded clickhouse", extra={"pid": self.peer, "path": self.path})
+        log.info("connected to the shared embedded clickhouse", extra={"socket": self.socket_path, "path": self.path})
 
     async def _reap(self, grace: float = 0.0) -> None:
         """Close our connection; the engine is the supervisor's to stop."""
