@@ -73,8 +73,16 @@ class Child:
 
 
 def _reserve(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port) with SO_REUSEPORT, never listening: it holds the port for the workers."""
+    """A socket bound to (host, port) with SO_REUSEPORT, never listening: it holds the port for the workers.
+
+    First bound once without SO_REUSEPORT: another program on the port, even one using SO_REUSEPORT itself (a second
+    supervisor), makes that fail, where the SO_REUSEPORT bind alone would quietly share the port with it.
+    """
     family, _, _, _, addr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    if port:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(addr)
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -125,7 +133,12 @@ class Supervisor:
                 extra={"workers": self.count},
             )
         try:
-            await self._prepare()
+            try:
+                await self._prepare()
+            except OSError as e:  # the port is taken, the address is not this host's, no file descriptors left
+                log.error("cannot start the workers", extra={"error": f"{type(e).__name__}: {e}"[:300]})
+                print(f"seamline: cannot start the workers: {e}", file=sys.stderr)
+                return 1
             ready = await self._start_all()
             if ready:
                 srv = self.cfg.server
@@ -163,6 +176,8 @@ class Supervisor:
 
     async def _start_all(self) -> bool:
         """Start every worker and wait until each is ready; False when stopped (a signal, a config error) first."""
+        if self._stop.is_set():  # a signal while the engine started: no worker to start only to stop it
+            return False
         for i in range(self.count):
             await self._spawn_worker(i)
         ready: asyncio.Future[Any] = asyncio.gather(*(w.ready.wait() for w in self.workers))

@@ -23,3 +23,24 @@ def test_a_worker_that_ran_long_enough_restarts_at_once() -> None:
     child.started_at = time.monotonic() - STABLE_AFTER_S - 1
     assert child.next_delay() == 0.0
     assert (child.failures, child.restarts) == (1, 8)
+
+
+def test_a_port_already_shared_by_another_supervisor_is_refused() -> None:
+    import socket
+
+    import pytest
+
+    from seamline.workers.supervisor import _reserve
+
+    first = _reserve("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    worker = socket.socket()
+    try:
+        worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        worker.bind(("127.0.0.1", port))  # the first supervisor's worker joins the port
+        worker.listen()
+        with pytest.raises(OSError, match="in use"):  # a second supervisor would quietly share it otherwise
+            _reserve("127.0.0.1", port)
+    finally:
+        worker.close()
+        first.close()
