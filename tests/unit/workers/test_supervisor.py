@@ -1,10 +1,13 @@
-"""The supervisor's restart backoff: a crash loop waits longer each time, up to a cap; a worker that ran long restarts at once."""
+"""The supervisor's port reservation and restart backoff: a crash loop waits longer each time, up to a cap; a worker that ran long restarts at once."""
 
 from __future__ import annotations
 
+import socket
 import time
 
-from seamline.workers.supervisor import BACKOFF_MAX_S, STABLE_AFTER_S, Child
+import pytest
+
+from seamline.workers.supervisor import BACKOFF_MAX_S, STABLE_AFTER_S, Child, _reserve
 
 
 def test_a_crash_loop_backs_off_to_the_cap() -> None:
@@ -26,12 +29,6 @@ def test_a_worker_that_ran_long_enough_restarts_at_once() -> None:
 
 
 def test_a_port_already_shared_by_another_supervisor_is_refused() -> None:
-    import socket
-
-    import pytest
-
-    from seamline.workers.supervisor import _reserve
-
     first = _reserve("127.0.0.1", 0)
     port = first.getsockname()[1]
     worker = socket.socket()
