@@ -1,4 +1,4 @@
-"""The supervisor's port reservation and restart backoff: a crash loop waits longer each time, up to a cap; a worker that ran long restarts at once."""
+"""The supervisor's port reservation, and its restart backoff: a crash loop waits longer each time, up to a cap."""
 
 from __future__ import annotations
 
