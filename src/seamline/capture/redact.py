@@ -280,12 +280,14 @@ class Redactor:
 
     def read_headers(self, headers: Iterable[tuple[str, str]]) -> HeaderSet:
         """One pass over a header list: names lower-cased once, verdicts looked up once, secret values collected."""
-        name_of = self.policy.header_name
+        policy = self.policy
+        names = policy._names
         items: list[tuple[str, str, bool]] = []
         lowered: dict[str, str] = {}
         ctype = cenc = ""
         for k, v in headers:
-            low, secret = name_of(k)
+            hit = names.get(k)
+            low, secret = hit if hit is not None else policy.header_name(k)
             if secret:
                 self._collect_header(low, v)
             items.append((low, v, secret))

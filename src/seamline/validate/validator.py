@@ -84,7 +84,7 @@ class Validator:
             "method": ex.method,
             "path": target.path if target else "",
             "headers": _lower(ex.request_headers) if headers is None else headers,
-            "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target else {},
+            "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target and target.query else {},
             "raw_query": target.query if target else "",  # OpenAPI array parameters repeat keys; not seen by expressions
             "body": body,
         }
