@@ -122,6 +122,7 @@ class HeaderSet(NamedTuple):
     """One header list read once (`Redactor.read_headers`): what redaction, contracts and the row need from it."""
 
     items: list[tuple[str, str, bool]]  # (lower-cased name, value, secret), in order
+    plain: list[str]  # the values of the headers that are not secret, in order (scanned for credential shapes)
     lowered: dict[str, str]  # lower-cased name → values joined with ", ", unredacted (what contracts read)
     content_type: str  # the last Content-Type ("" if none)
     content_encoding: str  # the last Content-Encoding
@@ -283,6 +284,7 @@ class Redactor:
         policy = self.policy
         names = policy._names
         items: list[tuple[str, str, bool]] = []
+        plain: list[str] = []
         lowered: dict[str, str] = {}
         ctype = cenc = ""
         for k, v in headers:
@@ -290,6 +292,8 @@ class Redactor:
             low, secret = hit if hit is not None else policy.header_name(k)
             if secret:
                 self._collect_header(low, v)
+            else:
+                plain.append(v)
             items.append((low, v, secret))
             prev = lowered.get(low)
             lowered[low] = v if prev is None else f"{prev}, {v}"
@@ -297,19 +301,20 @@ class Redactor:
                 ctype = v
             elif low == "content-encoding":
                 cenc = v
-        return HeaderSet(items, lowered, ctype, cenc)
+        return HeaderSet(items, plain, lowered, ctype, cenc)
 
     def redact_headers(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         """Lower-cased name → redacted value (repeats joined with ', '); collects secrets first."""
         return self.redact_header_set(self.read_headers(headers))
 
-    def redact_header_set(self, headers: HeaderSet) -> dict[str, str]:
-        """`redact_headers` of a header list already read (its secrets collected)."""
+    def redact_header_set(self, headers: HeaderSet, *, detect: bool = True) -> dict[str, str]:
+        """`redact_headers` of a header list already read (its secrets collected). `detect=False`: the caller's
+        `may_detect` over these values found nothing (the detectors cannot change them)."""
         items = headers.items
         # One anchor scan over all plain values together; the detectors run per value only when it found one.
         detectors = self.policy.detectors
-        plain = "\n".join(v for _, v, secret in items if not secret)
-        detect = detectors.may_find(plain)
+        plain = "\n".join(headers.plain)
+        detect = detect and detectors.may_find(plain)
         secrets = self._secrets
         # Without detection the secrets cannot change in the loop, so when none occurs in any plain value (each is a
         # substring of `plain`) no value would change: skip the per-value replace.
@@ -508,12 +513,21 @@ class Redactor:
 
     # -- scrub -------------------------------------------------------------------------------------
 
-    def scrub(self, text: str) -> str:
-        """Replace detected credentials, collected secret values and (per policy) card numbers anywhere in `text`."""
+    def scrub(self, text: str, *, detect: bool = True) -> str:
+        """Replace detected credentials, collected secret values and (per policy) card numbers anywhere in `text`.
+
+        `detect=False`: the caller's `may_detect` over `text` found nothing, so the detectors are not run again."""
         if not text and "" not in self._secrets:  # most events' error text and idempotency key
             return text
-        text = self._replace_secrets(self.policy.detectors.redact(text, self.add_secret))
+        if detect:
+            text = self.policy.detectors.redact(text, self.add_secret)
+        text = self._replace_secrets(text)
         return redact_cards(text) if self.policy.cards else text
+
+    def may_detect(self, texts: list[str]) -> bool:
+        """Can a detector change any of `texts`? One anchor scan of them all (a necessary condition for each: every
+        text is a substring of the joined one), so texts read once per event need not be scanned one by one."""
+        return self.policy.detectors.may_find("\n".join(texts))
 
     def scrub_secrets(self, text: str) -> str:
         """Replace detected credentials and collected secret values (serialised JSON: cards handled structurally)."""

@@ -68,11 +68,15 @@ class EventBuilder:
         # Each header list is read once (names lower-cased, verdicts, secrets collected, the contracts' view).
         req_set = redactor.read_headers(ex.request_headers)
         resp_set = redactor.read_headers(ex.response_headers)
+        # One scan for credential shapes over the plain header values and the idempotency key instead of one per text:
+        # most events have none, and then the detectors need not look at them again. (Not the URL: its `://` is an
+        # anchor, so every URL is a candidate.)
+        shapes = redactor.may_detect([ex.idempotency_key, *req_set.plain, *resp_set.plain])
         url = redactor.redact_url(ex.url) if ex.url else ""  # collects query secrets too
         views = {"req_headers": req_set.lowered, "resp_headers": resp_set.lowered}
         if self._keep_all:
-            req_headers = redactor.redact_header_set(req_set)
-            resp_headers = redactor.redact_header_set(resp_set)
+            req_headers = redactor.redact_header_set(req_set, detect=shapes)
+            resp_headers = redactor.redact_header_set(resp_set, detect=shapes)
             req_body = self._render(ex.request_tap, req_set, redactor)
             resp_body = self._render(ex.response_tap, resp_set, redactor)
             evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body, **views)
@@ -83,8 +87,8 @@ class EventBuilder:
             evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body, **views)
             kept = result.outcome != OK or run_sampled(ex.run_id, self._ok_sample_rate)
             if kept:
-                req_headers = redactor.redact_header_set(req_set)
-                resp_headers = redactor.redact_header_set(resp_set)
+                req_headers = redactor.redact_header_set(req_set, detect=shapes)
+                resp_headers = redactor.redact_header_set(resp_set, detect=shapes)
                 req_body = self._render(ex.request_tap, req_set, redactor)
                 resp_body = self._render(ex.response_tap, resp_set, redactor)
             else:
@@ -128,7 +132,7 @@ class EventBuilder:
             "step": self._steps.get(ex.handoff, ex.handoff),
             "mode": ex.mode,
             "attempt": ex.attempt,
-            "idempotency_key": redactor.scrub(ex.idempotency_key),
+            "idempotency_key": redactor.scrub(ex.idempotency_key, detect=shapes),
             "safety": self._safety.get(ex.handoff, ""),
             "method": ex.method,
             "url": url,
