@@ -39,7 +39,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
 import orjson
@@ -118,6 +118,16 @@ def redact_cards(text: str) -> str:
     return _CARD_RE.sub(_card_sub, text)
 
 
+class HeaderSet(NamedTuple):
+    """One header list read once (`Redactor.read_headers`): what redaction, contracts and the row need from it."""
+
+    items: list[tuple[str, str, bool]]  # (lower-cased name, value, secret), in order
+    plain: list[str]  # the values of the headers that are not secret, in order (scanned for credential shapes)
+    lowered: dict[str, str]  # lower-cased name → values joined with ", ", unredacted (what contracts read)
+    content_type: str  # the last Content-Type ("" if none)
+    content_encoding: str  # the last Content-Encoding
+
+
 class KeyRule:
     """Body-key matcher: exact normalised name or a whole `_`-delimited run of it (see module doc)."""
 
@@ -152,6 +162,7 @@ class RedactionPolicy:
 
     __slots__ = (
         "_hdr_cache",
+        "_names",
         "allow",
         "body_key",
         "cards",
@@ -185,6 +196,7 @@ class RedactionPolicy:
         self.min_secret_len = min_secret_len
         self.detectors = detectors if detectors is not None else compile_detectors(DETECTOR_NAMES)
         self._hdr_cache: dict[str, bool] = {}
+        self._names: dict[str, tuple[str, bool]] = {}  # header name as sent → (lower-cased, secret)
 
     @classmethod
     def from_config(cls, capture: Capture, upstream: HeaderRedaction | None = None) -> RedactionPolicy:
@@ -208,6 +220,16 @@ class RedactionPolicy:
             hit = name not in self.allow and (name in self.deny or any(p in name for p in self.parts))
             if len(self._hdr_cache) < _CACHE_MAX:
                 self._hdr_cache[name] = hit
+        return hit
+
+    def header_name(self, name: str) -> tuple[str, bool]:
+        """(lower-cased name, is it redacted?) of a header name as sent: names repeat, so one lookup per header."""
+        hit = self._names.get(name)
+        if hit is None:
+            low = name.lower()
+            hit = (low, self.header_is_secret(low))
+            if len(self._names) < _CACHE_MAX:
+                self._names[name] = hit
         return hit
 
     def param_is_secret(self, name: str) -> bool:
@@ -255,25 +277,48 @@ class Redactor:
 
     def collect_headers(self, headers: Iterable[tuple[str, str]]) -> None:
         """Collect secret values from headers without rendering them (e.g. response headers early)."""
-        for name, value in headers:
-            low = name.lower()
-            if self.policy.header_is_secret(low):
-                self._collect_header(low, value)
+        self.read_headers(headers)
+
+    def read_headers(self, headers: Iterable[tuple[str, str]]) -> HeaderSet:
+        """One pass over a header list: names lower-cased once, verdicts looked up once, secret values collected."""
+        policy = self.policy
+        names = policy._names
+        items: list[tuple[str, str, bool]] = []
+        plain: list[str] = []
+        lowered: dict[str, str] = {}
+        ctype = cenc = ""
+        for k, v in headers:
+            hit = names.get(k)
+            low, secret = hit if hit is not None else policy.header_name(k)
+            if secret:
+                self._collect_header(low, v)
+            else:
+                plain.append(v)
+            items.append((low, v, secret))
+            prev = lowered.get(low)
+            lowered[low] = v if prev is None else f"{prev}, {v}"
+            if low == "content-type":
+                ctype = v
+            elif low == "content-encoding":
+                cenc = v
+        return HeaderSet(items, plain, lowered, ctype, cenc)
 
     def redact_headers(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         """Lower-cased name → redacted value (repeats joined with ', '); collects secrets first."""
-        is_secret = self.policy.header_is_secret
-        items: list[tuple[str, str, bool]] = []
-        for k, v in headers:
-            k = k.lower()
-            secret = is_secret(k)
-            if secret:
-                self._collect_header(k, v)
-            items.append((k, v, secret))
-        scrub = self._replace_secrets if self._secrets else None
+        return self.redact_header_set(self.read_headers(headers))
+
+    def redact_header_set(self, headers: HeaderSet, *, detect: bool = True) -> dict[str, str]:
+        """`redact_headers` of a header list already read (its secrets collected). `detect=False`: the caller's
+        `may_detect` over these values found nothing (the detectors cannot change them)."""
+        items = headers.items
         # One anchor scan over all plain values together; the detectors run per value only when it found one.
         detectors = self.policy.detectors
-        detect = detectors.may_find("\n".join(v for _, v, secret in items if not secret))
+        plain = "\n".join(headers.plain)
+        detect = detect and detectors.may_find(plain)
+        secrets = self._secrets
+        # Without detection the secrets cannot change in the loop, so when none occurs in any plain value (each is a
+        # substring of `plain`) no value would change: skip the per-value replace.
+        scrub = self._replace_secrets if secrets and (detect or any(s in plain for s in secrets)) else None
         out: dict[str, str] = {}
         for k, v, secret in items:
             if secret:
@@ -468,10 +513,21 @@ class Redactor:
 
     # -- scrub -------------------------------------------------------------------------------------
 
-    def scrub(self, text: str) -> str:
-        """Replace detected credentials, collected secret values and (per policy) card numbers anywhere in `text`."""
-        text = self._replace_secrets(self.policy.detectors.redact(text, self.add_secret))
+    def scrub(self, text: str, *, detect: bool = True) -> str:
+        """Replace detected credentials, collected secret values and (per policy) card numbers anywhere in `text`.
+
+        `detect=False`: the caller's `may_detect` over `text` found nothing, so the detectors are not run again."""
+        if not text and "" not in self._secrets:  # most events' error text and idempotency key
+            return text
+        if detect:
+            text = self.policy.detectors.redact(text, self.add_secret)
+        text = self._replace_secrets(text)
         return redact_cards(text) if self.policy.cards else text
+
+    def may_detect(self, texts: list[str]) -> bool:
+        """Can a detector change any of `texts`? One anchor scan of them all (a necessary condition for each: every
+        text is a substring of the joined one), so texts read once per event need not be scanned one by one."""
+        return self.policy.detectors.may_find("\n".join(texts))
 
     def scrub_secrets(self, text: str) -> str:
         """Replace detected credentials and collected secret values (serialised JSON: cards handled structurally)."""

@@ -14,9 +14,8 @@ import hashlib
 from typing import Any
 
 from seamline.capture.bodies import RenderedBody, render_body
-from seamline.capture.redact import RedactionPolicy, Redactor
+from seamline.capture.redact import HeaderSet, RedactionPolicy, Redactor
 from seamline.config.models import Config
-from seamline.event.columns import new_event
 from seamline.exchange import BodyTap, Exchange
 from seamline.ids import new_event_id
 from seamline.outcomes import OK
@@ -36,19 +35,6 @@ def run_sampled(run_id: str, rate: float) -> bool:
     return h < rate * 2**64
 
 
-def _content_headers(headers: list[tuple[str, str]]) -> tuple[str, str]:
-    """(content-type, content-encoding) in one pass."""
-    ctype = cenc = ""
-    for k, v in headers:
-        if len(k) in (12, 16):
-            kl = k.lower()
-            if kl == "content-type":
-                ctype = v
-            elif kl == "content-encoding":
-                cenc = v
-    return ctype, cenc
-
-
 class EventBuilder:
     """Builds events; one redaction policy per upstream, compiled once."""
 
@@ -64,13 +50,13 @@ class EventBuilder:
         self._keep_all = cap.keep_bodies == "all"
         self._ok_sample_rate = cap.ok_sample_rate if cap.keep_bodies == "sample" else 0.0
 
-    def _render(self, tap: BodyTap | None, content: tuple[str, str], redactor: Redactor | None) -> RenderedBody:
+    def _render(self, tap: BodyTap | None, headers: HeaderSet, redactor: Redactor | None) -> RenderedBody:
         if tap is None or tap.total == 0:
             return _EMPTY
         return render_body(
             tap.data,
-            content_type=content[0] or None,
-            content_encoding=content[1] or None,
+            content_type=headers.content_type or None,
+            content_encoding=headers.content_encoding or None,
             truncated=tap.truncated,
             total_bytes=tap.total,
             redactor=redactor,
@@ -79,28 +65,32 @@ class EventBuilder:
 
     def build(self, ex: Exchange) -> dict[str, Any]:
         redactor = self._policies.get(ex.upstream, self._default_policy).redactor()
-        redactor.collect_headers(ex.request_headers)
-        redactor.collect_headers(ex.response_headers)
+        # Each header list is read once (names lower-cased, verdicts, secrets collected, the contracts' view).
+        req_set = redactor.read_headers(ex.request_headers)
+        resp_set = redactor.read_headers(ex.response_headers)
+        # One scan for credential shapes over the plain header values and the idempotency key instead of one per text:
+        # most events have none, and then the detectors need not look at them again. (Not the URL: its `://` is an
+        # anchor, so every URL is a candidate.)
+        shapes = redactor.may_detect([ex.idempotency_key, *req_set.plain, *resp_set.plain])
         url = redactor.redact_url(ex.url) if ex.url else ""  # collects query secrets too
-        req_content = _content_headers(ex.request_headers)
-        resp_content = _content_headers(ex.response_headers)
+        views = {"req_headers": req_set.lowered, "resp_headers": resp_set.lowered}
         if self._keep_all:
-            req_headers = redactor.redact_headers(ex.request_headers)
-            resp_headers = redactor.redact_headers(ex.response_headers)
-            req_body = self._render(ex.request_tap, req_content, redactor)
-            resp_body = self._render(ex.response_tap, resp_content, redactor)
-            evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
+            req_headers = redactor.redact_header_set(req_set, detect=shapes)
+            resp_headers = redactor.redact_header_set(resp_set, detect=shapes)
+            req_body = self._render(ex.request_tap, req_set, redactor)
+            resp_body = self._render(ex.response_tap, resp_set, redactor)
+            evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body, **views)
             kept = True
         else:  # parsed for the contract only; rendered once the outcome says the row keeps them
-            req_body = self._render(ex.request_tap, req_content, None)
-            resp_body = self._render(ex.response_tap, resp_content, None)
-            evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body)
+            req_body = self._render(ex.request_tap, req_set, None)
+            resp_body = self._render(ex.response_tap, resp_set, None)
+            evaluation, result, req_violations = self.validator.evaluate(ex, req_body, resp_body, **views)
             kept = result.outcome != OK or run_sampled(ex.run_id, self._ok_sample_rate)
             if kept:
-                req_headers = redactor.redact_headers(ex.request_headers)
-                resp_headers = redactor.redact_headers(ex.response_headers)
-                req_body = self._render(ex.request_tap, req_content, redactor)
-                resp_body = self._render(ex.response_tap, resp_content, redactor)
+                req_headers = redactor.redact_header_set(req_set, detect=shapes)
+                resp_headers = redactor.redact_header_set(resp_set, detect=shapes)
+                req_body = self._render(ex.request_tap, req_set, redactor)
+                resp_body = self._render(ex.response_tap, resp_set, redactor)
             else:
                 req_headers, resp_headers = {}, {}
                 if evaluation is not None and evaluation.external_ids:
@@ -126,52 +116,53 @@ class EventBuilder:
         tc = ex.trace
         target = ex.target
         rq, rs = ex.request_tap, ex.response_tap
-        return new_event(
-            event_id=ex.event_id or new_event_id(),
-            ts=ex.ts_us,
-            run_id=ex.run_id,
-            run_id_source=ex.run_id_source,
-            trace_id=tc.trace_id if tc else "",
-            span_id=ex.span_id,
-            parent_span_id=tc.caller_span_id if tc else "",
-            tenant=ex.tenant,
-            source_app=ex.source_app,
-            handoff=ex.handoff,
-            upstream=ex.upstream,
-            step=self._steps.get(ex.handoff, ex.handoff),
-            mode=ex.mode,
-            attempt=ex.attempt,
-            idempotency_key=redactor.scrub(ex.idempotency_key),
-            safety=self._safety.get(ex.handoff, ""),
-            method=ex.method,
-            url=url,
-            route=target.handoff.template if target else "",
-            status=ex.status or ex.error_status,
-            duration_ms=ex.duration_s * 1000.0,
-            ttfb_ms=ex.ttfb_s * 1000.0,
-            outcome=result.outcome,
-            error_class=result.error_class,
-            error_detail=redactor.scrub(ex.error_detail),
-            violations=violations,
-            unknown_fields=list(unknown),
-            missing_fields=list(missing),
-            external_ids={k: redactor.scrub(v) for k, v in external_ids.items()},
-            retry_after_s=result.retry_after_s,
-            request_headers=req_headers,
-            response_headers=resp_headers,
-            request_body=req_body.text if kept else "",
-            response_body=resp_body.text if kept else "",
-            request_content_type=req_content[0][:100],
-            response_content_type=resp_content[0][:100],
-            request_bytes=rq.total if rq else int(ex.extra.get("tunnel", (0, 0))[0]),  # a tunnel's or WebSocket's bytes
-            response_bytes=rs.total if rs else int(ex.extra.get("tunnel", (0, 0))[1]),
-            request_truncated=rq.truncated if rq else False,
-            response_truncated=rs.truncated if rs else False,
-            proxy_instance=self.instance,
-            attributes=attributes,
-            guard=ex.guard,
-            loop_suspected=ex.loop_suspected,
-            retry_of=ex.retry_of,
-            replay_of=ex.replay_of,
-            guard_wait_ms=ex.guard_wait_s * 1000.0,
-        )
+        # Every column, in COLUMNS order (the row is encoded in this order; tests check it): a literal, not new_event().
+        return {
+            "event_id": ex.event_id or new_event_id(),
+            "ts": ex.ts_us,
+            "run_id": ex.run_id,
+            "run_id_source": ex.run_id_source,
+            "trace_id": tc.trace_id if tc else "",
+            "span_id": ex.span_id,
+            "parent_span_id": tc.caller_span_id if tc else "",
+            "tenant": ex.tenant,
+            "source_app": ex.source_app,
+            "handoff": ex.handoff,
+            "upstream": ex.upstream,
+            "step": self._steps.get(ex.handoff, ex.handoff),
+            "mode": ex.mode,
+            "attempt": ex.attempt,
+            "idempotency_key": redactor.scrub(ex.idempotency_key, detect=shapes),
+            "safety": self._safety.get(ex.handoff, ""),
+            "method": ex.method,
+            "url": url,
+            "route": target.handoff.template if target else "",
+            "status": ex.status or ex.error_status,
+            "duration_ms": ex.duration_s * 1000.0,
+            "ttfb_ms": ex.ttfb_s * 1000.0,
+            "outcome": result.outcome,
+            "error_class": result.error_class,
+            "error_detail": redactor.scrub(ex.error_detail),
+            "violations": violations,
+            "unknown_fields": list(unknown),
+            "missing_fields": list(missing),
+            "external_ids": {k: redactor.scrub(v) for k, v in external_ids.items()},
+            "retry_after_s": result.retry_after_s,
+            "request_headers": req_headers,
+            "response_headers": resp_headers,
+            "request_body": req_body.text if kept else "",
+            "response_body": resp_body.text if kept else "",
+            "request_content_type": req_set.content_type[:100],
+            "response_content_type": resp_set.content_type[:100],
+            "request_bytes": rq.total if rq else int(ex.extra.get("tunnel", (0, 0))[0]),  # a tunnel's or WebSocket's bytes
+            "response_bytes": rs.total if rs else int(ex.extra.get("tunnel", (0, 0))[1]),
+            "request_truncated": rq.truncated if rq else False,
+            "response_truncated": rs.truncated if rs else False,
+            "proxy_instance": self.instance,
+            "attributes": attributes,
+            "guard": ex.guard,
+            "loop_suspected": ex.loop_suspected,
+            "retry_of": ex.retry_of,
+            "replay_of": ex.replay_of,
+            "guard_wait_ms": ex.guard_wait_s * 1000.0,
+        }

@@ -355,4 +355,6 @@ def _schema_violations(validator: Any, body: Any, prefix: str) -> tuple[list[str
 
 
 def _dedupe(items: list[str], limit: int) -> list[str]:
+    if len(items) < 2:  # most evaluations: nothing to deduplicate (a fresh list all the same)
+        return items[:limit]
     return list(dict.fromkeys(items))[:limit]

@@ -84,7 +84,7 @@ class Validator:
             "method": ex.method,
             "path": target.path if target else "",
             "headers": _lower(ex.request_headers) if headers is None else headers,
-            "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target else {},
+            "query": dict(parse_qsl(target.query, keep_blank_values=True)) if target and target.query else {},
             "raw_query": target.query if target else "",  # OpenAPI array parameters repeat keys; not seen by expressions
             "body": body,
         }
@@ -119,17 +119,29 @@ class Validator:
         return contract.check_request(self.request_view(ex, body, headers), not_json=not_json, truncated=tap.truncated)
 
     def evaluate(
-        self, ex: Exchange, req_body: RenderedBody, resp_body: RenderedBody
+        self,
+        ex: Exchange,
+        req_body: RenderedBody,
+        resp_body: RenderedBody,
+        *,
+        req_headers: dict[str, str] | None = None,
+        resp_headers: dict[str, str] | None = None,
     ) -> tuple[Evaluation | None, Classification, list[str]]:
-        """(evaluation, classification, request violations) for a finished exchange."""
+        """(evaluation, classification, request violations) for a finished exchange.
+
+        `req_headers`/`resp_headers`: the exchange's headers lower-cased as `_lower` makes them, when the caller has
+        them already (the event build reads each header list once); they are only read.
+        """
         contract = self.contracts.get(ex.handoff)
-        resp_headers = _lower(ex.response_headers)
+        if resp_headers is None:
+            resp_headers = _lower(ex.response_headers)
         transport = ex.error_class if (ex.status == 0 and ex.error_class != NONE) else None
         evaluation: Evaluation | None = None
         req_violations = list(ex.request_violations)
         enforce = contract.enforce if contract is not None else "record"
         if contract is not None and ex.status:
-            req_headers = _lower(ex.request_headers)
+            if req_headers is None:
+                req_headers = _lower(ex.request_headers)
             req = self.request_view(ex, req_body.parsed_json if req_body.is_json else None, req_headers)
             if not req_violations:
                 req_violations = contract.check_request(

@@ -36,6 +36,30 @@ def test_default_deny_list_headers_are_redacted(name: str) -> None:
     assert REDACTED in out[name.lower()]
 
 
+def test_read_headers_lowers_joins_and_collects_in_one_pass() -> None:
+    r = redactor()
+    headers = [("Content-Type", "text/plain"), ("X-Multi", "a"), ("x-multi", "b"), ("Authorization", f"Bearer {SECRET}"),
+               ("content-type", "application/json"), ("Content-Encoding", "gzip")]  # fmt: skip
+    read = r.read_headers(headers)
+    assert read.lowered == {"content-type": "text/plain, application/json", "x-multi": "a, b",
+                            "authorization": f"Bearer {SECRET}", "content-encoding": "gzip"}  # fmt: skip
+    assert (read.content_type, read.content_encoding) == ("application/json", "gzip")  # the last one, as sent
+    assert read.plain == ["text/plain", "a", "b", "application/json", "gzip"]
+    assert SECRET in r.secrets  # collected while reading
+    assert r.redact_header_set(read) == redactor().redact_headers(headers)
+
+
+def test_may_detect_finds_a_shape_in_any_of_the_texts() -> None:
+    r = redactor()
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    assert not r.may_detect(["idem-1234", "", "application/json", "keep-alive"])
+    assert r.may_detect(["idem-1234", "", f"note {jwt}", "keep-alive"])
+    assert r.may_detect(["https://api.example.com/v1"])  # `://` is an anchor (basic-auth-url): every URL is a candidate
+    assert r.scrub(f"x {jwt}") == f"x {REDACTED}"
+    assert r.scrub(f"x {jwt}", detect=False) == f"x {REDACTED}"  # collected by the scrub before: still replaced
+    assert redactor().scrub(f"x {jwt}", detect=False) == f"x {jwt}"  # detect=False trusts the caller's scan
+
+
 @pytest.mark.parametrize("name", ["X-Auth-Token", "X-Client-Secret", "X-Password", "X-Signing-Key"])
 def test_header_names_containing_token_secret_password_key_are_redacted(name: str) -> None:
     assert redactor().redact_headers([(name, SECRET)]) == {name.lower(): REDACTED}

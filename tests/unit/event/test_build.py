@@ -1,11 +1,37 @@
-"""`capture.keep_bodies: sample`: which runs keep the bodies of their ok calls (deterministic by run ID)."""
+"""The event build: stored rows byte-identical to the golden corpus; `capture.keep_bodies: sample`'s choice of runs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+from support.build_corpus import corpus_rows, digest
 
 from seamline.event.build import run_sampled
+from seamline.event.columns import COLUMN_NAMES
+
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "build_golden.json"
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, str]:
+    return corpus_rows()
+
+
+def test_rows_are_byte_identical_to_the_golden_corpus(rows: dict[str, str]) -> None:
+    """Every row of the corpus (support/build_corpus.py) is the same bytes as before the build was optimised."""
+    golden = json.loads(GOLDEN.read_text())
+    assert sorted(rows) == sorted(golden)
+    changed = {name: row for name, row in rows.items() if digest(row) != golden[name]}
+    assert not changed, f"{len(changed)} rows changed, e.g. {next(iter(changed))}: {next(iter(changed.values()))[:1500]}"
+
+
+def test_every_row_has_the_columns_in_order(rows: dict[str, str]) -> None:
+    for row in list(rows.values())[::25]:
+        assert list(json.loads(row)) == list(COLUMN_NAMES)
 
 
 def test_the_same_run_gets_the_same_answer_every_time() -> None:
