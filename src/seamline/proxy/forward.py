@@ -94,10 +94,9 @@ class Forwarder:
             check_ip_literal(target.url.host or "", up.allow_private)
             self._literal_ok.add(target.upstream_name)
         session = self._session(target.upstream_name, up)
-        task = asyncio.current_task()
-        assert task is not None
+        loop, task = self.deadlines.here()
         t = up.timeouts
-        self.deadlines.arm(task, asyncio.get_running_loop().time() + min(t.total, t.read))
+        self.deadlines.arm(task, loop.time() + min(t.total, t.read))
         try:
             return await session.request(
                 method,

@@ -63,10 +63,8 @@ class Relay:
             keep.status, keep.reason, keep.headers = resp.status, resp.reason or "", headers
         length = resp.content_length
         deadlines = self.deadlines
-        task = asyncio.current_task()
-        assert task is not None
+        loop, task = deadlines.here()
         read_s = ex.target.upstream.timeouts.read if ex.target else 10.0
-        loop = asyncio.get_running_loop()
         if length is not None and length <= SMALL_BODY and http.method != "HEAD" and resp.status not in (204, 304):
             # Small, known-length body: one write for headers + body (streaming it costs 3 syscalls).
             deadlines.arm(task, loop.time() + read_s)
