@@ -14,7 +14,8 @@ caller run ID, a bearer token to redact and, on POST, a fresh Idempotency-Key). 
                every guard off;
 - `seamline+guards`  the same with all of #13's guards: dedup on the never_repeat POST, retries on the GET, the
                circuit breaker, loop detection blocking, a local rate limit far above the offered load;
-- `seamline+failures` / `seamline+sample`  optional (`--targets`): `capture.keep_bodies: failures | sample`.
+- `seamline+failures` / `seamline+sample`  optional (`--targets`): `capture.keep_bodies: failures | sample`;
+- `seamline+nostore`  optional: `storage.enabled: false`, the request path alone (no recorder, no engine).
 
 Each proxy and everything it starts (Seamline's engine process, nginx's worker) is pinned to CPU 1; wrk and the
 upstream share CPU 0. CPU µs per request is the proxy's whole process tree (utime + stime from /proc/<pid>/stat,
@@ -189,6 +190,8 @@ def seamline_config(tmp: Path, name: str, up: int) -> Path:
         cfg["capture"] = {"keep_bodies": "failures"}
     elif name.endswith("+sample"):
         cfg["capture"] = {"keep_bodies": "sample", "ok_sample_rate": 0.01}
+    elif name.endswith("+nostore"):  # the request path alone: no recorder, no engine process
+        cfg["storage"] = {"enabled": False}
     path = tmp / f"{data.name}.json"
     path.write_text(json.dumps(cfg))
     return path

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from seamline.exchange import Exchange
 
+_STATUS_CLASS = tuple(f"{n}xx" for n in range(10))  # not an f-string per request
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -45,7 +46,7 @@ class ProxyMetrics:
         self.observe(ex.handoff or "unrouted", ex.status or ex.error_status, ex.error_class, seconds)
 
     def observe(self, handoff: str, status: int, error_class: str, seconds: float) -> None:
-        key = (handoff, f"{status // 100}xx" if status else "none", error_class)
+        key = (handoff, _STATUS_CLASS[status // 100] if 0 < status < 1000 else "none", error_class)
         self._requests[key] = self._requests.get(key, 0) + 1
         h = self._hist.get(handoff)
         if h is None:

@@ -13,11 +13,12 @@ from seamline import outcomes as o
 from seamline.exchange import Exchange
 from seamline.proxy.deadlines import Deadlines
 from seamline.proxy.forward import classify_client_error
-from seamline.proxy.inbound import HOP_BY_HOP, connection_tokens
+from seamline.proxy.inbound import HOP_BY_HOP, header_tokens
 from seamline.proxy.stage import Headers, ResponseStage
 from seamline.responses import ExactResponse, ExactStreamResponse
 
 SMALL_BODY = 64 * 1024
+_DROP_SETS_MAX = 64
 
 
 class Relay:
@@ -37,12 +38,21 @@ class Relay:
         self.drop = HOP_BY_HOP | {run_header.lower(), "traceparent"}
         self._safe = safe
         self._stage_failed = on_stage_error
+        # The drop set for each Connection header seen (nearly always the one `keep-alive`): bounded, built once each.
+        self._drop_by_connection: dict[tuple[str, ...], frozenset[str]] = {}
 
     def response_headers(self, ex: Exchange, http: web.BaseRequest, resp: aiohttp.ClientResponse) -> Headers:
         """The headers the client gets: the upstream's, less hop-by-hop, through the response stages."""
         drop = self.drop
-        if "Connection" in resp.headers:
-            drop = drop | connection_tokens(resp.headers)
+        connection = tuple(resp.headers.getall("Connection", ()))
+        if connection:
+            known = self._drop_by_connection.get(connection)
+            if known is None:
+                known = frozenset(drop | header_tokens(connection))
+                if len(self._drop_by_connection) >= _DROP_SETS_MAX:
+                    self._drop_by_connection.clear()
+                self._drop_by_connection[connection] = known
+            drop = known
         items = list(resp.headers.items())
         ex.response_headers = items
         out = [(k, v) for k, v in items if k.lower() not in drop]  # aiohttp copies it into the response's multidict
@@ -63,10 +73,8 @@ class Relay:
             keep.status, keep.reason, keep.headers = resp.status, resp.reason or "", headers
         length = resp.content_length
         deadlines = self.deadlines
-        task = asyncio.current_task()
-        assert task is not None
+        loop, task = deadlines.here()
         read_s = ex.target.upstream.timeouts.read if ex.target else 10.0
-        loop = asyncio.get_running_loop()
         if length is not None and length <= SMALL_BODY and http.method != "HEAD" and resp.status not in (204, 304):
             # Small, known-length body: one write for headers + body (streaming it costs 3 syscalls).
             deadlines.arm(task, loop.time() + read_s)

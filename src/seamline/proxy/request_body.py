@@ -56,14 +56,13 @@ class BodyDeadlines:
 
     def _arm_owner(self, seconds: float) -> None:
         if not self.answered:
-            self.deadlines.arm(self.owner, asyncio.get_running_loop().time() + seconds)
+            self.deadlines.arm(self.owner, self.deadlines.here()[0].time() + seconds)
 
     async def read_chunk(self, request: web.BaseRequest) -> bytes:
         """The next chunk from the client, within `idle_s`; the owner is not blamed meanwhile."""
-        me = asyncio.current_task()
-        assert me is not None
+        loop, me = self.deadlines.here()
         self._arm_owner(self.idle_s + 1.0)  # a backstop only: our own deadline below fires first
-        self.deadlines.arm(me, asyncio.get_running_loop().time() + self.idle_s)
+        self.deadlines.arm(me, loop.time() + self.idle_s)
         try:
             return await request.content.readany()
         except asyncio.CancelledError:

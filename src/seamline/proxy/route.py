@@ -2,8 +2,9 @@
 
 The rules (reverse, forward and CONNECT forms; path tricks; never an open proxy) live in `seamline.proxy.routing`;
 this stage adds the mode of the call and a bounded cache: routing is pure, so a repeated (method, target) skips
-the path checks, the URL build and the handoff match (≈ 3 µs). Long targets are not kept, a full cache starts
-over, and refusals are never cached (they are raised every time).
+the path checks, the URL build and the handoff match (≈ 3 µs), and the URL's text (`str(URL)` is rebuilt from its
+parts on every call, ≈ 1–4 µs). Long targets are not kept, a full cache starts over, and refusals are never cached
+(they are raised every time).
 """
 
 from __future__ import annotations
@@ -29,34 +30,39 @@ class Route:
 
     def __init__(self, config: Config) -> None:
         self.router = Router(config)
-        self._targets: dict[tuple[str, str], Target] = {}
+        self._targets: dict[tuple[str, str], tuple[Target, str]] = {}  # → the target and its URL's text
 
     def request(self, ex: Exchange, http: web.BaseRequest, heads: Inbound) -> None:
         ws = bool(heads.seen.get("upgrade")) and websocket_offer(
             http.method, heads.all("upgrade"), heads.all("connection"), http.body_exists
         )
         try:
-            target = self.resolve(ex, http.method, http.raw_path)
+            target, url = self._lookup(ex, http.method, http.raw_path)
         finally:
             if ws:
                 mark(ex)  # refused or not, a WebSocket handshake is recorded as one
         ex.target = target
         ex.upstream = target.upstream_name
         ex.handoff = target.handoff.name
-        ex.url = f"{target.url.host}:{target.url.port}" if ex.mode == "connect" else str(target.url)
+        ex.url = url
 
     def resolve(self, ex: Exchange, method: str, raw: str) -> Target:
         """The target of one request (sets the exchange's mode: reverse | forward | connect)."""
+        return self._lookup(ex, method, raw)[0]
+
+    def _lookup(self, ex: Exchange, method: str, raw: str) -> tuple[Target, str]:
+        """The target and the URL recorded for it (`host:port` for CONNECT)."""
         if method == "CONNECT":
             ex.mode = "connect"
-            return self._resolve_connect(raw)
+            target = self._resolve_connect(raw)
+            return target, f"{target.url.host}:{target.url.port}"
         forward = raw.startswith(_ABSOLUTE)
         if forward:
             ex.mode = "forward"
         key = (method, raw)
-        target = self._targets.get(key)
-        if target is not None:
-            return target
+        hit = self._targets.get(key)
+        if hit is not None:
+            return hit
         if forward:
             try:
                 url = URL(raw, encoded=True)
@@ -72,11 +78,12 @@ class Route:
             target = self.router.resolve_forward(method, url)
         else:
             target = self.router.resolve_reverse(method, raw)
+        found = (target, str(target.url))
         if len(raw) <= _CACHE_KEY_MAX:
             if len(self._targets) >= _CACHE_MAX:
                 self._targets.clear()
-            self._targets[key] = target
-        return target
+            self._targets[key] = found
+        return found
 
     def _resolve_connect(self, authority: str) -> Target:
         if "@" in authority:

@@ -119,8 +119,7 @@ class UpstreamCall:
             if self.validator is not None and self.validator.enforces_request(ex.handoff):
                 self._check_request(ex, http)
         elif http.body_exists:
-            task = asyncio.current_task()
-            assert task is not None
+            _, task = self.forwarder.deadlines.here()
             t = target.upstream.timeouts
             timing = BodyDeadlines(self.forwarder.deadlines, task, t.request_body_idle, t.read, min(t.total, t.read))
             await send_continue(http, heads.first("expect"))

@@ -48,6 +48,12 @@ def test_invalid_or_repeated_run_ids_are_replaced_and_flagged(pairs) -> None:
     assert is_valid_run_id(ex.run_id)
 
 
+def test_a_run_id_ending_in_a_newline_is_not_valid() -> None:
+    # The old regex's `$` matched before a final newline; header values cannot carry one, other callers can.
+    assert not is_valid_run_id("order-1\n") and not is_valid_run_id("order-1\r")
+    assert is_valid_run_id("order-1") and is_valid_run_id("~" * 128) and not is_valid_run_id("~" * 129)
+
+
 def test_no_run_id_mints_one() -> None:
     ex = run()
     assert ex.run_id_source == "generated" and is_valid_run_id(ex.run_id)
