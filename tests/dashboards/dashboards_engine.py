@@ -15,9 +15,9 @@ from typing import Any
 
 import clickhouse_connect
 from support.chdb_path import unique_database  # tests/ is on sys.path (tests/conftest.py)
+from support.schema_template import schema_copy_sync
 
 from seamline.event.columns import COLUMN_NAMES, new_event
-from seamline.record.schema import statements
 
 ALL = "$__all"
 Variables = Mapping[str, Sequence[str] | str]
@@ -39,11 +39,11 @@ def chdb_path() -> str:
 
 
 def new_database(hint: str) -> Any:
-    """A fresh database holding the current schema (created by `schema.statements()`); returns its client."""
+    """A fresh database holding the current schema (`schema.statements()`, copied from the process's template:
+    support/schema_template.py); returns its client."""
     db = unique_database(f"dash_{hint}")
     admin = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path()}")
-    for stmt in statements(db):
-        admin.command(stmt)
+    schema_copy_sync(admin, db)
     return clickhouse_connect.get_client(dsn=f"chdb://{chdb_path()}", database=db)
 
 

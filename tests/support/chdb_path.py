@@ -1,4 +1,5 @@
-"""One chdb data directory per test process: chdb can open only one path per process, so isolate by database."""
+"""One chdb data directory per test process (per pytest-xdist worker): chdb can open only one path per process, so
+isolate by database."""
 
 from __future__ import annotations
 
@@ -19,12 +20,19 @@ def chdb_path() -> str:
         # Kept in the environment too, so a second import of this module (as `support.` or `tests.support.`)
         # agrees on the one path chdb allows per process.
         env = os.environ.get("SEAMLINE_TEST_CHDB_PATH")
+        # pytest-xdist runs the suite in worker processes (gw0, gw1…), each needing a directory of its own: a path
+        # set for the whole run (by hand, or inherited from the controlling process) gets one subdirectory per worker.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        if env and os.environ.get("SEAMLINE_TEST_CHDB_WORKER", "") != worker:
+            env = os.path.join(env, worker)
+            os.makedirs(env, exist_ok=True)
         if env:
             _path = env
         else:
             _path = tempfile.mkdtemp(prefix="seamline-test-chdb-")
-            os.environ["SEAMLINE_TEST_CHDB_PATH"] = _path
             atexit.register(shutil.rmtree, _path, True)
+        os.environ["SEAMLINE_TEST_CHDB_PATH"] = _path
+        os.environ["SEAMLINE_TEST_CHDB_WORKER"] = worker
     return _path
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 from seamline.event.columns import COLUMN_NAMES, new_event
-from seamline.record.schema import statements
 from seamline.record.store import Store, open_store
 from support.chdb_path import chdb_url, unique_database
 from support.clock import utc_now
+from support.schema_template import schema_copy
 
 # Two hours ago: the rows a test places at T0 + up to an hour are all in the past yet far inside every TTL.
 T0 = utc_now() - timedelta(hours=2)
@@ -36,11 +36,11 @@ def handoff_row(run_id: str, handoff: str, *, at_ms: float, duration_ms: float =
 
 
 async def fresh_store(hint: str) -> tuple[Store, str]:
-    """A store on the process-wide chdb path with a new database holding the current schema."""
+    """A store on the process-wide chdb path with a new database holding the current schema (copied from the
+    process's template, see support/schema_template.py)."""
     database = unique_database(hint)
     store = open_store(chdb_url(), database)
-    for stmt in statements(database):
-        await store.command(stmt)
+    await schema_copy(store, database)
     return store, database
 
 

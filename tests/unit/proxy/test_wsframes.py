@@ -97,17 +97,18 @@ def test_mid_frame_is_not_a_boundary() -> None:
     assert c.at_boundary and c.frames == 1
 
 
-@pytest.mark.parametrize(
-    "data, why",
-    [
-        (bytes((0x83, 0x00)), "reserved opcode"),
-        (wire(Frame(OP_CONT, b"x")), "continuation frame outside a message"),
-        (bytes((0x89, 126, 0, 200)) + b"x" * 200, "oversized control frame"),
-        (bytes((0x09, 0x00)), "fragmented or oversized control frame"),
-        (wire(Frame(OP_TEXT, b"a", fin=False), Frame(OP_TEXT, b"b")), "new data frame inside a fragmented message"),
-        (bytes((0x82, 127)) + (1 << 63).to_bytes(8, "big"), "most significant bit"),
-    ],
-)
+NOT_FRAMES = [
+    (bytes((0x83, 0x00)), "reserved opcode"),
+    (wire(Frame(OP_CONT, b"x")), "continuation frame outside a message"),
+    (bytes((0x89, 126, 0, 200)) + b"x" * 200, "oversized control frame"),
+    (bytes((0x09, 0x00)), "fragmented or oversized control frame"),
+    (wire(Frame(OP_TEXT, b"a", fin=False), Frame(OP_TEXT, b"b")), "new data frame inside a fragmented message"),
+    (bytes((0x82, 127)) + (1 << 63).to_bytes(8, "big"), "most significant bit"),
+]
+
+
+# Named by the reason: masked frames carry random bytes, and pytest-xdist needs the same test IDs in every worker.
+@pytest.mark.parametrize("data, why", NOT_FRAMES, ids=[why for _, why in NOT_FRAMES])
 def test_bytes_that_are_not_websocket_frames_stop_the_count(data: bytes, why: str) -> None:
     c = fed(data)
     assert why in c.error

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.chdb_path import unique_database
 from support.clock import now_us
+from support.schema_template import TEMPLATE_TABLES, schema_copy
 
 from seamline.config.models import Storage
 from seamline.event.columns import COLUMNS, new_event
@@ -258,3 +260,24 @@ async def test_a_version_2_store_gets_the_guards_rollup_filled_from_its_rows(db:
     assert (await guard_totals(store, name))["n"] == 3
     await insert_events(store, [ev("loop", t, guard="loop_blocked", outcome="refused", error_class="loop_suspected")])
     assert (await guard_totals(store, name))["n"] == 4
+
+
+async def test_the_tests_schema_copy_is_the_schema_statements_create(db: tuple[Store, str]) -> None:
+    """The read-side tests get their schema copied from a template (tests/support/schema_template.py, to save
+    ~1 s each): the copy must be what `statements()` creates, table for table, down to codecs, TTLs and settings."""
+    store, name = db
+    for stmt in statements(name):
+        await store.command(stmt)
+    copy = unique_database("schema_copy")
+    await schema_copy(store, copy)
+
+    async def ddl(database: str) -> dict[str, str]:
+        rows = await store.query(TEMPLATE_TABLES, {"db": database})
+        return {r["name"]: r["create_table_query"].replace(database, "<db>") for r in rows}
+
+    made, copied = await ddl(name), await ddl(copy)
+    assert set(made) >= {"handoffs", "handoffs_1m_mv", "guards_1m", "guards_1m_mv", "otel_traces_trace_id_ts_mv"}
+    assert copied == made
+    assert "TTL toDateTime(ts) + toIntervalDay(7)" in made["handoffs"]
+    assert "non_replicated_deduplication_window" in made["handoffs"]
+    await store.command(f"DROP DATABASE `{copy}`")
