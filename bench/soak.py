@@ -103,6 +103,13 @@ def store_fds(pid: int, data: Path) -> int:
     return n
 
 
+def threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
 def children(root: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
@@ -152,7 +159,7 @@ class Load:
 
     def __init__(self, url: str, rate: float, concurrency: int = 256) -> None:
         self.url, self.rate = url, rate
-        self.sent = self.ok = self.errors = self.late = 0
+        self.sent = self.ok = self.errors = self.late = self.unsent = 0
         self.error_kinds: dict[str, int] = {}
         self.latencies: list[float] = []  # this interval's, in ms (reset at each sample)
         self._slots = asyncio.Semaphore(concurrency)  # more in flight than this = the proxy has fallen behind: count late
@@ -190,6 +197,9 @@ class Load:
             t0 = time.monotonic()
             n = int(seconds * self.rate)
             for i in range(n):
+                if time.monotonic() >= t0 + seconds:  # the soak lasts its duration: what is still unsent is counted
+                    self.unsent = n - i
+                    break
                 due = t0 + i / self.rate
                 delay = due - time.monotonic()
                 if delay > 0:
@@ -210,7 +220,7 @@ class Wrk2Load:
 
     def __init__(self, url: str, rate: float, tmp: Path) -> None:
         self.url, self.rate, self.tmp = url, rate, tmp
-        self.sent = self.ok = self.errors = self.late = 0
+        self.sent = self.ok = self.errors = self.late = self.unsent = 0
         self.error_kinds: dict[str, int] = {}
         self.latencies: list[float] = []
 
@@ -253,6 +263,9 @@ def observe(pid: int, engine: list[int], admin: int, spool: Path, data: Path) ->
         "proxy_fd_kinds": fd_kinds(pid),
         "engine_fd_kinds": fd_kinds(engine[0]) if engine else {},
         "engine_store_fds": sum(store_fds(c, data) for c in engine),
+        # ClickHouse keeps /proc/thread-self/{stat,schedstat,io} open in every thread of its pools: 3 FDs a thread
+        "proxy_threads": threads(pid),
+        "engine_threads": sum(threads(c) for c in engine),
         "proxy_cpu_s": cpu_s(pid),
         "engine_cpu_s": sum(cpu_s(c) for c in engine),
         "spool_bytes": du(spool),
@@ -355,6 +368,7 @@ def verdict(samples: list[dict[str, Any]], drained: tuple[int, float]) -> dict[s
             samples[-1]["engine_fds"] - samples[-1]["engine_store_fds"],
         ),
         "engine_store_fds_max_end": (max(s["engine_store_fds"] for s in samples), samples[-1]["engine_store_fds"]),
+        "engine_threads_start_end": (idle.get("engine_threads"), samples[-1].get("engine_threads")),
         "engine_fds_slope_per_min": slope_mib_per_min([(s["t_s"], s["engine_fds"] * 1024) for s in half]),
         "proxy_fds_idle_before": idle["proxy_fds"],
         "proxy_fds_drained": drained[0],
@@ -387,16 +401,17 @@ def report(samples: list[dict[str, Any]], v: dict[str, Any], meta: dict[str, Any
         f"client: {meta['client']}. Proxy + engine on CPU 1, load + upstream on CPU 0; load average {meta['load_before']} "
         f"before, {meta['load_after']} after (shared machine). Sampled every {meta['interval']} s.",
         "",
-        "| t s | phase | proxy RSS MiB | engine RSS MiB | proxy FDs | engine FDs | proxy CPU | engine CPU | spool KiB | data MiB "
-        "| rows written | sent | req/s | p50 ms | p99 ms | errors | late |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| t s | phase | proxy RSS MiB | engine RSS MiB | proxy FDs | engine FDs | engine threads | proxy CPU | engine CPU "
+        "| spool KiB | data MiB | rows written | sent | req/s | p50 ms | p99 ms | errors | late |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in samples:
         p50 = "–" if s["p50_ms"] is None else f"{s['p50_ms']:.1f}"
         p99 = "–" if s["p99_ms"] is None else f"{s['p99_ms']:.1f}"
         lines.append(
             f"| {s['t_s']:.0f} | {s['phase']} | {s['proxy_rss_kib'] / 1024:.1f} | {s['engine_rss_kib'] / 1024:.1f} "
-            f"| {s['proxy_fds']} | {s['engine_fds']} | {s['proxy_cpu_pct']:.0f} % | {s['engine_cpu_pct']:.0f} % "
+            f"| {s['proxy_fds']} | {s['engine_fds']} | {s.get('engine_threads', '–')} "
+            f"| {s['proxy_cpu_pct']:.0f} % | {s['engine_cpu_pct']:.0f} % "
             f"| {s['spool_bytes'] / 1024:.0f} | {s['data_bytes'] / MIB:.1f} | {s['rows_written']:,.0f} "
             f"| {s['sent']:,} | {s['interval_rps']:,.0f} | {p50} | {p99} | {s['errors']} | {s['late']} |"
         )
@@ -416,11 +431,13 @@ def report(samples: list[dict[str, Any]], v: dict[str, Any], meta: dict[str, Any
         f"FDs {v['engine_fds_start_end'][0]} → {v['engine_fds_start_end'][1]} under load (second-half slope "
         f"{v['engine_fds_slope_per_min']:+.1f}/min), of which on data files at most {v['engine_store_fds_max_end'][0]}, "
         f"{v['engine_store_fds_max_end'][1]} at the end; its own FDs {v['engine_own_fds_idle_after'][0]} idle before, "
-        f"{v['engine_own_fds_idle_after'][1]} after; at the end: {json.dumps(samples[-1]['engine_fd_kinds'])}",
+        f"{v['engine_own_fds_idle_after'][1]} after; its threads {v.get('engine_threads_start_end', ['–'])[0]} → "
+        f"{v.get('engine_threads_start_end', [0, '–'])[1]}; at the end: {json.dumps(samples[-1]['engine_fd_kinds'])}",
         f"- spool on disk: max {v['spool_bytes_max'] / 1024:.0f} KiB, end {v['spool_bytes_end'] / 1024:.0f} KiB",
         f"- requests sent {v['sent']:,}, errors {v['errors']} {json.dumps(meta.get('error_kinds') or {})}, late sends "
-        f"(> 100 ms behind schedule) {v['late']}; rows recorded {v['rows_recorded']:,.0f}, dropped {v['dropped']:.0f}, "
-        f"failed writes {v['write_errors']:.0f}",
+        f"(> 100 ms behind schedule) {v['late']}, unsent at the end "
+        f"(the proxy behind the schedule) {meta.get('unsent', 0):,}; rows recorded {v['rows_recorded']:,.0f}, "
+        f"dropped {v['dropped']:.0f}, failed writes {v['write_errors']:.0f}",
         "",
     ]
     return "\n".join(lines)
@@ -436,7 +453,18 @@ def main() -> int:
     ap.add_argument("--target", default="seamline", choices=("seamline", "seamline+guards"))
     ap.add_argument("--client", default="auto", choices=("auto", "python", "wrk2"))
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--report", type=Path, default=None, help="only print the Markdown of a saved results JSON")
+    ap.add_argument("--every", type=float, default=0.0, help="with --report: one table row per this many seconds")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        rows, next_t = [], 0.0
+        for s in saved["samples"]:
+            if s["phase"] != "load" or s["t_s"] >= next_t or s is saved["samples"][-2]:
+                rows.append(s)
+                next_t = s["t_s"] + args.every if s["phase"] == "load" else next_t
+        print(report(rows, saved["verdict"], saved["meta"]))
+        return 0
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs two CPUs: the proxy on one, the load and the upstream on the other")
     os.sched_setaffinity(0, {int(LOAD_CPU)})
@@ -472,6 +500,7 @@ def main() -> int:
         samples = asyncio.run(soak(target, load, args.minutes * 60, args.interval, spool, data))
         drained = asyncio.run(drained_fds(target.proc.pid, samples[0]["proxy_fds"] + FD_SLACK))
         meta["error_kinds"] = load.error_kinds
+        meta["unsent"] = load.unsent
         meta["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         v = verdict(samples, drained)
         text = report(samples, v, meta)

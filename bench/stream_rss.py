@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -182,44 +181,55 @@ async def stream(url: str, kind: str, size: int, run_id: str) -> tuple[int, str]
             return got, f"{r.status} {r.headers.get('Transfer-Encoding') or 'Content-Length ' + str(r.content_length)}"
 
 
-def measure(name: str, url: str, pid: int, size: int, run_id: str) -> list[dict[str, Any]]:
-    out = []
-    for kind in STREAMS:
-        with Sampler(pid) as sampler:
-            time.sleep(0.3)  # a few samples of the idle process: the baseline
-            base = sampler.samples[-1][1:]
-            t0 = time.monotonic()
-            got, status = asyncio.run(stream(url, kind, size, run_id))
-            elapsed = time.monotonic() - t0
-            time.sleep(0.3)
-            after = sampler.samples[-1][1:]
-        during = [s for s in sampler.samples if t0 <= s[0] <= t0 + elapsed] or sampler.samples
-        peak = max(s[1] for s in during), max(s[2] for s in during)
-        row = {
-            "target": name,
-            "stream": kind,
-            "bytes": got,
-            "complete": got == size,
-            "status": status,
-            "seconds": elapsed,
-            "mib_s": size / MIB / elapsed,
-            "baseline_kib": base[0],
-            "peak_kib": peak[0],
-            "growth_kib": peak[0] - base[0],
-            "after_kib": after[0],
-            "child_baseline_kib": base[1],
-            "child_peak_kib": peak[1],
-            "child_growth_kib": peak[1] - base[1],
-            "samples": len(during),
-        }
-        print(
-            f"{name:<9} {kind:<17} {row['mib_s']:>7.1f} MiB/s  RSS {base[0] / 1024:>6.1f} → peak {peak[0] / 1024:>6.1f} MiB"
-            f" (+{row['growth_kib'] / 1024:.1f}), after {after[0] / 1024:.1f}; engine +{row['child_growth_kib'] / 1024:.1f} MiB"
-            f"  [{status}]" + ("" if row["complete"] else f"  INCOMPLETE: {got} bytes"),
-            flush=True,
-        )
-        out.append(row)
-    return out
+def cpu_s(pid: int) -> float:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, url: str, pid: int, kind: str, size: int, run_id: str) -> dict[str, Any]:
+    """One stream through one proxy, its RSS sampled throughout, its process tree's CPU time before and after."""
+    with Sampler(pid) as sampler:
+        time.sleep(0.3)  # a few samples of the idle process: the baseline
+        base = sampler.samples[-1][1:]
+        cpu0 = cpu_s(pid) + sum(cpu_s(c) for c in sampler.children)
+        t0 = time.monotonic()
+        got, status = asyncio.run(stream(url, kind, size, run_id))
+        elapsed = time.monotonic() - t0
+        cpu = cpu_s(pid) + sum(cpu_s(c) for c in sampler.children) - cpu0
+        time.sleep(0.3)
+        after = sampler.samples[-1][1:]
+    during = [s for s in sampler.samples if t0 <= s[0] <= t0 + elapsed] or sampler.samples
+    peak = max(s[1] for s in during), max(s[2] for s in during)
+    row = {
+        "target": name,
+        "stream": kind,
+        "bytes": got,
+        "complete": got == size,
+        "status": status,
+        "seconds": elapsed,
+        "mib_s": size / MIB / elapsed,
+        # CPU seconds per GiB of the proxy and its children: steadier than MiB/s on a shared machine
+        "cpu_s_per_gib": cpu / (size / 1024 / MIB),
+        "baseline_kib": base[0],
+        "peak_kib": peak[0],
+        "growth_kib": peak[0] - base[0],
+        "after_kib": after[0],
+        "child_baseline_kib": base[1],
+        "child_peak_kib": peak[1],
+        "child_growth_kib": peak[1] - base[1],
+        "samples": len(during),
+    }
+    print(
+        f"{name:<9} {kind:<17} {row['mib_s']:>7.1f} MiB/s {row['cpu_s_per_gib']:5.1f} CPU s/GiB  RSS {base[0] / 1024:>6.1f}"
+        f" → peak {peak[0] / 1024:>6.1f} MiB (+{row['growth_kib'] / 1024:.1f}), after {after[0] / 1024:.1f};"
+        f" engine +{row['child_growth_kib'] / 1024:.1f} MiB  [{status}]"
+        + ("" if row["complete"] else f"  INCOMPLETE: {got} bytes"),
+        flush=True,
+    )
+    return row
 
 
 # -- Seamline ---------------------------------------------------------------------------------------------------------
@@ -318,12 +328,14 @@ def report(rows: list[dict[str, Any]], recorded: list[dict[str, Any]], meta: dic
         f" CPU {LOAD_CPU}; load average {meta['load_before']} before, {meta['load_after']} after (shared machine). RSS from"
         f" /proc every 100 ms; growth = peak during the stream - RSS just before it (limit {GROWTH_LIMIT_MIB} MiB).",
         "",
-        "| target | stream | MiB/s | RSS before MiB | peak MiB | growth MiB | after MiB | engine growth MiB | complete |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| stream | target | MiB/s | CPU s/GiB | RSS before MiB | peak MiB | growth MiB | after MiB | engine growth MiB "
+        "| complete |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['target']} | {r['stream']} | {r['mib_s']:.1f} | {r['baseline_kib'] / 1024:.1f} | {r['peak_kib'] / 1024:.1f} "
+            f"| {r['stream']} | {r['target']} | {r['mib_s']:.1f} | {r['cpu_s_per_gib']:.1f} "
+            f"| {r['baseline_kib'] / 1024:.1f} | {r['peak_kib'] / 1024:.1f} "
             f"| {r['growth_kib'] / 1024:.1f} | {r['after_kib'] / 1024:.1f} "
             f"| {r['child_growth_kib'] / 1024:.1f} | {'yes' if r['complete'] else 'NO'} |".replace("| 0.0 | yes", "| – | yes")
         )
@@ -362,19 +374,23 @@ def main() -> int:
         up = free_port()
         procs.append(subprocess.Popen(pinned([PY, __file__, "--upstream", str(up)], LOAD_CPU)))
         wait_port(up)
-        for name in args.targets.split(","):
+        started_targets = []
+        for name in args.targets.split(","):  # all up at once, so the streams interleave: a noisy minute hits both
             proc, url, admin = start(name, up, tmp)
             procs.append(proc)
-            run_id = f"stream-{uuid.uuid4().hex[:12]}"
+            started_targets.append((name, proc, url, admin))
+        run_id = f"stream-{uuid.uuid4().hex[:12]}"
+        for _, _, url, _ in started_targets:
             for kind in ("upload chunked", "download length"):  # warm-up: pools, imports, the first rows
                 asyncio.run(stream(url, kind, MIB, f"{run_id}-warm"))
-            rows += measure(name, url, proc.pid, size, run_id)
+        for kind in STREAMS:
+            for name, proc, url, _ in started_targets:
+                rows.append(measure(name, url, proc.pid, kind, size, run_id))
+        for _, _, _, admin in started_targets:
             if admin:
                 recorded = [row_summary(r) for r in recorded_rows(admin, run_id, len(STREAMS))]
                 for r in recorded:
                     print("recorded:", json.dumps(r), flush=True)
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
         meta["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         text = report(rows, recorded, meta)
         print("\n" + text)
