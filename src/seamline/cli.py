@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from seamline.workers.slot import WorkerSlot
 
         slot = WorkerSlot.from_arg(args.worker_slot)
+        slot.tag_logs()
         slot.die_with_supervisor()
         cfg = slot.configure(cfg)
     elif cfg.server.workers > 1:

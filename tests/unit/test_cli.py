@@ -129,3 +129,12 @@ def test_check_config_names_the_openapi_problem(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{p}: upstreams.a.openapi: {tmp_path / 'api.yaml'}: not a valid OpenAPI 3.0.3 document" in err
     assert "#/paths/~1a/get/responses" in err
+
+
+def test_serve_workers_flag_overrides_the_file_and_the_refusal_names_it(tmp_path, capsys):
+    p = tmp_path / "guarded.yaml"
+    p.write_text(GOOD.replace("match: POST /v1/charges", "match: POST /v1/charges\n    safety: never_repeat"))
+    assert main(["serve", "--config", str(p), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: invalid configuration" in err and "server.workers: 2 workers" in err
+    assert "handoffs.billing.charge.dedup" in err and "set redis_url" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import socket
@@ -44,6 +45,17 @@ class WorkerSlot:
         server = cfg.server.model_copy(update={"instance": instance})
         storage = cfg.storage.model_copy(update={"spool_dir": spool})
         return cfg.model_copy(update={"server": server, "storage": storage})
+
+    def tag_logs(self) -> None:
+        """Every log line of this worker says which one it is (`"worker": "w<i>"`): the workers share one stderr."""
+        name = f"w{self.index}"
+
+        def tag(record: logging.LogRecord) -> bool:
+            record.worker = name
+            return True
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(tag)
 
     def die_with_supervisor(self) -> None:
         """SIGTERM (a graceful stop) if the supervisor dies, so a worker is never left serving alone."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import socket
 from pathlib import Path
 
 from seamline.config.models import Config
+from seamline.logs import setup_logging
 from seamline.workers.slot import WorkerSlot
 
 
@@ -26,3 +30,18 @@ def test_the_slot_round_trips_through_its_argument(tmp_path: Path) -> None:
     slot = WorkerSlot(3, 4, str(tmp_path), 99, engine_socket=str(tmp_path / "engine.sock"), migrated=True)
     assert WorkerSlot.from_arg(slot.to_arg()) == slot
     assert slot.metrics_socket(2) == str(tmp_path / "metrics-w2.sock")
+
+
+def test_a_workers_log_lines_name_it(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    try:
+        setup_logging("INFO", stream=out)
+        WorkerSlot(1, 2, str(tmp_path), 1).tag_logs()
+        logging.getLogger("seamline.test").info("hello", extra={"k": 1})
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    line = json.loads(out.getvalue())
+    assert (line["msg"], line["worker"], line["k"]) == ("hello", "w1", 1)
