@@ -1,8 +1,12 @@
 """Run-lookup and one-hour aggregation latency for candidate `handoffs` layouts at 1M and 10M rows (chdb).
 
-Usage: python bench/queries.py [--sizes 1000000,10000000] [--layouts A,C,G,K,I] [--rounds 3] [--path DIR] [--overview]
-`--overview` also times the handoff-overview query of /handoffs and `seamline top` (seamline.read.sql, the same text
-the Grafana overview runs) over 15m, 1h, 24h and 7d windows ending now.
+Usage: python bench/queries.py [--sizes 1000000,10000000] [--layouts A,C,G,K,I] [--rounds 3] [--path DIR]
+       python bench/queries.py --overview [--sizes 1000000,10000000] [--rounds 3] [--path DIR] [--json FILE]
+`--overview` measures the shipped schema instead (migrations, MVs filling handoffs_1m / guards_1m as inserts run),
+in database bench_overview, kept and grown to each size: the run lookup of `seamline runs <id>`, the handoff-overview
+query of /handoffs and `seamline top` (seamline.read.sql, the same text the Grafana overview runs) over 15m, 1h,
+24h and 7d windows — the raw-table text and the rollup text, interleaved — and every dashboard panel over 24h and
+7d. A later run with another tree on PYTHONPATH reuses the rows (same `now`), so trees compare on one data set.
 Rows are generated inside ClickHouse (INSERT … SELECT FROM numbers()), ~2.2 KB each (two ~1 KB JSON bodies),
 200-row runs spread over 10 minutes, 20 handoffs, 6 days of data. Each query: 1 warm-up, then the median of 7
 different runs / hours, in interleaved rounds across layouts (the median of the rounds is reported), after background
@@ -21,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from seamline.read.macros import expand
-from seamline.read.sql import handoff_health_sql
 from seamline.record.schema import (
     HANDOFFS_INDEXES,
     HANDOFFS_ORDER_BY,
@@ -106,7 +109,7 @@ def gen_sql(table: str, start: int, count: int, now_us: int) -> str:
 INSERT INTO {table} (event_id, ts, run_id, run_id_source, trace_id, span_id, tenant, source_app, handoff, upstream, step,
     mode, attempt, method, url, route, status, duration_ms, ttfb_ms, outcome, error_class, external_ids,
     request_headers, response_headers, request_body, response_body, request_content_type, response_content_type,
-    request_bytes, response_bytes, proxy_instance)
+    request_bytes, response_bytes, proxy_instance, guard)
 SELECT
     generateUUIDv7() AS event_id,
     fromUnixTimestamp64Micro(toInt64({now_us - SPAN_US} + (intDiv(number, {RUN_ROWS}) % {runs_total}) * {SPAN_US // runs_total}
@@ -131,7 +134,8 @@ SELECT
         repeat('{{"sku":"SKU-12345","qty":1,"price":19.99}},', 18), '],"note":"', randomPrintableASCII(64), '"}}'),
     concat('{{"ok":true,"id":"', hex(cityHash64(number, 9)), '","status":"created","lines":[',
         repeat('{{"line":1,"amount":"19.99","currency":"EUR"}},', 18), '],"ref":"', randomPrintableASCII(64), '"}}'),
-    'application/json', 'application/json', 1100, 1100, 'bench-1'
+    'application/json', 'application/json', 1100, 1100, 'bench-1',
+    if(cityHash64(number, 6) % 100 = 0, 'replayed', '')
 FROM numbers({start}, {count})
 SETTINGS max_insert_threads = 2
 """
@@ -148,6 +152,15 @@ async def settle(store, table: str, limit_s: float = 180.0) -> float:
         quiet = quiet + 1 if rows[0]["n"] == 0 else 0
         await asyncio.sleep(1.0)
     return time.perf_counter() - t
+
+
+async def settle_db(store, database: str, limit_s: float = 300.0) -> None:
+    """Wait (bounded) until no merge of `database` runs."""
+    t, quiet = time.perf_counter(), 0
+    while time.perf_counter() - t < limit_s and quiet < 3:
+        rows = await store.query("SELECT count() AS n FROM system.merges WHERE database = {d:String}", {"d": database})
+        quiet = quiet + 1 if rows[0]["n"] == 0 else 0
+        await asyncio.sleep(1.0)
 
 
 async def timed(store, sql: str, params: dict) -> tuple[float, int]:
@@ -195,18 +208,106 @@ async def measure(store, table: str, total_rows: int, now_us: int) -> dict[str, 
 
 
 OVERVIEW_WINDOWS = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 604800}
+OVERVIEW_DB = "bench_overview"
+VARIABLES = ("tenant", "source_app", "upstream", "handoff", "instance")  # every dashboard variable, set to All
 
 
-async def measure_overview(store, table: str, now_us: int, repeats: int = 5) -> dict[str, float]:
-    """Median latency of the overview's per-handoff query for each window ending now (one warm-up each), in ms."""
-    sql = handoff_health_sql().replace("FROM handoffs ", f"FROM {table} ")
-    to = datetime.fromtimestamp(now_us / 1e6, UTC)
-    out = {}
-    for name, seconds in OVERVIEW_WINDOWS.items():
-        text = expand(sql, frm=to - timedelta(seconds=seconds), to=to)
-        await timed(store, text, {})
-        out[name] = statistics.median([(await timed(store, text, {}))[0] for _ in range(repeats)])
+async def _median_ms(store, text: str, repeats: int) -> float:
+    await timed(store, text, {})  # warm-up
+    return statistics.median([(await timed(store, text, {}))[0] for _ in range(repeats)])
+
+
+def _overview_queries() -> dict[str, str]:
+    """The handoff-overview SQL variants this tree has: `raw` (the raw-table text) and, when present, `rollup`."""
+    import seamline.read.sql as shared
+
+    out = {"raw": shared.handoff_health_sql()}
+    if hasattr(shared, "handoff_health_rollup_sql"):
+        out["rollup"] = shared.handoff_health_rollup_sql()
     return out
+
+
+def _dashboard_panels() -> list[tuple[str, str, str, str, int]]:
+    """(dashboard uid, panel title, refId, rawSql, the dashboard's default range in s) of every panel reading
+    `handoffs` or a rollup (run-view panels are one run's rows: measured as the run lookup)."""
+    from seamline.dashboards.generate import DASHBOARDS, dashboard_json
+
+    out = []
+    for build in DASHBOARDS.values():
+        d = dashboard_json(build)
+        default_s = int(d["time"]["from"].removeprefix("now-")[:-1]) * {"h": 3600, "d": 86400}[d["time"]["from"][-1]]
+        for p in d["panels"]:
+            for t in p.get("targets", []):
+                sql = t["rawSql"]
+                if "$run_id" in sql or "${run_id" in sql or not any(x in sql for x in ("handoffs", "guards_1m")):
+                    continue
+                out.append((d["uid"], p["title"], t["refId"], sql, default_s))
+    return out
+
+
+async def overview_bench(
+    store, size: int, now_us: int, rounds: int, panels_of: str, repeats: int = 5
+) -> list[tuple[str, str, float]]:
+    """(query, window, median ms) for: the run lookup (`seamline runs <id>`'s query), the handoff overview (raw-table
+    text vs the rollup text, interleaved per round), and every dashboard panel over 24h and 7d (variables All)."""
+    import hashlib
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "dashboards"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from dashboards_engine import ALL, render
+
+    from seamline.read.queries import get_run
+
+    runs = max(1, size // RUN_ROWS)
+    picks = [hashlib.md5(str((i * 7919) % runs).encode()).hexdigest() for i in range(1, 9)]
+    await get_run(store, picks[0])
+    to = datetime.fromtimestamp(now_us // 1_000_000 + 1, UTC)
+    per: dict[tuple[str, str], list[float]] = {}
+    variants = _overview_queries()
+    panels = [p for p in _dashboard_panels() if panels_of == "all" or p[0] in panels_of.split(",")]
+    for _ in range(rounds):
+        ms = []
+        for r in picks[1:]:
+            t = time.perf_counter()
+            assert len(await get_run(store, r)) > 0
+            ms.append((time.perf_counter() - t) * 1000)
+        per.setdefault(("run lookup (get_run, all columns)", "-"), []).append(statistics.median(ms))
+        for window, seconds in OVERVIEW_WINDOWS.items():
+            for name, sql in variants.items():
+                text = expand(sql, frm=to - timedelta(seconds=seconds), to=to)
+                per.setdefault((f"overview ({name})", window), []).append(ms := await _median_ms(store, text, repeats))
+                print(f"  overview ({name}) {window}: {ms:.1f} ms (load avg {os.getloadavg()[0]:.1f})", flush=True)
+        for uid, title, ref, sql, default_s in panels:
+            for window, seconds in (("default", default_s), ("7d", OVERVIEW_WINDOWS["7d"])):
+                frm, interval_s = to - timedelta(seconds=seconds), max(60, seconds // 200)
+                text = render(sql, frm=frm, to=to, interval_s=interval_s, variables=dict.fromkeys(VARIABLES, ALL))
+                label = f"{window} ({seconds // 3600}h)" if window == "default" else window
+                per.setdefault((f"{uid}: {title} [{ref}]", label), []).append(await _median_ms(store, text, 2))
+    return [(q, w, statistics.median(v)) for (q, w), v in per.items()]
+
+
+async def load_overview_db(store, size: int, now_us: int) -> int:
+    """The real schema (migrations, MVs feeding the rollups) in OVERVIEW_DB, filled up to `size` rows; rows before."""
+    from seamline.record.schema import migrate
+
+    t = time.perf_counter()
+    version = await migrate(store, OVERVIEW_DB)
+    print(f"schema {version} in place ({time.perf_counter() - t:.1f}s, the migrations it applied included)", flush=True)
+    have = (await store.query(f"SELECT count() AS n FROM {OVERVIEW_DB}.handoffs"))[0]["n"]
+    if have == 0:  # the data's "now": a later run reuses the rows and must end its windows where they end
+        meta = f"{OVERVIEW_DB}.bench_meta"
+        await store.command(f"CREATE OR REPLACE TABLE {meta} (now_us Int64) ENGINE = MergeTree ORDER BY tuple()")
+        await store.command(f"INSERT INTO {OVERVIEW_DB}.bench_meta VALUES ({now_us})")
+    done = int(have)
+    while done < size:
+        n = min(1_000_000, size - done)
+        await store.command(gen_sql(f"{OVERVIEW_DB}.handoffs", done, n, now_us))
+        done += n
+    return int(have)
+
+
+async def data_now_us(store) -> int:
+    return int((await store.query(f"SELECT max(now_us) AS t FROM {OVERVIEW_DB}.bench_meta"))[0]["t"])
 
 
 async def load(store, key: str, start: int, target: int, now_us: int) -> float:
@@ -227,6 +328,37 @@ async def load(store, key: str, start: int, target: int, now_us: int) -> float:
     return time.perf_counter() - t
 
 
+async def overview_main(args: argparse.Namespace) -> int:
+    import json
+
+    import seamline
+
+    store = await open_store(f"chdb://{args.path}", OVERVIEW_DB)
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(seamline.__file__)))
+    for size in (int(x) for x in args.sizes.split(",")):
+        t = time.perf_counter()
+        before = await load_overview_db(store, size, int(time.time() * 1e6))
+        if before < size:
+            print(f"loaded {before:,} -> {size:,} rows in {time.perf_counter() - t:.0f}s", flush=True)
+            await settle_db(store, OVERVIEW_DB)
+        count = (await store.query("SELECT count() AS n FROM handoffs"))[0]["n"]
+        if count != size:
+            print(f"skip {size:,}: the database holds {count:,} rows (it only grows; use a fresh --path)", flush=True)
+            continue
+        rollup = (await store.query("SELECT count() AS n FROM handoffs_1m"))[0]["n"]
+        load = os.getloadavg()[0]
+        results = await overview_bench(store, size, await data_now_us(store), args.rounds, args.panels)
+        print(f"\n# {size:,} rows (handoffs_1m {rollup:,} rows), sources {tree}, load avg {load:.1f} -> {os.getloadavg()[0]:.1f}")
+        print("| query | window | median ms |\n|---|---|---|")
+        for q, w, ms in results:
+            print(f"| {q} | {w} | {ms:.1f} |", flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps({"rows": size, "query": q, "window": w, "ms": ms, "tree": tree, "load": load}) + "\n")
+    await store.close()
+    return 0
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000000,10000000", help="measure at each of these row counts")
@@ -234,8 +366,19 @@ async def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measuring rounds per size")
     ap.add_argument("--path", default=os.environ.get("SEAMLINE_BENCH_CHDB", "/tmp/seamline-bench-queries"))
     ap.add_argument("--keep", action="store_true", help="keep the tables after measuring")
-    ap.add_argument("--overview", action="store_true", help="also time the handoff overview query per window")
+    ap.add_argument(
+        "--overview",
+        action="store_true",
+        help="instead of the layouts: the shipped schema with its rollups in database bench_overview (kept, grown to each "
+        "size, reused by later runs): run lookup, the handoff overview per window, every dashboard panel over 24h/7d",
+    )
+    ap.add_argument("--json", help="with --overview: append one JSON line per measurement to this file")
+    ap.add_argument(
+        "--panels", default="all", help="with --overview: dashboards whose panels are timed (uids, comma-separated; all; none)"
+    )
     args = ap.parse_args()
+    if args.overview:
+        return await overview_main(args)
     store = await open_store(f"chdb://{args.path}", DB)
     now_us = int(time.time() * 1e6)
     keys = args.layouts.split(",")
@@ -269,10 +412,6 @@ async def main() -> int:
                 f"load_avg={os.getloadavg()[0]:.1f}  [{LAYOUTS[key].doc}]",
                 flush=True,
             )
-            if args.overview:
-                ov = await measure_overview(store, f"{DB}.h_{key}", now_us)
-                shown = "  ".join(f"{w}={ms:.1f} ms" for w, ms in ov.items())
-                print(f"{key} rows={size:>10,} overview {shown}", flush=True)
         done = size
     if not args.keep:
         for key in keys:
