@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,11 +41,11 @@ from seamline.record.rows import encode_event
 from seamline.validate.validator import Validator
 
 mode, n, kinds = sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
-tmp = Path(tempfile.mkdtemp(prefix="seamline-build-ab-"))
 setups = {}
-for name in ("seamline", "seamline+failures", "seamline+sample"):
-    config = load_config(seamline_config(tmp, name, 8081))
-    setups[name] = (EventBuilder(config, "bench", Validator(config)), Router(config))
+with tempfile.TemporaryDirectory(prefix="seamline-build-ab-") as tmp:
+    for name in ("seamline", "seamline+failures", "seamline+sample"):
+        config = load_config(seamline_config(Path(tmp), name, 8081))
+        setups[name] = (EventBuilder(config, "bench", Validator(config)), Router(config))
 
 def tap(data):
     t = BodyTap(65536)
@@ -160,7 +161,10 @@ def main() -> None:
         (work / "cg.c").write_text(CG_C)
         lib = work / "cg.so"
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(work / "cg.c")], check=True)
-        got = {t: instructions(path, args.n, kinds, lib, work) for t, path in trees.items()}
+        try:
+            got = {t: instructions(path, args.n, kinds, lib, work) for t, path in trees.items()}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         print(f"instructions per event (callgrind, {args.n} events per kind)")
         print(f"{'kind':14} {'before':>10} {'after':>10} {'ratio':>6}")
         for k in kinds:
