@@ -91,6 +91,25 @@ async def test_hop_by_hop_headers_are_removed_both_ways(upstream, make_sidecar):
     assert "x-kept" in out
 
 
+async def test_each_response_drops_only_the_headers_its_own_connection_lists(upstream, make_sidecar):
+    # The relay keeps one drop set per Connection value: a header listed by one response must not be dropped from
+    # the next, whose Connection lists another (or none).
+    async def resp(request):
+        listed = request.query["list"]
+        headers = {"X-A": "a", "X-B": "b"} | ({"Connection": listed} if listed else {})
+        return web.Response(text="hi", headers=headers)
+
+    upstream.routes["/conn"] = resp
+    sc = await make_sidecar(proxy_config({"billing": upstream.url}))
+    got = {}
+    async with aiohttp.ClientSession() as s:
+        for listed in ("X-A", "X-B", "X-A", ""):
+            async with s.get(sc.proxy_url + "/billing/conn", params={"list": listed}) as r:
+                await r.read()
+                got.setdefault(listed, []).append({k for k in ("X-A", "X-B") if k in r.headers})
+    assert got == {"X-A": [{"X-B"}, {"X-B"}], "X-B": [{"X-A"}], "": [{"X-A", "X-B"}]}
+
+
 async def test_configured_upstream_headers_are_added(upstream, make_sidecar):
     cfg = proxy_config({"billing": upstream.url})
     cfg = cfg.model_copy(
