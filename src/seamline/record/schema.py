@@ -110,7 +110,7 @@ class Ctx:
 # BODY_CODEC. Measured with bench/engine_levers.py --paired (realistic rows, 30k per lever, merged to one part):
 # random hex and free text (trace/span IDs, URLs with IDs, idempotency keys) are ~half their size under ZSTD(1),
 # which entropy-codes where LZ4 only finds repeats (trace_id 32 -> 16 B/row); sizes and status as T64 + ZSTD(1),
-# durations and the maps of IDs as ZSTD(1): 369 -> 314 B/row on disk (-15 %; -38 % of what stays once the bodies'
+# durations and the maps of IDs as ZSTD(1): 370 -> 312 B/row on disk (-16 %; -38 % of what stays once the bodies'
 # TTL has cleared them), insert and merge CPU within the noise. Not taken: event_id (a UUID: 16 random bytes, no
 # codec gains), Gorilla on durations (larger than ZSTD(1)), DoubleDelta on ts (equal), ZSTD(6) or LZ4 on bodies
 # (-5 % disk for +50 % merge CPU; +36 % disk).
