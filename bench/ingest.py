@@ -1,4 +1,4 @@
-"""Ingest rate of the Recorder (events/s with 1 KiB bodies) into chdb embedded and over HTTP, with RSS, vs raw inserts.
+"""Ingest rate of the Recorder (events/s with 1 KiB bodies) and the engine's CPU per row, chdb embedded and over HTTP.
 
 Usage: python bench/ingest.py [--events 100000] [--batch 2000] [--modes recorder-chdb,baseline-native,...]
 Each mode runs in its own subprocess (clean RSS; chdb allows one data directory per process) on a fresh database:
@@ -8,9 +8,18 @@ Each mode runs in its own subprocess (clean RSS; chdb allows one data directory 
                    the queue to the spool are replayed first)
 - recorder-chdb-thread  the same with chdb on a thread of this process (storage.embedded_engine: thread)
 - recorder-http    the same through clickhouse-connect's async client and the ClickHouse-HTTP adapter (tests/support)
+                   run in a process of its own: the "server". It is chdb behind aiohttp, not clickhouse-server (no
+                   ClickHouse server binary on these machines; Debian's clickhouse-server is 18.16 from 2018, which
+                   predates the Map type the schema uses), so its CPU is chdb's plus the adapter's HTTP handling
 - baseline-native  clickhouse-connect sync client.insert() of pre-built row lists (Native), same batch size, no Recorder
 - baseline-json    client.raw_insert() of pre-encoded JSONEachRow batches, no Recorder
 - spool            Spool.append() of one batch, fsync=always vs never (the per-batch fsync cost)
+
+Engine CPU per row: the utime + stime of whatever hosts ClickHouse, over the ingest (until every row is in) and
+again once its background merges have settled (system.merges empty, up to 60 s more), divided by the rows: the
+engine process's /proc/<pid>/stat (recorder-chdb), the adapter's process (recorder-http), this process's threads
+other than the event loop's (recorder-chdb-thread: chdb's threads and the store's executor thread), this whole
+process (baselines: there the client's Python is counted too). "recorder µs/row" is the event loop's own CPU.
 
 The machine has 2 vCPU shared with other jobs: numbers vary by ±30 % run to run; compare ratios within one run.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -45,6 +55,30 @@ def rss_mib() -> tuple[float, float]:
     return cur, peak
 
 
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads, live and exited), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+async def settled(query: Any, timeout: float = 60.0) -> None:
+    """Wait until the engine runs no merge (or timeout): its CPU then includes the merges the ingest caused."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = await query("SELECT count() AS n FROM system.merges")
+        if not rows[0]["n"]:
+            return
+        await asyncio.sleep(0.2)
+
+
 def template() -> dict[str, Any]:
     from seamline.event.columns import new_event
 
@@ -63,7 +97,7 @@ def events(n: int) -> list[dict[str, Any]]:
 
 
 async def run_recorder(
-    url: str, db: str, n: int, batch: int, engine: str = "process", max_insert: int = 32 << 20
+    url: str, db: str, n: int, batch: int, engine: str = "process", max_insert: int = 32 << 20, server_pid: int | None = None
 ) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
@@ -85,6 +119,19 @@ async def run_recorder(
     )
     rec = await build_recorder(storage, CollectorRegistry(), "bench", heartbeat_interval_s=0)
     evs = events(n)
+    store: Any = rec.store
+    if server_pid is not None:
+        engine_cpu = functools.partial(proc_cpu_s, server_pid)
+    elif engine == "process":
+        await store.ping()
+        engine_cpu = functools.partial(proc_cpu_s, store._process.pid)
+    else:  # chdb's threads and the store's executor: everything but the event loop's thread (this one)
+
+        def engine_cpu() -> float:
+            return self_cpu_s() - time.thread_time()
+
+    loop0 = time.thread_time()
+    e0 = engine_cpu()
     t0 = time.perf_counter()
     submit_s = 0.0
     for i in range(0, n, 100):  # a request handler yields between events; give the loop a turn every 100
@@ -98,11 +145,17 @@ async def run_recorder(
     while not await rec.replay_now():
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t0
+    e1, loop_s = engine_cpu(), time.thread_time() - loop0
     rows = (await rec.store.query("SELECT count() AS n FROM handoffs"))[0]["n"]
+    await settled(rec.store.query)
+    e2 = engine_cpu()
     await rec.stop(60)
     inserts = rec.metrics.batches_written.labels("direct")._value.get()
     return {
         "events_s": n / elapsed,
+        "engine_cpu_us_row": round((e1 - e0) / n * 1e6, 1),
+        "engine_cpu_settled_us_row": round((e2 - e0) / n * 1e6, 1),
+        "recorder_cpu_us_row": round(loop_s / n * 1e6, 1),
         "submit_us": submit_s / n * 1e6,
         "rows": rows,
         "inserts": int(inserts),
@@ -130,6 +183,7 @@ def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, 
             seal([encode_event(e) for e in evs[i : i + batch]], [e["event_id"] for e in evs[i : i + batch]])
             for i in range(0, n, batch)
         ]
+    c0 = self_cpu_s()
     t0 = time.perf_counter()
     for i, b in enumerate(prepared):
         if fmt == "native":
@@ -143,9 +197,18 @@ def run_baseline(path: str, db: str, n: int, batch: int, fmt: str) -> dict[str, 
                 settings={**INSERT_SETTINGS, "insert_deduplication_token": b.token},
             )
     elapsed = time.perf_counter() - t0
+    c1 = self_cpu_s()
     rows = client.query("SELECT count() FROM handoffs").result_rows[0][0]
+    asyncio.run(settled(lambda sql: asyncio.to_thread(lambda: list(client.query(sql).named_results()))))
+    c2 = self_cpu_s()
     client.close()
-    return {"events_s": n / elapsed, "rows": rows, "note": "rows pre-built outside the timing"}
+    return {
+        "events_s": n / elapsed,
+        "engine_cpu_us_row": round((c1 - c0) / n * 1e6, 1),
+        "engine_cpu_settled_us_row": round((c2 - c0) / n * 1e6, 1),
+        "rows": rows,
+        "note": "rows pre-built outside the timing",
+    }
 
 
 def run_spool(batch: int) -> dict[str, Any]:
@@ -170,6 +233,22 @@ def run_spool(batch: int) -> dict[str, Any]:
     return out
 
 
+def serve_http(path: str) -> None:
+    """The ClickHouse-HTTP adapter over chdb at `path`, on a free port printed first; until stdin closes."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    os.environ["SEAMLINE_TEST_CHDB_PATH"] = path
+    from support.chhttp import ClickHouseHttpAdapter
+
+    async def run() -> None:
+        ad = ClickHouseHttpAdapter()
+        await ad.start()
+        print(ad.url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await ad.stop()
+
+    asyncio.run(run())
+
+
 def child(mode: str, path: str, n: int, batch: int, max_insert: int) -> dict[str, Any]:
     db = f"bench_ingest_{mode.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
     if mode in ("recorder-chdb", "recorder-chdb-thread"):
@@ -177,19 +256,18 @@ def child(mode: str, path: str, n: int, batch: int, max_insert: int) -> dict[str
             run_recorder(f"chdb://{path}", db, n, batch, "thread" if mode.endswith("thread") else "process", max_insert)
         )
     elif mode == "recorder-http":
-        sys.path.insert(0, str(ROOT / "tests"))
-        os.environ["SEAMLINE_TEST_CHDB_PATH"] = path  # the adapter serves this process's chdb directory
-        from support.chhttp import ClickHouseHttpAdapter
-
-        async def over_http() -> dict[str, Any]:
-            ad = ClickHouseHttpAdapter()
-            await ad.start()
-            try:
-                return await run_recorder(f"{ad.url}/{db}", db, n, batch, max_insert=max_insert)
-            finally:
-                await ad.stop()
-
-        res = asyncio.run(over_http())
+        # The "server": the adapter in a process of its own, so its CPU is read apart from the Recorder's.
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve-http", "--path", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().strip()
+            res = asyncio.run(run_recorder(f"{url}/{db}", db, n, batch, max_insert=max_insert, server_pid=server.pid))
+        finally:
+            server.terminate()
+            server.wait(30)
     elif mode == "baseline-native":
         res = run_baseline(path, db, n, batch, "native")
     elif mode == "baseline-json":
@@ -210,7 +288,11 @@ def main() -> int:
     ap.add_argument("--modes", default="recorder-chdb,recorder-chdb-thread,recorder-http,baseline-native,baseline-json,spool")
     ap.add_argument("--path", default=os.environ.get("SEAMLINE_BENCH_CHDB", "/tmp/seamline-bench-ingest"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-http", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_http:
+        serve_http(args.path)
+        return 0
     if args.child:
         print(json.dumps(child(args.child, args.path, args.events, args.batch, args.max_insert_bytes)), flush=True)
         return 0
@@ -232,12 +314,16 @@ def main() -> int:
         print(json.dumps(res), flush=True)
     base = results.get("baseline-native", {}).get("events_s")
     if base:
-        print("\n| mode | events/s | vs raw Native insert | submit µs/event | RSS MiB (peak) |\n|---|---|---|---|---|")
+        print(
+            "\n| mode | events/s | vs raw Native insert | engine CPU µs/row (merges settled) | recorder µs/row | "
+            "submit µs/event | RSS MiB (peak) |\n|---|---|---|---|---|---|---|"
+        )
         for mode, r in results.items():
             if "events_s" in r:
                 print(
-                    f"| {mode} | {r['events_s']:,.0f} | {r['events_s'] / base:.2f}x | {r.get('submit_us', float('nan')):.1f} | "
-                    f"{r['rss_mib']} ({r['peak_rss_mib']}) |"
+                    f"| {mode} | {r['events_s']:,.0f} | {r['events_s'] / base:.2f}x | {r['engine_cpu_us_row']:.0f} "
+                    f"({r['engine_cpu_settled_us_row']:.0f}) | {r.get('recorder_cpu_us_row', float('nan')):.0f} | "
+                    f"{r.get('submit_us', float('nan')):.1f} | {r['rss_mib']} ({r['peak_rss_mib']}) |"
                 )
     return 0
 

@@ -15,7 +15,16 @@ from support.schema_template import TEMPLATE_TABLES, schema_copy
 from seamline.config.models import Storage
 from seamline.event.columns import COLUMNS, new_event
 from seamline.record.rows import INSERT_SETTINGS, encode_event, seal
-from seamline.record.schema import SCHEMA_VERSION, current_version, migrate, statements
+from seamline.record.schema import (
+    MIGRATIONS,
+    RECODED_V4,
+    SCHEMA_VERSION,
+    Ctx,
+    current_version,
+    migrate,
+    recoded_columns,
+    statements,
+)
 from seamline.record.store import Store
 
 BODY_COLUMNS = tuple(c.name for c in COLUMNS if c.body)
@@ -35,7 +44,9 @@ async def test_migrate_creates_every_table_and_is_idempotent(db: tuple[Store, st
         "otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv",
     }  # fmt: skip
     versions = await store.query(f"SELECT version FROM `{name}`.schema_migrations FINAL ORDER BY version")
-    assert [r["version"] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
+    assert [r["version"] for r in versions] == list(range(1, SCHEMA_VERSION + 1))  # every version, in order, none skipped
+    assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+    assert [m.version for m in MIGRATIONS][-1] == SCHEMA_VERSION
 
 
 async def test_a_version_1_store_gets_the_columns_added_since(db: tuple[Store, str]) -> None:
@@ -281,3 +292,48 @@ async def test_the_tests_schema_copy_is_the_schema_statements_create(db: tuple[S
     assert "TTL toDateTime(ts) + toIntervalDay(7)" in made["handoffs"]
     assert "non_replicated_deduplication_window" in made["handoffs"]
     await store.command(f"DROP DATABASE `{copy}`")
+
+# ---- migration 4: codecs per column, in place ---------------------------------------------------------------------
+
+
+async def column_codecs(store: Store, name: str) -> dict[str, str]:
+    rows = await store.query(
+        "SELECT name, compression_codec AS codec FROM system.columns WHERE database = {d:String} AND table = 'handoffs'",
+        {"d": name},
+    )
+    return {r["name"]: r["codec"] for r in rows}
+
+
+async def test_a_version_3_store_gets_the_codecs_of_version_4_in_place(db: tuple[Store, str]) -> None:
+    """A store made before migration 4 (its ID, URL, size and duration columns on the default codec) is re-declared
+    in place: same columns and types, the new codecs, its rows kept and readable, the rollups still fed."""
+    store, name = db
+    await migrate(store, name)
+    fresh = await column_codecs(store, name)
+    assert "ZSTD(1)" in fresh["trace_id"] and "T64" in fresh["response_bytes"], fresh  # a new install has them
+    assert fresh["event_id"] == "" and "ZSTD(3)" in fresh["response_body"]  # unchanged: a UUID, and the bodies
+    for col in RECODED_V4:  # back to the default codec, as schema 1-3 declared them
+        await store.command(f"ALTER TABLE `{name}`.handoffs MODIFY COLUMN `{col}` REMOVE CODEC")
+    reverted = await column_codecs(store, name)
+    assert all(reverted[c] == "" for c in RECODED_V4)
+    await store.command(f"ALTER TABLE `{name}`.schema_migrations DELETE WHERE version >= 4 SETTINGS mutations_sync = 1")
+    t = now_us()
+    old = full_event("run-old", t, retry_of=str(uuid.uuid4()), guard_wait_ms=1.5)
+    await insert_events(store, [old])
+    assert await current_version(store, name) < 4
+    assert await migrate(store, name) == SCHEMA_VERSION
+    assert await column_codecs(store, name) == fresh
+    cols = await store.query(
+        "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = 'handoffs' ORDER BY position", {"d": name}
+    )
+    assert [(c["name"], c["type"]) for c in cols] == [(c.name, c.ch_type) for c in COLUMNS]
+    await insert_events(store, [full_event("run-new", t + 1000)])
+    await apply_ttls(store, "handoffs")  # old part (default codec) and new part merged into one with the new codecs
+    rows = await stored_rows(store)
+    assert {c: rows["run-old"][c] for c in RECODED_V4} == {c: old[c] for c in RECODED_V4}
+    assert set(rows) == {"run-old", "run-new"}
+    [rollup] = await store.query(f"SELECT sum(calls) AS n FROM `{name}`.handoffs_1m")
+    assert rollup["n"] == 2
+    for stmt in recoded_columns(Ctx(name), RECODED_V4):  # re-run after a crash before its version was recorded: a no-op
+        await store.command(stmt)
+    assert await column_codecs(store, name) == fresh
