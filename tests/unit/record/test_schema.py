@@ -293,6 +293,7 @@ async def test_the_tests_schema_copy_is_the_schema_statements_create(db: tuple[S
     assert "non_replicated_deduplication_window" in made["handoffs"]
     await store.command(f"DROP DATABASE `{copy}`")
 
+
 # ---- migration 4: codecs per column, in place ---------------------------------------------------------------------
 
 
