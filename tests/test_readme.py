@@ -146,7 +146,7 @@ async def test_trace_and_runs_commands_run_against_a_sidecar(upstream, make_side
         for rid in run_ids:
             await (await s.get(sc.proxy_url + "/billing/missing", headers={"X-Run-ID": rid})).read()
             await (await s.get(sc.proxy_url + "/nowhere/x", headers={"X-Run-ID": rid})).read()
-    await sc.recorder.flush(10)
+    await sc.recorder.flush(30)
     for cmd in trace_cmds:
         r = await asyncio.to_thread(run_cli, cmd, SEAMLINE_ADMIN_URL=sc.admin_url)
         assert r.returncode == 0, (cmd, r.stderr)

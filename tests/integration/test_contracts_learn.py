@@ -97,7 +97,7 @@ async def send_orders(sc: Any, upstream: Any, orders: range) -> None:
             await post("/email/v1/messages", {"to": email, "template": "welcome"})
             upstream.routes[f"/crm/v1/contacts/{contact['id']}"] = upstream.update_contact
             await post(f"/crm/v1/contacts/{contact['id']}", {"name": f"User {i} (synced)"}, method="PATCH")
-    assert await sc.recorder.flush(10)
+    assert await sc.recorder.flush(30)
 
 
 async def cli(*argv: str) -> tuple[int, str, str]:

@@ -114,7 +114,7 @@ async def test_opens_fails_fast_probes_reopens_and_closes(upstream, flaky, make_
     assert (await call(sc))[0] == 200 and len(upstream.received) == 7  # closed: forwarded again
     assert await transitions(sc) == {"open": 2.0, "half_open": 2.0, "closed": 1.0}
 
-    assert await sc.recorder.flush(10)
+    assert await sc.recorder.flush(30)
     rows = await sc.store.query("SELECT run_id, status, outcome, error_class, guard FROM handoffs ORDER BY ts")
     refused = [r for r in rows if r["guard"] == "circuit_open"]
     assert len(refused) == 7

@@ -303,7 +303,7 @@ async def test_guard_decisions_are_recorded(upstream, make_sidecar, tmp_path):
         replayed = await send(s, url, "k-9", {"amount": 500}, run_id="run-rec")
         reused = await send(s, url, "k-9", {"amount": 9}, run_id="run-rec")
     assert (in_flight[0], replayed[0], reused[0]) == (409, 201, 422)
-    assert await sc.flush(10)
+    assert await sc.flush(30)
     rows = await sc.store.query(
         "SELECT event_id, guard, outcome, error_class, status, response_body, attributes FROM handoffs "
         "WHERE run_id = 'run-rec' ORDER BY ts"

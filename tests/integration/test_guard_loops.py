@@ -35,7 +35,7 @@ async def patch(sc, run_id: str | None = "run-loop") -> tuple[int, Any]:
 
 
 async def rows_of(sc, run_id: str) -> list[dict[str, Any]]:
-    assert await sc.recorder.flush(10)
+    assert await sc.recorder.flush(30)
     return await sc.store.query(
         "SELECT status, outcome, error_class, guard, loop_suspected FROM handoffs WHERE run_id = {r:String} ORDER BY ts",
         {"r": run_id},

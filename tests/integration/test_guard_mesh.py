@@ -59,7 +59,7 @@ def recorded(cfg: Any, tmp_path: Any) -> Any:
 
 async def rows(sc: Any, run_id: str, n: int) -> list[dict[str, Any]]:
     async def got() -> list[dict[str, Any]] | None:
-        assert await sc.recorder.flush(10)
+        assert await sc.recorder.flush(30)
         found = await sc.store.query(f"SELECT * FROM handoffs WHERE run_id = '{run_id}' ORDER BY attempt")
         return found if len(found) >= n else None
 

@@ -188,7 +188,7 @@ async def test_waits_and_refusals_are_recorded_in_the_handoff_rows(upstream, mak
     sc = await make_sidecar(cfg)
     answers = await burst([sc], 3)  # slots at 0, 0.2 and 0.4 s: the third is beyond max_wait
     assert sorted(a[0] for a in answers) == [201, 201, 429]
-    assert await sc.flush(10)
+    assert await sc.flush(30)
     rows = await sc.store.query(
         "SELECT guard, guard_wait_ms, outcome, error_class, status FROM handoffs WHERE run_id = 'run-rl' ORDER BY guard_wait_ms"
     )

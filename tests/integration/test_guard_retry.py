@@ -84,7 +84,7 @@ async def recording(make_sidecar, tmp_path):
 
 async def rows_of(sc: Any) -> list[dict[str, Any]]:
     async def all_in() -> list[dict[str, Any]]:
-        assert await sc.recorder.flush(10)
+        assert await sc.recorder.flush(30)
         return await sc.store.query("SELECT * FROM handoffs WHERE run_id = 'r-retry' ORDER BY attempt")
 
     return await all_in()

@@ -67,7 +67,7 @@ async def call(sc, method: str, path: str, run_id: str, json_body: Any = None) -
 
 
 async def row_of(sc, run_id: str) -> dict[str, Any]:
-    assert await sc.recorder.flush(10)
+    assert await sc.recorder.flush(30)
     (row,) = await sc.store.query("SELECT * FROM handoffs WHERE run_id = {r:String}", {"r": run_id})
     return dict(row)
 

@@ -35,7 +35,7 @@ async def test_a_request_that_loops_back_through_seamline_is_stopped_at_the_seco
     assert body["type"].endswith("/loop-detected") and body["error_class"] == "loop_detected"
     assert "seamline-sc-loop" in body["detail"]
     if recorded:
-        assert await sc.recorder.flush(10)
+        assert await sc.recorder.flush(30)
         rows = await sc.store.query(
             "SELECT outcome, error_class, status FROM handoffs WHERE run_id = {r:String} ORDER BY ts",
             {"r": "run-loop"},

@@ -50,7 +50,7 @@ async def send(sc, run_id: str, n: int) -> None:
 
 
 async def rows(sc, run_id: str) -> list[dict]:
-    assert await sc.flush(10)
+    assert await sc.flush(30)
     return await sc.store.query("SELECT * FROM handoffs WHERE run_id = {r:String} ORDER BY ts", {"r": run_id})
 
 

@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
         rec = await build_recorder(storage, CollectorRegistry(), "crashy", heartbeat_interval_s=0)
         for i in range(300):
             rec.submit(new_event(event_id=str(uuid.uuid4()), ts=int(time.time() * 1e6), run_id="crash", handoff="h"))
-        assert await rec.flush(10)          # the sink is down: all 300 are in the (fsynced) spool now
+        assert await rec.flush(30)          # the sink is down: all 300 are in the (fsynced) spool now
         for i in range(20):                 # these stay in memory: the documented loss window
             rec.submit(new_event(event_id=str(uuid.uuid4()), ts=int(time.time() * 1e6), run_id="lost", handoff="h"))
         print("SPOOLED", rec.spool.records, flush=True)

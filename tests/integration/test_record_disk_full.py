@@ -54,7 +54,7 @@ async def test_disk_full_spool_is_loud_and_traffic_keeps_flowing(tiny_disk, upst
             for i in range(120):  # ~120 × 8 KB rows: far more than 256 KiB
                 async with s.post(sc.proxy_url + "/billing/v1/x", json=body, headers={"X-Run-ID": f"df-{i}"}) as r:
                     assert r.status == 200  # traffic is never refused for a recording problem
-        await sc.recorder.flush(10)
+        await sc.recorder.flush(30)
     health = sc.recorder.health()
     assert health["ready"] is False and "spool_full" in health["reasons"], health
     dropped = registry.get_sample_value("seamline_record_dropped_total", {"reason": "spool_full"})
@@ -74,7 +74,7 @@ async def test_disk_full_spool_is_loud_and_traffic_keeps_flowing(tiny_disk, upst
             return False
 
         await wait_for(ready_again, 30, what="the spool to drain and the recorder to be ready")
-        await sc.recorder.flush(10)
+        await sc.recorder.flush(30)
         store = await open_store(chdb_url(), database)
         try:
             n, u = await counts(store, database)

@@ -152,7 +152,7 @@ async def test_recording_survives_its_engine_being_killed_under_traffic(
                     sent += 1
 
     await burst(40)
-    assert await sc.flush(10)
+    assert await sc.flush(30)
     built = sc.registry.get_sample_value
     assert built("seamline_record_events_built_total", {"where": "engine"}) == 40  # offloaded, none built here
     assert not built("seamline_record_events_built_total", {"where": "proxy"})

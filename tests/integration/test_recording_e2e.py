@@ -92,7 +92,7 @@ async def rec(upstream, make_sidecar, tmp_path):
 
 
 async def rows_of(sc, run_id: str) -> list[dict[str, Any]]:
-    assert await sc.recorder.flush(10)
+    assert await sc.recorder.flush(30)
     return await sc.store.query("SELECT * FROM handoffs WHERE run_id = {r:String} ORDER BY ts", {"r": run_id})
 
 

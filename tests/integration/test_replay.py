@@ -72,7 +72,7 @@ async def call(sc: Any, method: str, path: str, run_id: str, body: Any = None, *
 
 
 async def rows(sc: Any, run_id: str) -> list[dict[str, Any]]:
-    assert await sc.flush(10)
+    assert await sc.flush(30)
     got = await sc.store.query(
         "SELECT toString(event_id) AS event_id, handoff, outcome, status, replay_of, guard, request_headers, attempt "
         "FROM handoffs WHERE run_id = {r:String} ORDER BY ts",
@@ -209,7 +209,7 @@ async def test_cli_replays_a_runs_failed_events_and_prints_a_summary(sidecar, up
     await call(sidecar, "GET", "/crm/contacts/3", "run-cli")
     await call(sidecar, "POST", "/billing/v1/charges", "run-cli", {"amount": 1})
     await call(sidecar, "GET", "/crm/contacts/4", "run-cli")  # ok: not replayed
-    assert await sidecar.flush(10)
+    assert await sidecar.flush(30)
 
     code, out, err = await _cli("replay", "--run", "run-cli", "--failed", "--admin-url", sidecar.admin_url)
     assert code == 4, err  # the never_repeat charge was refused without --force

@@ -80,7 +80,7 @@ async def test_event_fields_round_trip(storage, recorders, db) -> None:
         violations=["schema:/a:type"], external_ids={"charge_id": "ch_1"}, request_truncated=True, ts=ts,
     )  # fmt: skip
     rec.submit(ev)
-    assert await rec.flush(10)
+    assert await rec.flush(30)
     store, name = db
     [row] = await store.query(
         f"SELECT toString(event_id) AS id, toUnixTimestamp64Micro(ts) AS us, status, duration_ms, request_body, request_headers, "
@@ -101,13 +101,13 @@ async def test_sink_failure_spools_then_replays_without_loss(storage, recorders,
     await rec.start()
     for _ in range(35):
         rec.submit(make_event())
-    assert await rec.flush(10)
+    assert await rec.flush(30)
     assert not rec.health()["sink_up"]
     assert rec.spool.records == 1  # the failed insert (4 batches, coalesced) is spooled as it was sent
     assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "sink_down"}) == 1
     for _ in range(12):  # the sink is known down now: batches go to the spool as sealed
         rec.submit(make_event())
-    assert await rec.flush(10)
+    assert await rec.flush(30)
     assert rec.spool.records == 3
     await migrate(store, name)
     assert await rec.replay_now()
@@ -163,7 +163,7 @@ async def test_coalesced_insert_whose_ack_is_lost_is_replayed_once(storage, db) 
         await rec.start()
         for _ in range(30):
             rec.submit(make_event())
-        assert await rec.flush(10)
+        assert await rec.flush(30)
         assert rec.spool.records == 1 and await counts(store, name) == (30, 30)  # landed, and spooled as sent
         assert await rec.replay_now()
         assert await counts(store, name) == (30, 30)  # its token was deduplicated
@@ -218,7 +218,7 @@ async def test_overflow_spills_to_the_spool_instead_of_dropping(storage, recorde
     await rec.start()
     for _ in range(12):
         rec.submit(make_event())
-    assert await rec.flush(10)
+    assert await rec.flush(30)
     assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "overflow"}) == 2
     assert await rec.replay_now()
     assert await counts(store, name) == (12, 12)
@@ -319,7 +319,7 @@ async def test_a_stalled_sink_has_its_events_written_ahead_gauged_and_readyz_deg
     assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "unacked"}) == 2
 
     adapter.resume()  # the hung insert lands: its spooled copy is skipped, the moved buffer is replayed
-    assert await rec.flush(10)
+    assert await rec.flush(30)
     await wait_for(rec.replay_now, 20, what="the spool to drain into the sink")
     assert await counts(store, name) == (15, 15)  # nothing twice
     assert reg.get_sample_value("seamline_record_replayed_rows_total") == 5  # the copy was skipped, not re-sent
@@ -335,7 +335,7 @@ async def test_a_healthy_sink_keeps_the_spool_off_the_normal_path(storage, recor
     await rec.start()
     for _ in range(35):
         rec.submit(make_event())
-    assert await rec.flush(10)
+    assert await rec.flush(30)
     assert await counts(*db) == (35, 35)
     assert reg.get_sample_value("seamline_record_spooled_batches_total", {"reason": "unacked"}) is None
     assert rec.spool.records == 0 and reg.get_sample_value("seamline_record_oldest_unacked_seconds") == 0
