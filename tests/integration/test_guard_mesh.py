@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 from conftest import proxy_config
-from support.chdb_path import chdb_url, unique_database
+from support.chdb_path import unique_database
 from support.upstream import Upstream
 from support.waiting import wait_for
 
@@ -52,7 +52,9 @@ def config(up: Upstream, billing: dict[str, Any], handoffs: dict[str, Any] | Non
 
 
 def recorded(cfg: Any, tmp_path: Any) -> Any:
-    storage = {"enabled": True, "clickhouse_url": chdb_url(), "database": unique_database("mesh"),
+    # A directory of its own: the sidecar's engine process must be its only owner, whatever else this test process
+    # (one pytest-xdist worker running many files) has opened on the shared one (seen: "Error initializing EmbeddedServer").
+    storage = {"enabled": True, "clickhouse_url": f"chdb://{tmp_path / 'chdb'}", "database": unique_database("mesh"),
                "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20}  # fmt: skip
     return cfg.model_copy(update={"storage": type(cfg.storage).model_validate(storage)})
 
