@@ -34,7 +34,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from proxy import BODY, RESPONSE, free_port, pinned, wait_port
+from proxy import BODY, RESPONSE, free_port, pinned, stop_all, wait_port
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -523,13 +522,8 @@ def main() -> int:
         stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": raw}, indent=2))
         print(f"written: {stem}.md, {stem}.json")
     finally:
-        for p in [t.proc for t in targets if t.proc] + ([upstream] if upstream else []):
-            p.send_signal(signal.SIGTERM if p is not upstream else signal.SIGQUIT)
-        for p in [t.proc for t in targets if t.proc] + ([upstream] if upstream else []):
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        up = [upstream] if upstream else []
+        stop_all([t.proc for t in targets if t.proc] + up, 20, graceful=tuple(up))
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from compare import LOAD_CPU, PROXY_CPU, Target, ensure_apt, nginx_conf, seamline_config, upstream_server, wrk
-from proxy import free_port, pinned, wait_port
+from proxy import free_port, pinned, stop_all, wait_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -125,13 +125,7 @@ def main() -> int:
                     bits.append(f"p50 before {p50['before']:,.0f} after {p50['after']:,.0f} bare {p50.get('bare', 0):,.0f} µs")
                 print("  ".join(bits))
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, 20)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from compare import HERE, LOAD_CPU, ensure_apt, lua_script, nginx_conf, start_target, upstream_server
-from proxy import free_port, pinned, wait_port
+from proxy import free_port, pinned, stop_all, wait_port
 
 LINE = re.compile(r":\d+\)$")
 
@@ -127,13 +127,7 @@ def main() -> int:
             (args.out / f"profile-engine-{stamp}.txt").write_text(rep)
         print(f"\ncollapsed stacks: {py_out}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, 20)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

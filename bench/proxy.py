@@ -57,6 +57,18 @@ def pinned(cmd: list[str], cpu: str | None) -> list[str]:
     return ["taskset", "-c", cpu, *cmd] if cpu is not None and shutil.which("taskset") else cmd
 
 
+def stop_all(procs: list[subprocess.Popen], timeout: float, graceful: tuple[subprocess.Popen, ...] = ()) -> None:
+    """SIGTERM every process (SIGQUIT to those in `graceful`: nginx's graceful stop), then wait up to `timeout` s each
+    and kill what is left."""
+    for p in procs:
+        p.send_signal(signal.SIGQUIT if p in graceful else signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def start_upstream(port: int, cpu: str | None, tmp: Path) -> subprocess.Popen:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if nginx:
@@ -217,13 +229,7 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, 15)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from typing import Any
 
 import aiohttp
 from compare import LOAD_CPU, TOKEN, ensure_apt, nginx_conf, start_target, upstream_server, wrk
-from proxy import BODY, free_port, pinned, wait_port
+from proxy import BODY, free_port, pinned, stop_all, wait_port
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -511,14 +510,8 @@ def main() -> int:
         stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "verdict": v, "samples": samples}, indent=2))
         print(f"written: {stem}.md, {stem}.json")
     finally:
-        procs = ([target.proc] if target and target.proc else []) + ([upstream] if upstream else [])
-        for p in procs:
-            p.send_signal(signal.SIGTERM if p is not upstream else signal.SIGQUIT)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        up = [upstream] if upstream else []
+        stop_all(([target.proc] if target and target.proc else []) + up, 30, graceful=tuple(up))
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from compare import LOAD_CPU, Target, ensure_apt, nginx_conf, recorded, seamline_config, summarise, upstream_server, wrk
-from proxy import free_port, pinned, wait_port
+from proxy import free_port, pinned, stop_all, wait_port
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -161,14 +160,8 @@ def main() -> int:
         stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": raw}, indent=2))
         print(f"written: {stem}.md, {stem}.json")
     finally:
-        procs = [t.proc for t in targets if t.proc] + ([upstream] if upstream else [])
-        for p in procs:
-            p.send_signal(signal.SIGQUIT if p is upstream else signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        up = [upstream] if upstream else []
+        stop_all([t.proc for t in targets if t.proc] + up, 60, graceful=tuple(up))
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
