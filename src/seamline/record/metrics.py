@@ -30,6 +30,9 @@ class RecordMetrics:
         self.spooled_batches = Counter(
             p + "spooled_batches", "Batches written to the spool, by reason.", ["reason"], registry=registry
         )
+        self.spooled_rows = Counter(
+            p + "spooled_rows", "Rows written to the spool (in spooled batches), by reason.", ["reason"], registry=registry
+        )
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes in the on-disk spool.", registry=registry)
         self.spool_records = Gauge(p + "spool_records", "Batches waiting in the on-disk spool.", registry=registry)
         self.spool_corrupt = Counter(p + "spool_corrupt_records", "Corrupt spool records skipped.", registry=registry)

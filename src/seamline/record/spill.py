@@ -152,6 +152,7 @@ class Spill:
             self._spool.failed("spool_unwritable", e)
             return
         self._metrics.spooled_batches.labels(reason).inc()
+        self._metrics.spooled_rows.labels(reason).inc(batch.rows)
         if self._spool.problem and self._spool.problem != "spool_full":  # "spool_full" is sticky (module docstring)
             self._spool.clear(self._spool.problem)
         self._on_spooled()

@@ -66,6 +66,8 @@ async def test_batches_reach_the_spool_in_order_as_given(spilling: Rig) -> None:
         spool.ack()
     assert got == [batch(0), batch(1), batch(2)]
     assert spilling.registry.get_sample_value("seamline_record_spooled_batches_total", {"reason": "sink_down"}) == 3
+    rows = sum(b.rows for b in got)
+    assert spilling.registry.get_sample_value("seamline_record_spooled_rows_total", {"reason": "sink_down"}) == rows
 
 
 async def test_a_batch_beyond_the_queue_bound_is_dropped_and_counted(spilling: Rig) -> None:
