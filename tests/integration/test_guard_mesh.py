@@ -65,7 +65,7 @@ async def rows(sc: Any, run_id: str, n: int) -> list[dict[str, Any]]:
         found = await sc.store.query(f"SELECT * FROM handoffs WHERE run_id = '{run_id}' ORDER BY attempt")
         return found if len(found) >= n else None
 
-    return await wait_for(got, 10, what=f"{n} rows of run {run_id}")
+    return await wait_for(got, 30, what=f"{n} rows of run {run_id}")
 
 
 async def call(

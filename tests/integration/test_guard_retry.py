@@ -99,7 +99,7 @@ async def test_flaky_get_gets_the_200_and_each_attempt_is_a_linked_row(upstream,
     status, body, _ = await call(sc, "GET", "/billing/v1/balance")
     assert (status, body) == (200, {"attempt": 3, "status": 200})
     assert len(flaky.seen) == 3
-    rows = await wait_for(lambda: _rows_when(sc, 3), 10, what="three attempt rows")
+    rows = await wait_for(lambda: _rows_when(sc, 3), 30, what="three attempt rows")
     assert [r["attempt"] for r in rows] == [1, 2, 3]
     assert [r["status"] for r in rows] == [503, 503, 200]
     assert [r["guard"] for r in rows] == [o.GUARD_RETRIED, o.GUARD_RETRIED, ""]
@@ -258,7 +258,7 @@ async def test_connect_refused_then_success(recording):
     try:
         status, _, _ = await answer
         assert status == 200 and len(up.received) == 1
-        rows = await wait_for(lambda: _rows_until_status(sc, 200), 10, what="the rows up to the answered attempt")
+        rows = await wait_for(lambda: _rows_until_status(sc, 200), 30, what="the rows up to the answered attempt")
         assert rows[-1]["attempt"] == len(rows) >= 2
         assert {r["error_class"] for r in rows[:-1]} == {o.CONNECT}
         assert all(r["guard"] == o.GUARD_RETRIED and r["status"] == 502 for r in rows[:-1])

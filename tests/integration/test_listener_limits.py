@@ -79,11 +79,16 @@ async def test_500_idle_connections_are_closed_on_the_keepalive_timeout(upstream
     conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
     try:
         for i in range(500):  # 50 served one request first; 450 never send a byte
+            # Idle from before the step that arms the server's timer (the connect, or the request whose answer
+            # re-arms it): a lower bound of when its idle clock starts, whatever the loop's latency in between.
+            # (The server's clock is the loop's, read once per iteration: after a long iteration it lags.)
+            since = time.monotonic()
             reader, writer = await asyncio.open_connection("127.0.0.1", sc.proxy_port)
             if i < 50:
+                since = time.monotonic()
                 writer.write(GET)
                 assert (await _read_response(reader))[0] == 200
-            conns.append((reader, writer, time.monotonic()))  # idle from here
+            conns.append((reader, writer, since))
 
         async def closed_after(reader: asyncio.StreamReader, idle_since: float) -> float:
             assert await asyncio.wait_for(reader.read(), keepalive + 5) == b""  # closed by the server, nothing sent

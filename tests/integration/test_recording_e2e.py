@@ -447,7 +447,7 @@ async def test_a_lone_event_is_written_by_the_flush_interval_without_any_flush_c
     sc = await rec()  # flush_interval_ms=20, batch_size 2000: only the timer can write this row
     await post(sc, "/billing/v1/charges", "run-timer", {"amount": 5, "currency": "eur"})
     # No flush call to await: the recorder's own timer writing the row is the behaviour under test.
-    await wait_for(lambda: sc.store.query("SELECT 1 FROM handoffs WHERE run_id = 'run-timer'"), 10, what="the timer's write")
+    await wait_for(lambda: sc.store.query("SELECT 1 FROM handoffs WHERE run_id = 'run-timer'"), 30, what="the timer's write")
 
 
 async def test_chunked_body_over_the_limit_is_413_recorded_too_large_and_the_upload_aborted(rec, upstream):
