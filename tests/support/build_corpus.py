@@ -504,7 +504,7 @@ def _cases() -> dict[str, Case]:
     return c
 
 
-def _leak_exchange(probe: Probe, policy: RedactionPolicy) -> Exchange:
+def _leak_exchange(probe: Probe, policy: RedactionPolicy, status: int = 200) -> Exchange:
     """tests/leaks/test_leak_corpus.py's exchange of one probe (request side; the response echoes the body)."""
     headers = [("Host", "api.example.com"), ("Accept", "*/*"), *probe.request_headers]
     if probe.content_type:
@@ -520,7 +520,7 @@ def _leak_exchange(probe: Probe, policy: RedactionPolicy) -> Exchange:
         response_headers=[("Content-Type", probe.content_type)] if probe.content_type else [],
         request_tap=_tap(probe.body) if probe.body else None,
         response_tap=_tap(probe.body) if probe.body else None,
-        status=200,
+        status=status,
         error_detail=safe_error_text(probe.error_text, policy),
     )
 
@@ -545,14 +545,17 @@ def corpus_rows() -> dict[str, str]:
                 ex = make(router)
                 ex.event_id = f"0193a6b2-7c1e-7d2a-9f3b-{i:012x}"
                 out[f"{cname}/{name}"] = mask(encode_event(builder.build(ex)), ex.ts_us)
-        config = _config(Path(tmp), "all")
-        builder = EventBuilder(config, "corpus", Validator(config))
-        policy = RedactionPolicy.from_config(config.capture)
         leak_probes = [*probes(), *(carry(Kind("negative", v), c) for v in NEGATIVES for c in CARRIERS)]
-        for i, probe in enumerate(leak_probes):
-            ex = _leak_exchange(probe, policy)
-            ex.event_id = f"0193a6b2-7c1e-7d2a-9f3b-{0x10000 + i:012x}"
-            out[f"leak/{i:03d}/{probe.kind}/{probe.carrier}"] = mask(encode_event(builder.build(ex)), ex.ts_us)
+        # Under `all`, and under `failures` answered 502: a kept failure's bodies are redacted from the value parsed
+        # for the contract (`redact_parsed`), not rendered a second time; the rows must not change by that either.
+        for prefix, cname, status in (("leak", "all", 200), ("leak-failed", "failures", 502)):
+            config = _config(Path(tmp), cname)
+            builder = EventBuilder(config, "corpus", Validator(config))
+            policy = RedactionPolicy.from_config(config.capture)
+            for i, probe in enumerate(leak_probes):
+                ex = _leak_exchange(probe, policy, status)
+                ex.event_id = f"0193a6b2-7c1e-7d2a-9f3b-{0x10000 + i:012x}"
+                out[f"{prefix}/{i:03d}/{probe.kind}/{probe.carrier}"] = mask(encode_event(builder.build(ex)), ex.ts_us)
     return out
 
 

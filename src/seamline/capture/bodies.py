@@ -337,11 +337,24 @@ def _render_json(data: bytes, text: str, cut: bool, declared: bool, redactor: Re
         return RenderedBody(stored, json_error=error if declared else None, truncated=cut)
     if redactor is None:
         return RenderedBody("", is_json=True, parsed_json=parsed, truncated=cut, withheld=True)
+    return _stored_json(parsed, cut, redactor, may_have_card(data))
+
+
+def redact_parsed(body: RenderedBody, redactor: Redactor) -> RenderedBody | None:
+    """The stored form of a JSON body that `render_body(redactor=None)` parsed for the contract only, from its
+    parsed value: not decoded and parsed a second time once the outcome says the row keeps it. None when `body` is
+    not such a value (not JSON, or not withheld): render it again."""
+    if not (body.withheld and body.is_json):
+        return None
+    return _stored_json(body.parsed_json, body.truncated, redactor, True)  # has_card() checks the digits itself
+
+
+def _stored_json(parsed: Any, cut: bool, redactor: Redactor, maybe_card: bool) -> RenderedBody:
     # Walking the parsed value with cached key verdicts costs about what one substring pre-scan
     # of the text for every key word does (~8 µs per KiB), so there is no pre-scan here.
     value = redactor.redact_json(parsed)
     out = _dumps(value)
-    if redactor.policy.cards and may_have_card(data) and has_card(out):
+    if redactor.policy.cards and maybe_card and has_card(out):
         out = _dumps(redactor.redact_json(value, cards=True))
     return RenderedBody(redactor.scrub_secrets(out), is_json=True, parsed_json=parsed, truncated=cut)
 

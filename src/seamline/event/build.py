@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from seamline.capture.bodies import RenderedBody, render_body
+from seamline.capture.bodies import RenderedBody, redact_parsed, render_body
 from seamline.capture.redact import HeaderSet, RedactionPolicy, Redactor
 from seamline.config.models import Config
 from seamline.exchange import BodyTap, Exchange
@@ -89,8 +89,9 @@ class EventBuilder:
             if kept:
                 req_headers = redactor.redact_header_set(req_set, detect=shapes)
                 resp_headers = redactor.redact_header_set(resp_set, detect=shapes)
-                req_body = self._render(ex.request_tap, req_set, redactor)
-                resp_body = self._render(ex.response_tap, resp_set, redactor)
+                # A JSON body's parsed value is redacted as it is; any other kind is rendered again, with the redactor.
+                req_body = redact_parsed(req_body, redactor) or self._render(ex.request_tap, req_set, redactor)
+                resp_body = redact_parsed(resp_body, redactor) or self._render(ex.response_tap, resp_set, redactor)
             else:
                 req_headers, resp_headers = {}, {}
                 if evaluation is not None and evaluation.external_ids:
