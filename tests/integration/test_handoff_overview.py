@@ -97,7 +97,7 @@ async def admin(demo_db):
 @pytest.mark.slow
 async def test_overview_numbers_equal_the_recorded_rows(admin):
     base, store = admin
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=30) as client:  # a bound: the overview scans every row
         data = (await client.get(f"{base}/api/handoffs", params={"since": "1h"})).json()
     truth = {r["handoff"]: r for r in await store.query(INDEPENDENT)}
     got = {r["handoff"]: r for r in data["handoffs"]}
@@ -145,7 +145,7 @@ async def test_a_handoff_whose_business_success_dropped_sorts_first(request):
     app = web.Application()
     setup_routes(app, store)
     try:
-        async with serve(app) as base, httpx.AsyncClient() as client:
+        async with serve(app) as base, httpx.AsyncClient(timeout=30) as client:
             data = (await client.get(f"{base}/api/handoffs", params={"since": "15m"})).json()
             page = await client.get(f"{base}/handoffs", params={"since": "15m"})
             bad = await client.get(f"{base}/api/handoffs", params={"since": "2y"})

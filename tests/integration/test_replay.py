@@ -156,7 +156,7 @@ async def test_a_truncated_body_is_refused_and_nothing_is_sent(sidecar, upstream
 async def test_unknown_event_and_malformed_requests(sidecar):
     missing = await replay(sidecar, "0190f2a4-0000-7000-8000-000000000000")
     assert missing.status_code == 404 and missing.json()["type"].endswith("/event-not-found")
-    async with httpx.AsyncClient(base_url=sidecar.admin_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=sidecar.admin_url, timeout=30) as client:
         bad = await client.post("/api/events/not-a-uuid/replay", json={})
         form = await client.post("/api/events/0190f2a4-0000-7000-8000-000000000000/replay", data={"force": "true"})
         typed = await client.post("/api/events/0190f2a4-0000-7000-8000-000000000000/replay", json={"force": "yes"})

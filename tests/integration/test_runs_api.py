@@ -64,7 +64,7 @@ async def admin(request):
     app = web.Application()
     setup_routes(app, store)
     async with serve(app) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             yield client
     await store.close()
 
@@ -198,7 +198,7 @@ async def refusals(request):
     app = web.Application()
     setup_routes(app, store)
     async with serve(app) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             yield client
     await store.close()
 
