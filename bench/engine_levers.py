@@ -71,6 +71,11 @@ LEVERS: dict[str, dict[str, Any]] = {
     "insert_threads1": {"insert": {"max_insert_threads": 1, "input_format_parallel_parsing": 0}},
     "max_threads1": {"insert": {"max_threads": 1}},
     "no_mv_dedup": {"insert": {"deduplicate_blocks_in_dependent_materialized_views": 0}},
+    # What the fixed cost of an insert is made of: planning with the old analyzer, no dedup log, no rollup views.
+    "analyzer0": {"insert": {"enable_analyzer": 0}},
+    "no_dedup": {"insert": {"insert_deduplicate": 0}},
+    "no_views": {"alter": ["DROP VIEW {db}.handoffs_1m_mv", "DROP VIEW {db}.guards_1m_mv"]},
+    "no_handoffs_1m_mv": {"alter": ["DROP VIEW {db}.handoffs_1m_mv"]},
     "parallel_views": {"insert": {"parallel_view_processing": 1}},
     "compress_block_64k": {"insert": {"max_compress_block_size": 65536, "min_compress_block_size": 4096}},
     "compact_parts": {"alter": ["ALTER TABLE {db}.handoffs MODIFY SETTING min_bytes_for_wide_part = 1073741824"]},
